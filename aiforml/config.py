@@ -84,8 +84,27 @@ class RewardConfig:
     scale: float = 1.0  # performance = tanh(statistic / scale): bounded in (-1, 1)
 
 
-# --- policy and algo (issue: policy and learner) -------------------------------------------
-# PolicyConfig, AlgoConfig and LearnerConfig live here too; see aiforml.policy / aiforml.algo.
+# --- policy and algo ----------------------------------------------------------------------
+@dataclass
+class TinyPolicyConfig:
+    """The tiny offline policy: tokenizer, model size, warm-start corpus and SFT (aiforml.policy.tiny)."""
+
+    seed: int = 0  # seed of the corpus generator, tokenizer and model init
+
+
+@dataclass
+class PolicyConfig:
+    """Which policy model, how it is loaded and how it samples (aiforml.policy)."""
+
+    name: Literal["auto", "mistral7b_qlora", "tiny"] = "auto"  # auto: 7B QLoRA with CUDA, tiny without
+    tiny: TinyPolicyConfig = field(default_factory=TinyPolicyConfig)
+
+
+@dataclass
+class AlgoConfig:
+    """The RL algorithm and its hyperparameters (aiforml.algo)."""
+
+    name: Literal["ppo", "grpo"] = "ppo"
 
 
 @dataclass
@@ -103,6 +122,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
     seed: int = 0  # global seed
     run_dir: str | None = None  # output directory (None: Hydra's)
 
