@@ -70,7 +70,15 @@ class PipelineConfig:
     colsample_bytree: float = 0.1  # default LightGBM: column subsample
     cv_folds: int = 3  # default CV: forward-chaining folds over training eras
     leakage_band: float = 0.25  # mean per-era corr above this (CV or validation) is suspected leakage
-    max_train_rows: int | None = None  # subsample training rows handed to the child (None: all)
+    static_checks: bool = True  # refuse disallowed imports/builtins before running (isolation stays on)
+    max_cv_folds: int = 10  # a program's define_cv may return at most this many folds
+
+    def validate(self) -> None:
+        check(self.n_estimators >= 1, f"env.pipeline.n_estimators must be >= 1, got {self.n_estimators}")
+        check(0 < self.learning_rate <= 1, f"env.pipeline.learning_rate must be in (0, 1], got {self.learning_rate}")
+        check(0 < self.colsample_bytree <= 1, f"env.pipeline.colsample_bytree must be in (0, 1], got {self.colsample_bytree}")
+        check(self.cv_folds >= 1, f"env.pipeline.cv_folds must be >= 1, got {self.cv_folds}")
+        check(0 < self.leakage_band <= 1, f"env.pipeline.leakage_band must be in (0, 1], got {self.leakage_band}")
 
 
 @dataclass
@@ -81,7 +89,13 @@ class RewardConfig:
     w_perf: float = 0.7  # weight of the performance score
     w_unique: float = 0.0  # weight of the uniqueness score (1 - |corr with baseline|)
     performance: Literal["sharpe", "mean_corr"] = "sharpe"  # validation statistic used
-    scale: float = 1.0  # performance = tanh(statistic / scale): bounded in (-1, 1)
+    scale: float | None = None  # performance = tanh(statistic / scale); None: 1.0 for sharpe, 0.02 for mean_corr
+
+    def validate(self) -> None:
+        for name in ("w_compile", "w_perf", "w_unique"):
+            value = getattr(self, name)
+            check(value >= 0, f"reward.{name} must be >= 0, got {value}")
+        check(self.scale is None or self.scale > 0, f"reward.scale must be > 0 or null, got {self.scale}")
 
 
 # --- policy and algo ----------------------------------------------------------------------
@@ -98,13 +112,79 @@ class PolicyConfig:
 
     name: Literal["auto", "mistral7b_qlora", "tiny"] = "auto"  # auto: 7B QLoRA with CUDA, tiny without
     tiny: TinyPolicyConfig = field(default_factory=TinyPolicyConfig)
+    # Fields left None take the chosen model's preset (aiforml.policy.model.PRESETS).
+    model_path: str | None = None  # local dir or hub id (7B: mistralai/Mistral-7B-Instruct-v0.3; tiny: built)
+    device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: cuda when available
+    load_in_4bit: bool | None = None  # QLoRA: frozen base in 4-bit (bitsandbytes; CPU backend works too)
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"  # 4-bit data type; NF4 suits normal weights
+    bnb_4bit_use_double_quant: bool = True  # quantize the quantization constants too (~0.4 GB saved on 7B)
+    compute_dtype: Literal["bfloat16", "float16", "float32"] | None = None  # matmul dtype (4-bit) / weights dtype
+    lora_r: int | None = None  # LoRA rank
+    lora_alpha: int | None = None  # LoRA scale numerator (scale = alpha / r)
+    lora_dropout: float = 0.0  # dropout on the LoRA input; > 0 makes the first PPO ratio differ from 1
+    lora_target_modules: list[str] | None = None  # module names that get adapters (q_proj, v_proj, ...)
+    gradient_checkpointing: bool | None = None  # recompute activations in backward: memory for time
+    max_prompt_tokens: int | None = None  # prompts longer than this keep their last tokens
+    max_new_tokens: int | None = None  # response length cap per sample
+    temperature: float = 1.0  # sampling temperature; log-probs are of the tempered distribution
+    top_p: float = 1.0  # nucleus sampling mass (1.0: off)
+    generation_batch_size: int | None = None  # sequences per generate() call
+    micro_batch_size: int | None = None  # sequences per forward/backward pass (gradient accumulation unit)
+
+    def validate(self) -> None:
+        for key in ("lora_r", "lora_alpha", "max_prompt_tokens", "max_new_tokens",
+                    "generation_batch_size", "micro_batch_size"):
+            value = getattr(self, key)
+            check(value is None or value >= 1, f"policy.{key} must be >= 1 (or null for the preset), got {value}")
+        check(0.0 <= self.lora_dropout < 1.0, f"policy.lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        check(self.temperature > 0.0, f"policy.temperature must be > 0, got {self.temperature}")
+        check(0.0 < self.top_p <= 1.0, f"policy.top_p must be in (0, 1], got {self.top_p}")
+        check(self.lora_target_modules is None or len(self.lora_target_modules) > 0,
+              "policy.lora_target_modules must name at least one module (or be null for the preset)")
 
 
 @dataclass
 class AlgoConfig:
     """The RL algorithm and its hyperparameters (aiforml.algo)."""
 
-    name: Literal["ppo", "grpo"] = "ppo"
+    name: Literal["ppo", "grpo"] = "ppo"  # ppo: value head + GAE; grpo: group-relative, no critic
+    learning_rate: float | None = None  # AdamW lr of LoRA + value head (None: policy preset, tiny 1e-3, 7B 1e-5)
+    epochs: int = 4  # passes over each rollout batch
+    minibatch_size: int = 8  # sequences per optimizer step (accumulated over policy.micro_batch_size)
+    max_grad_norm: float = 1.0  # gradient clipping by global norm
+    clip_range: float = 0.2  # surrogate clip: ratio kept in [1 - c, 1 + c]
+    clip_range_value: float = 0.2  # PPO value clip around the rollout values
+    vf_coef: float = 0.1  # PPO weight of the value loss
+    entropy_coef: float = 0.0  # bonus on mean token entropy (0: off)
+    gamma: float = 1.0  # PPO discount per token
+    lam: float = 0.95  # PPO GAE lambda
+    kl_coef: float = 0.05  # initial KL coefficient (PPO: penalty in the reward; GRPO: beta in the loss)
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"  # per-token KL to the reference (k3: unbiased, >= 0)
+    adaptive_kl: bool = True  # adapt kl_coef towards kl_target (Ziegler et al.); false: fixed
+    kl_target: float = 6.0  # adaptive KL: target KL per sequence (nats summed over tokens)
+    kl_horizon: int = 10_000  # adaptive KL: samples over which the coefficient moves by at most ~20 %
+    whiten_rewards: bool = False  # standardize sequence rewards over the batch before use
+    whiten_advantages: bool = True  # PPO: standardize advantages over the batch's response tokens
+    group_scale_std: bool = True  # GRPO: divide group-centred rewards by the group std (false: Dr. GRPO)
+
+    def validate(self) -> None:
+        lr = self.learning_rate
+        check(lr is None or lr > 0, f"algo.learning_rate must be > 0 (or null for the preset), got {lr}")
+        for key in ("epochs", "minibatch_size", "kl_horizon"):
+            value = getattr(self, key)
+            check(value >= 1, f"algo.{key} must be >= 1, got {value}")
+        for key in ("clip_range", "clip_range_value"):
+            value = getattr(self, key)
+            check(0.0 < value < 1.0, f"algo.{key} must be in (0, 1), got {value}")
+        for key in ("gamma", "lam"):
+            value = getattr(self, key)
+            check(0.0 <= value <= 1.0, f"algo.{key} must be in [0, 1], got {value}")
+        for key in ("max_grad_norm", "kl_target"):
+            value = getattr(self, key)
+            check(value > 0.0, f"algo.{key} must be > 0, got {value}")
+        for key in ("vf_coef", "entropy_coef", "kl_coef"):
+            value = getattr(self, key)
+            check(value >= 0.0, f"algo.{key} must be >= 0 (0 turns it off), got {value}")
 
 
 @dataclass

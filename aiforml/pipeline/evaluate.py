@@ -1,0 +1,248 @@
+"""Evaluate one program: static checks, the sandboxed child, trusted checks and scores.
+
+The trusted side of the pipeline. :class:`Evaluator` holds a dataset, its era split and
+the environment config; ``evaluate(program)`` writes a job for the child
+(``harness.py``), runs it through :class:`aiforml.sandbox.Sandbox`, reads back only
+plain ``.npy`` arrays (``allow_pickle=False``, header checked before reading) and a JSON
+status, checks the CV folds and predictions, and scores cross-validation, validation and
+sealed test with :mod:`aiforml.metrics`. Every failure of the program comes back as an
+:class:`EvalResult` with a status; only a broken environment raises.
+
+Not responsible for rewards (``aiforml.reward``) or for parallelism and caching across
+programs (the environment pool).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from aiforml.config import EnvConfig
+from aiforml.data import Dataset, EraSplit
+from aiforml.metrics import score_split
+from aiforml.pipeline import checks
+from aiforml.pipeline.defaults import default_program_source, default_sources
+from aiforml.pipeline.handoff import Handoff, build_handoff
+from aiforml.program import EvalResult, Program
+from aiforml.sandbox import Sandbox, SandboxResult
+
+HARNESS = Path(__file__).with_name("harness.py")
+Progress = Callable[[str, float], None]
+
+
+class Evaluator:
+    """Scores programs against one dataset and split. Not thread-safe: one per worker."""
+
+    def __init__(self, dataset: Dataset, split: EraSplit, cfg: EnvConfig,
+                 work_root: Path | None = None, cache_dir: Path | None = None) -> None:
+        self.dataset, self.split, self.cfg = dataset, split, cfg
+        self.handoff: Handoff = build_handoff(dataset, split)
+        self.sandbox = Sandbox(cfg.sandbox)
+        self.work_root = Path(work_root or Path(tempfile.gettempdir()) / "aiforml-evals")
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "aiforml" / "baselines")
+        self.defaults = default_sources(cfg.pipeline)
+        self._baseline: np.ndarray | None = None
+        rows = self.handoff
+        self._train_target = dataset.targets[rows.train_rows, 0].astype(np.float64)
+        self._train_eras = dataset.eras[rows.train_rows]
+        self.data_version = f"{dataset.version}/{self.handoff.dir.name}"
+
+    # --- public -------------------------------------------------------------------------
+    def evaluate(self, program: Program, progress: Progress | None = None,
+                 with_baseline: bool = True) -> EvalResult:
+        progress = progress or (lambda stage, fraction: None)
+        started = time.perf_counter()
+        result = self._run(program, progress, with_baseline)
+        result.program_hash = program.hash
+        result.data_version = self.data_version
+        result.steps_overridden = [s for s in program.defined_steps() if s in self.defaults]
+        result.isolation = self.sandbox.isolation
+        result.timings["total"] = time.perf_counter() - started
+        progress("done", 1.0)
+        return result
+
+    def baseline_predictions(self) -> np.ndarray:
+        """Validation+test predictions of the default program (cached on disk)."""
+        if self._baseline is not None:
+            return self._baseline
+        path = self.cache_dir / f"{self._baseline_key()}.npy"
+        if path.exists():
+            self._baseline = np.load(path, allow_pickle=False)
+            return self._baseline
+        result = self.evaluate(Program(default_program_source(self.cfg.pipeline)), with_baseline=False)
+        if result.status != "ok":
+            raise RuntimeError(f"the default program failed ({result.status}): {result.message}\n"
+                               f"{result.traceback}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, result.predictions["eval"])
+        self._baseline = result.predictions["eval"]
+        return self._baseline
+
+    def close(self) -> None:
+        self.sandbox.kill_all()
+
+    # --- steps --------------------------------------------------------------------------
+    def _run(self, program: Program, progress: Progress, with_baseline: bool) -> EvalResult:
+        progress("static checks", 0.0)
+        finding = checks.check_source(program.source, self.cfg.pipeline.static_checks)
+        if finding:
+            return EvalResult(status=finding[0], message=finding[1])  # type: ignore[arg-type]
+        baseline = self.baseline_predictions() if with_baseline else None
+        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
+        try:
+            progress("running in sandbox", 0.1)
+            run = self._run_child(program, job_dir)
+            result = self._interpret(run, job_dir)
+            if result.status == "ok":
+                progress("scoring", 0.8)
+                result = self._score(result, job_dir, baseline)
+            return result
+        finally:
+            shutil.rmtree(job_dir, ignore_errors=True)
+
+    def _run_child(self, program: Program, job_dir: Path) -> SandboxResult:
+        names = self.dataset.feature_names
+        job = {
+            "program": program.source,
+            "defaults": self.defaults,
+            "data_dir": str(self.handoff.dir),
+            "out_dir": str(job_dir),
+            "max_cv_folds": self.cfg.pipeline.max_cv_folds,
+            "feature_hint": f"{names[0]} ... {names[-1]} ({len(names)} columns)",
+        }
+        job_file = job_dir / "job.json"
+        job_file.write_text(json.dumps(job))
+        return self.sandbox.run(
+            [sys.executable, "-I", str(HARNESS), str(job_file)],
+            ro_paths=[HARNESS, self.handoff.dir],
+            rw_dir=job_dir,
+        )
+
+    def _interpret(self, run: SandboxResult, job_dir: Path) -> EvalResult:
+        base = {"stdout": run.stdout[-2000:], "timings": {"sandbox": run.wall_s}}
+        if run.outcome == "timeout":
+            return EvalResult(status="timeout", message=f"stopped after {run.wall_s:.1f}s: {run.message}", **base)
+        if run.outcome == "memory":
+            return EvalResult(status="memory", message=f"memory limit exceeded: {run.message}", **base)
+        if run.outcome == "spawn_error":
+            return EvalResult(status="infra_error", message=run.message, **base)
+        status_file = job_dir / "result.json"
+        if not status_file.exists() or status_file.stat().st_size > 1_000_000:
+            detail = f"signal {run.signal}" if run.signal else f"exit code {run.exit_code}"
+            return EvalResult(status="runtime_error", traceback=run.stderr[-1500:],
+                              message=f"the program's process ended without a result ({detail})", **base)
+        try:
+            reported = json.loads(status_file.read_text())
+            status, message = str(reported["status"]), str(reported.get("message", ""))[:600]
+            child_timings = {f"child/{k}": float(v) for k, v in dict(reported.get("timings", {})).items()}
+            tb = str(reported.get("traceback", ""))[-1500:]
+        except (ValueError, KeyError, TypeError) as exc:
+            return EvalResult(status="invalid_output", message=f"unreadable result from the child: {exc}", **base)
+        if status not in checks.CHILD_STATUSES:
+            return EvalResult(status="invalid_output", message=f"unknown status {status!r} from the child", **base)
+        base["timings"].update(child_timings)
+        return EvalResult(status=status, message=message, traceback=tb, **base)  # type: ignore[arg-type]
+
+    def _score(self, result: EvalResult, job_dir: Path, baseline: np.ndarray | None) -> EvalResult:
+        started = time.perf_counter()
+        rows = self.handoff
+        try:
+            predictions = load_array(job_dir / "predictions.npy", (len(rows.eval_rows),))
+            folds = self._load_folds(job_dir)
+            oof = load_array(job_dir / "oof.npy", (rows.n_train,))
+        except ValueError as exc:
+            result.status, result.message = "invalid_output", str(exc)
+            return result
+        finding = (checks.check_predictions(predictions, len(rows.eval_rows))
+                   or checks.check_cv_folds(folds, self._train_eras, self.split.embargo))
+        if finding:
+            result.status, result.message = finding  # type: ignore[assignment]
+            return result
+        result.predictions = {"eval": predictions, "oof": oof}
+        result.cv = self._score_cv(oof)
+        n_val = len(rows.validation_rows)
+        for name, idx, preds, base in (
+            ("validation", rows.validation_rows, predictions[:n_val], None if baseline is None else baseline[:n_val]),
+            ("test", rows.test_rows, predictions[n_val:], None if baseline is None else baseline[n_val:]),
+        ):
+            metrics = score_split(preds, self.dataset.targets[idx, 0], self.dataset.eras[idx],
+                                  features=self.dataset.features[idx], baseline=base)
+            setattr(result, name, metrics)
+        self._flag_leakage(result)
+        result.timings["score"] = time.perf_counter() - started
+        return result
+
+    def _score_cv(self, oof: np.ndarray):
+        covered = np.isfinite(oof)
+        if not covered.any():
+            return None
+        return score_split(oof[covered], self._train_target[covered], self._train_eras[covered])
+
+    def _flag_leakage(self, result: EvalResult) -> None:
+        band = self.cfg.pipeline.leakage_band
+        for name, metrics in (("cross-validation", result.cv), ("validation", result.validation)):
+            if metrics is not None and metrics.mean_corr is not None and metrics.mean_corr > band:
+                result.status = "leakage_suspected"
+                result.message = (f"{name} mean corr {metrics.mean_corr:.3f} is above the leakage band "
+                                  f"{band}: honest models do not score this high")
+                return
+
+    def _load_folds(self, job_dir: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+        folds = []
+        for k in range(self.cfg.pipeline.max_cv_folds):
+            train, test = job_dir / f"cv_train_{k}.npy", job_dir / f"cv_test_{k}.npy"
+            if not train.exists():
+                break
+            limit = (self.handoff.n_train * 4,)
+            folds.append((load_array(train, limit, integer=True), load_array(test, limit, integer=True)))
+        return folds
+
+    def _baseline_key(self) -> str:
+        text = json.dumps([self.data_version, asdict(self.cfg.pipeline), self.defaults])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_array(path: Path, shape: tuple[int, ...], integer: bool = False) -> np.ndarray:
+    """Read a child's .npy without pickle, after checking its header.
+
+    ``shape`` is the exact expected shape, or with ``integer=True`` a 1-D upper bound.
+    """
+    if not path.exists():
+        raise ValueError(f"the child did not write {path.name}")
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        try:
+            version = fmt.read_magic(f)
+            read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}[version]
+            got_shape, _, dtype = read_header(f)
+        except (ValueError, KeyError, OSError) as exc:
+            raise ValueError(f"{path.name} is not a plain .npy array: {exc}") from exc
+    kinds = "iu" if integer else "fiu"
+    if dtype.kind not in kinds or dtype.hasobject:
+        raise ValueError(f"{path.name} has dtype {dtype}; expected {'integers' if integer else 'numbers'}")
+    if integer:
+        if len(got_shape) != 1 or got_shape[0] > shape[0]:
+            raise ValueError(f"{path.name} has shape {got_shape}; expected a 1-D index array")
+    elif tuple(got_shape) != shape:
+        raise ValueError(f"{path.name} has shape {got_shape}; expected {shape}")
+    return np.load(path, allow_pickle=False)
+
+
+def evaluate_program(program: Program | str, dataset: Dataset, split: EraSplit,
+                     cfg: EnvConfig | None = None) -> EvalResult:
+    """Evaluate one program with a fresh Evaluator (convenience for scripts and tests)."""
+    evaluator = Evaluator(dataset, split, cfg or EnvConfig())
+    try:
+        return evaluator.evaluate(program if isinstance(program, Program) else Program(program))
+    finally:
+        evaluator.close()
