@@ -1,0 +1,66 @@
+"""The optimisation loop shared by PPO and GRPO: epochs, minibatches, accumulation, clipping.
+
+Responsible for: shuffling a rollout batch each epoch, cutting it into minibatches (one
+optimizer step each) and micro-batches (one forward/backward each, gradients accumulated),
+clipping the global gradient norm, and averaging the stats the loss reports.
+
+Not responsible for: what the loss is (the algorithm files pass it in), models or config.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+
+Batch = dict[str, Tensor]
+LossFn = Callable[[Batch], tuple[Tensor, dict[str, Tensor]]]
+
+
+def select(batch: Batch, index: Tensor) -> Batch:
+    """The rows ``index`` of every tensor in ``batch``."""
+    return {key: value[index] for key, value in batch.items()}
+
+
+def run_epochs(
+    batch: Batch,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    params: Iterable[Tensor],
+    *,
+    epochs: int,
+    minibatch_size: int,
+    micro_batch_size: int,
+    max_grad_norm: float,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """Optimise ``loss_fn`` over ``batch``; return each stat averaged over micro-batches.
+
+    A micro-batch's loss is weighted by its share of the minibatch, so the accumulated
+    gradient equals that of the whole minibatch's (sample-weighted) mean loss.
+    Also returns ``grad_norm`` (mean pre-clip norm) and ``optimizer_steps``.
+    """
+    params = [p for p in params if p.requires_grad]
+    size = next(iter(batch.values())).shape[0]
+    sums: dict[str, float] = defaultdict(float)
+    n_micro, norms = 0, []
+    for _ in range(epochs):
+        order = torch.randperm(size, generator=generator)
+        for start in range(0, size, minibatch_size):
+            minibatch = order[start : start + minibatch_size]
+            optimizer.zero_grad(set_to_none=True)
+            for micro in minibatch.split(micro_batch_size):
+                loss, stats = loss_fn(select(batch, micro))
+                (loss * (len(micro) / len(minibatch))).backward()
+                for key, value in stats.items():
+                    sums[key] += float(value)
+                n_micro += 1
+            norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            norms.append(float(norm))
+            optimizer.step()
+    out = {key: value / n_micro for key, value in sums.items()}
+    out["grad_norm"] = sum(norms) / len(norms)
+    out["optimizer_steps"] = float(len(norms))
+    return out

@@ -1,0 +1,42 @@
+"""The shared epoch/minibatch loop: step counts and gradient accumulation equivalence."""
+
+import torch
+
+from aiforml.algo.minibatch import run_epochs
+
+
+def _fit(micro: int) -> tuple[torch.Tensor, dict[str, float]]:
+    w = torch.nn.Parameter(torch.zeros(2))
+    batch = {"x": torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 1.0]]),
+             "y": torch.tensor([1.0, -1.0, 0.0, 3.0])}
+
+    def loss_fn(mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss = ((mb["x"] @ w - mb["y"]) ** 2).mean()
+        return loss, {"loss": loss.detach()}
+
+    opt = torch.optim.SGD([w], lr=0.1)
+    stats = run_epochs(batch, loss_fn, opt, [w], epochs=3, minibatch_size=4,
+                       micro_batch_size=micro, max_grad_norm=100.0,
+                       generator=torch.Generator().manual_seed(0))
+    return w.detach(), stats
+
+
+def test_accumulated_micro_batches_equal_one_full_batch() -> None:
+    w_full, stats = _fit(micro=4)
+    w_micro, _ = _fit(micro=1)
+    assert torch.allclose(w_full, w_micro, atol=1e-6)
+    assert stats["optimizer_steps"] == 3.0
+
+
+def test_gradient_is_clipped() -> None:
+    w = torch.nn.Parameter(torch.zeros(1))
+    batch = {"x": torch.ones(2)}
+
+    def loss_fn(mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return -(1000.0 * w * mb["x"]).mean(), {}
+
+    opt = torch.optim.SGD([w], lr=1.0)
+    stats = run_epochs(batch, loss_fn, opt, [w], epochs=1, minibatch_size=2,
+                       micro_batch_size=2, max_grad_norm=0.5)
+    assert abs(stats["grad_norm"] - 1000.0) < 1e-3  # reported before clipping
+    assert torch.isclose(w.detach(), torch.tensor([0.5]))  # step of the clipped norm
