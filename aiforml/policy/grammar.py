@@ -1,0 +1,325 @@
+"""A random grammar of pipeline steps: one function per step, each a small varied source text.
+
+Responsible for: rendering clean, runnable sources of ``create_target``, ``create_features``,
+``define_model`` and ``define_cv`` from a random generator and a data schema, and naming
+the model family a source uses. Every import sits inside the function that uses it, so a
+small model never has to remember an import written a hundred tokens earlier (NOTES.md).
+Not responsible for: injecting mistakes (``mistakes.py``) or assembling programs
+(``corpus.py``).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from aiforml.policy.schema import DataSchema
+
+# Model key -> family. Keys are also the labels of the corpus programs.
+MODEL_FAMILIES: dict[str, str] = {
+    "lightgbm": "gbm",
+    "hist_gbm": "gbm",
+    "ridge": "linear",
+    "lasso": "linear",
+    "elastic_net": "linear",
+    "random_forest": "forest",
+    "extra_trees": "forest",
+    "mlp": "mlp",
+    "torch_net": "torch",
+}
+# Sampling weights per family (then uniform within the family): no family dominates.
+FAMILY_WEIGHTS: dict[str, float] = {"gbm": 0.24, "linear": 0.22, "forest": 0.2, "mlp": 0.16, "torch": 0.18}
+
+_MODEL_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("lightgbm", r"\bLGBM\w*|\blightgbm\b"),
+    ("hist_gbm", r"HistGradientBoosting"),
+    ("elastic_net", r"\bElasticNet"),
+    ("lasso", r"\bLasso"),
+    ("ridge", r"\bRidge"),
+    ("random_forest", r"RandomForest"),
+    ("extra_trees", r"ExtraTrees"),
+    ("mlp", r"MLPRegressor"),
+    ("torch_net", r"\btorch\.nn\b"),
+)
+
+
+def classify_model(source: str) -> str:
+    """The model key a program's ``define_model`` uses ("default" when it defines none)."""
+    match = re.search(r"^def define_model\(.*?(?=^def |\Z)", source, re.DOTALL | re.MULTILINE)
+    if match is None:
+        return "default"
+    body = match.group(0)
+    for key, pattern in _MODEL_PATTERNS:
+        if re.search(pattern, body):
+            return key
+    return "other"
+
+
+def _pick(rng: random.Random, *options: object) -> object:
+    return options[rng.randrange(len(options))]
+
+
+# --- define_model ---------------------------------------------------------------------------
+def _maybe_scaled(rng: random.Random, imports: list[str], expr: str) -> str:
+    if rng.random() < 0.4:
+        imports += ["from sklearn.pipeline import make_pipeline", "from sklearn.preprocessing import StandardScaler"]
+        return f"make_pipeline(StandardScaler(), {expr})"
+    return expr
+
+
+def _sklearn_model(rng: random.Random, key: str) -> tuple[list[str], str]:
+    if key == "hist_gbm":
+        args = f"max_iter={_pick(rng, 100, 200, 300)}, learning_rate={_pick(rng, 0.03, 0.05, 0.1)}, max_depth={_pick(rng, 3, 4, 5, 6)}"
+        if rng.random() < 0.5:
+            args += f", min_samples_leaf={_pick(rng, 20, 50, 100)}"
+        return ["from sklearn.ensemble import HistGradientBoostingRegressor"], f"HistGradientBoostingRegressor({args})"
+    if key in ("ridge", "lasso", "elastic_net"):
+        cls = {"ridge": "Ridge", "lasso": "Lasso", "elastic_net": "ElasticNet"}[key]
+        alpha = _pick(rng, 0.1, 1.0, 10.0, 100.0) if key == "ridge" else _pick(rng, 0.0001, 0.0005, 0.001)
+        args = f"alpha={alpha}" + (f", l1_ratio={_pick(rng, 0.2, 0.5, 0.8)}" if key == "elastic_net" else "")
+        imports = [f"from sklearn.linear_model import {cls}"]
+        return imports, _maybe_scaled(rng, imports, f"{cls}({args})")
+    if key in ("random_forest", "extra_trees"):
+        cls = {"random_forest": "RandomForestRegressor", "extra_trees": "ExtraTreesRegressor"}[key]
+        args = (
+            f"n_estimators={_pick(rng, 50, 100, 200)}, max_depth={_pick(rng, 4, 6, 8)}, "
+            f"min_samples_leaf={_pick(rng, 20, 50, 100)}, max_features={_pick(rng, 0.1, 0.3, 0.5)}"
+        )
+        if rng.random() < 0.5:
+            args += ", n_jobs=1"
+        return [f"from sklearn.ensemble import {cls}"], f"{cls}({args})"
+    assert key == "mlp", key
+    hidden = _pick(rng, "(32,)", "(64,)", "(64, 32)", "(128, 64)")
+    args = (
+        f"hidden_layer_sizes={hidden}, alpha={_pick(rng, 0.0001, 0.001, 0.01)}, "
+        f"learning_rate_init={_pick(rng, 0.001, 0.003)}, max_iter={_pick(rng, 30, 50, 100)}"
+    )
+    if rng.random() < 0.5:
+        args += ", early_stopping=True"
+    imports = ["from sklearn.neural_network import MLPRegressor"]
+    return imports, _maybe_scaled(rng, imports, f"MLPRegressor({args})")
+
+
+def _lightgbm(rng: random.Random) -> str:
+    args = [
+        f"n_estimators={_pick(rng, 100, 200, 300, 500)}",
+        f"learning_rate={_pick(rng, 0.01, 0.02, 0.05, 0.1)}",
+    ]
+    args += [a for a in (
+        f"max_depth={_pick(rng, 3, 4, 5, 6)}",
+        f"num_leaves={_pick(rng, 7, 15, 31)}",
+        f"colsample_bytree={_pick(rng, 0.1, 0.3, 0.5)}",
+        f"subsample={_pick(rng, 0.5, 0.8)}, subsample_freq=1",
+        f"min_child_samples={_pick(rng, 20, 50, 100)}",
+    ) if rng.random() < 0.55]
+    return "    import lightgbm as lgb\n\n    return lgb.LGBMRegressor(" + ", ".join(args) + ", verbose=-1)\n"
+
+
+_TORCH_NET = '''\
+    import numpy as np
+    import torch
+
+    class Net:
+        def __init__(self, hidden={hidden}, epochs={epochs}, lr={lr}):
+            self.hidden = hidden
+            self.epochs = epochs
+            self.lr = lr
+
+        def fit(self, X, y):
+            X = torch.tensor(np.asarray(X, dtype=np.float32))
+            y = torch.tensor(np.asarray(y, dtype=np.float32)).reshape(-1, 1)
+            self.net = torch.nn.Sequential({layers})
+            opt = torch.optim.{opt}(self.net.parameters(), lr=self.lr{decay})
+            for _ in range(self.epochs):
+                opt.zero_grad()
+                loss = torch.nn.functional.mse_loss(self.net(X), y)
+                loss.backward()
+                opt.step()
+            return self
+
+        def predict(self, X):
+            X = torch.tensor(np.asarray(X, dtype=np.float32))
+            with torch.no_grad():
+                return self.net(X).numpy().ravel()
+
+    return Net()
+'''
+
+
+def _torch_net(rng: random.Random) -> str:
+    act = _pick(rng, "ReLU", "Tanh", "GELU")
+    layers = f"torch.nn.Linear(X.shape[1], self.hidden), torch.nn.{act}()"
+    if rng.random() < 0.4:
+        layers += f", torch.nn.Linear(self.hidden, self.hidden), torch.nn.{act}()"
+    layers += ", torch.nn.Linear(self.hidden, 1)"
+    opt = _pick(rng, "Adam", "AdamW")
+    return _TORCH_NET.format(
+        hidden=_pick(rng, 16, 32, 64),
+        epochs=_pick(rng, 20, 50, 100),
+        lr=_pick(rng, 0.003, 0.01, 0.03),
+        layers=layers,
+        opt=opt,
+        decay=f", weight_decay={_pick(rng, 0.0001, 0.001)}" if rng.random() < 0.4 else "",
+    )
+
+
+def define_model_source(rng: random.Random, key: str) -> str:
+    """Source of ``define_model`` building a ``key`` model (see MODEL_FAMILIES)."""
+    if key == "lightgbm":
+        body = _lightgbm(rng)
+    elif key == "torch_net":
+        body = _torch_net(rng)
+    else:
+        imports, expr = _sklearn_model(rng, key)
+        body = "".join(f"    {line}\n" for line in sorted(imports)) + f"\n    return {expr}\n"
+    return "def define_model():\n" + body
+
+
+def sample_model_key(rng: random.Random) -> str:
+    families = list(FAMILY_WEIGHTS)
+    family = rng.choices(families, weights=[FAMILY_WEIGHTS[f] for f in families])[0]
+    return rng.choice([k for k, f in MODEL_FAMILIES.items() if f == family])
+
+
+# --- create_target --------------------------------------------------------------------------
+def create_target_source(rng: random.Random, schema: DataSchema) -> tuple[str, str]:
+    """Source of ``create_target`` and its kind (official, blend, mean, rank)."""
+    aux = list(schema.aux_targets)
+    kinds = ["official", "rank"] + (["blend", "mean"] if aux else [])
+    kind = rng.choice(kinds)
+    if kind == "official":
+        body = '    return df["target"]\n'
+    elif kind == "rank":
+        body = '    return df.groupby("era")["target"].rank(pct=True)\n'
+    elif kind == "blend":
+        w = _pick(rng, 0.5, 0.6, 0.7, 0.8)
+        other = rng.choice(aux)
+        body = f'    y = {w} * df["target"] + {round(1 - w, 1)} * df["{other}"].fillna(0.5)\n'
+        body += _pick(rng, "    return y\n", '    return y.groupby(df["era"]).rank(pct=True)\n')
+    else:
+        cols = ["target"] + rng.sample(aux, k=min(len(aux), rng.randint(1, 3)))
+        body = f"    return df[{cols!r}].mean(axis=1)\n".replace("'", '"')
+    return "def create_target(df):\n" + body, kind
+
+
+# --- create_features ------------------------------------------------------------------------
+def _group_cols_expr(schema: DataSchema, group: str, rng: random.Random) -> str:
+    """An expression for the feature names of ``group``: a prefix filter, else a literal list."""
+    prefix = schema.group_prefix(group)
+    if prefix is not None:
+        return f'[c for c in feature_cols if c.startswith("{prefix}")]'
+    cols = list(schema.feature_groups[group])
+    cols = cols if len(cols) <= 6 else sorted(rng.sample(cols, 6), key=cols.index)
+    return "[" + ", ".join(f'"{c}"' for c in cols) + "]"
+
+
+def _base_selection(rng: random.Random, schema: DataSchema) -> tuple[str, str]:
+    n = len(schema.feature_names)
+    options = ["all", "stride"] + (["head"] if n >= 20 else []) + (["groups"] if len(schema.feature_groups) >= 2 else [])
+    kind = rng.choice(options)
+    if kind == "all":
+        return kind, ""
+    if kind == "head":
+        k = rng.choice([m for m in (10, 20, 40, 60, 100) if m < n])
+        return kind, f"    cols = feature_cols[:{k}]\n"
+    if kind == "stride":
+        return kind, f"    cols = feature_cols[::{_pick(rng, 2, 3, 4)}]\n"
+    groups = rng.sample(sorted(schema.feature_groups), k=min(len(schema.feature_groups), rng.randint(1, 3)))
+    prefixes = [schema.group_prefix(g) for g in groups]
+    if all(prefixes):
+        tup = ", ".join(f'"{p}"' for p in prefixes)
+        return kind, f"    cols = [c for c in feature_cols if c.startswith(({tup},))]\n"
+    names = [c for g in groups for c in schema.feature_groups[g]][:12]
+    return kind, "    cols = [" + ", ".join(f'"{c}"' for c in names) + "]\n"
+
+
+_BASE_TRANSFORMS: dict[str, str] = {
+    "raw": '    X = df[cols].astype("float32")\n',
+    "centered": "    X = df[cols] - 2.0\n",
+    "era_rank": '    X = df.groupby("era")[cols].rank(pct=True)\n',
+    "era_demean": '    X = df[cols] - df.groupby("era")[cols].transform("mean")\n',
+}
+
+
+def _extra(rng: random.Random, kind: str, schema: DataSchema) -> str:
+    k = _pick(rng, 5, 10, 20)
+    if kind == "group_means":
+        groups = rng.sample(sorted(schema.feature_groups), k=min(len(schema.feature_groups), rng.randint(2, 4)))
+        lines = ""
+        stat = _pick(rng, "mean", "std")
+        for g in groups:
+            lines += f'    X["{stat}_{g}"] = df[{_group_cols_expr(schema, g, rng)}].{stat}(axis=1)\n'
+        return lines
+    if kind == "interactions":
+        lines = ""
+        for _ in range(rng.randint(1, 3)):
+            group = rng.choice(sorted(schema.feature_groups)) if schema.feature_groups else None
+            pool = list(schema.feature_groups[group]) if group else list(schema.feature_names)
+            a, b = rng.sample(pool, 2) if len(pool) >= 2 else rng.sample(list(schema.feature_names), 2)
+            lines += f'    X["{a}_x_{b}"] = df["{a}"] * df["{b}"]\n'
+        return lines
+    if kind == "squares":
+        return f'    X = X.join(((df[cols[:{k}]] - 2.0) ** 2).add_suffix("_sq"))\n'
+    if kind == "abs_dev":
+        return f'    X = X.join((df[cols[:{k}]] - 2.0).abs().add_suffix("_abs"))\n'
+    if kind == "log":
+        return f'    import numpy as np\n\n    X = X.join(np.log1p(df[cols[:{k}]]).add_suffix("_log"))\n'
+    if kind == "row_stats":
+        return '    X["row_mean"] = df[cols].mean(axis=1)\n    X["row_std"] = df[cols].std(axis=1)\n'
+    assert kind == "era_rank", kind
+    return f'    X = X.join(df.groupby("era")[cols[:{k}]].rank(pct=True).add_suffix("_rank"))\n'
+
+
+EXTRA_KINDS: tuple[str, ...] = ("group_means", "interactions", "squares", "abs_dev", "log", "row_stats", "era_rank")
+
+
+def create_features_source(rng: random.Random, schema: DataSchema) -> tuple[str, list[str]]:
+    """Source of ``create_features`` and the feature ideas it uses."""
+    selection, select_line = _base_selection(rng, schema)
+    base = rng.choice(list(_BASE_TRANSFORMS))
+    body = select_line or "    cols = feature_cols\n"
+    body += _BASE_TRANSFORMS[base]
+    extras = [e for e in EXTRA_KINDS if not (e == "era_rank" and base == "era_rank")]
+    if not schema.feature_groups:
+        extras = [e for e in extras if e != "group_means"]
+    n_extra = rng.choices([0, 1, 2, 3], weights=[0.2, 0.4, 0.3, 0.1])[0]
+    chosen = rng.sample(extras, n_extra)
+    for kind in chosen:
+        body += _extra(rng, kind, schema)
+    body += _pick(rng, "    return X\n", "    return X.fillna(0)\n") if chosen else "    return X\n"
+    return "def create_features(df, feature_cols):\n" + body, [selection, base, *chosen]
+
+
+# --- define_cv ------------------------------------------------------------------------------
+_CV_HEAD = "def define_cv(eras, embargo):\n    import numpy as np\n\n    unique = np.unique(eras)\n"
+_CV_TAIL = (
+    "        if len(train_eras) == 0:\n            continue\n"
+    "        splits.append((np.flatnonzero(np.isin(eras, train_eras)), np.flatnonzero(np.isin(eras, test_eras))))\n"
+    "    return splits\n"
+)
+
+
+def define_cv_source(rng: random.Random) -> tuple[str, str]:
+    """Source of ``define_cv`` and its kind (forward, grouped, sliding)."""
+    kind = rng.choice(["forward", "grouped", "sliding"])
+    folds = _pick(rng, 3, 4, 5)
+    if kind == "forward":
+        body = (
+            f"    blocks = np.array_split(unique, {folds} + 1)\n    splits = []\n"
+            "    for k in range(1, len(blocks)):\n        test_eras = blocks[k]\n"
+            "        train_eras = unique[unique < test_eras.min() - embargo]\n"
+        )
+    elif kind == "grouped":
+        body = (
+            f"    splits = []\n    for test_eras in np.array_split(unique, {folds}):\n"
+            "        far = (unique < test_eras.min() - embargo) | (unique > test_eras.max() + embargo)\n"
+            "        train_eras = unique[far]\n"
+        )
+    else:
+        window = _pick(rng, 20, 40, 60)
+        body = (
+            f"    blocks = np.array_split(unique, {folds} + 1)\n    splits = []\n"
+            "    for test_eras in blocks[1:]:\n        end = test_eras.min() - embargo\n"
+            f"        train_eras = unique[(unique < end) & (unique >= end - {window})]\n"
+        )
+    return _CV_HEAD + body + _CV_TAIL, kind
