@@ -88,6 +88,7 @@ def build_argv(
     binds += [(Path(p), "--ro-bind") for p in ro_paths] + [(rw_dir, "--bind")]
     for path, flag in sorted(binds, key=lambda b: (len(b[0].parts), b[1] == "--bind")):
         argv += [flag, str(path), str(path)]
+    argv += ["--remount-ro", "/"]  # the skeleton root bwrap built (mount points) is read-only too
     for key, value in env.items():
         argv += ["--setenv", key, value]
     argv += ["--chdir", str(cwd), "--", *command]

@@ -1,0 +1,79 @@
+"""Fixtures for the sandbox's adversarial tests: a small-limits Sandbox and a script runner."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from aiforml.config import SandboxConfig
+from aiforml.sandbox import Sandbox, SandboxResult
+
+Runner = Callable[..., SandboxResult]
+
+
+def small_config(**overrides: object) -> SandboxConfig:
+    """Limits small enough for tests to hit them in seconds."""
+    values: dict[str, object] = dict(
+        isolation="auto", wall_s=20.0, cpu_s=20, memory_mb=512, max_procs=32, output_bytes=4000
+    )
+    values.update(overrides)
+    return SandboxConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Sandbox:
+    return Sandbox(small_config())
+
+
+@pytest.fixture(scope="session")
+def make_sandbox() -> Callable[..., Sandbox]:
+    """make_sandbox(**config_overrides): a Sandbox with small limits."""
+    return lambda **overrides: Sandbox(small_config(**overrides))
+
+
+@pytest.fixture(scope="session")
+def leftovers() -> Callable[[str], list[int]]:
+    """leftovers(token): host pids whose command line holds token (must be [] after a run)."""
+    return processes_with
+
+
+@pytest.fixture
+def marker() -> str:
+    """A token put on the child's command line, to find its processes on the host."""
+    return f"sbx-test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def run_script(sandbox: Sandbox, tmp_path: Path, marker: str) -> Runner:
+    """run_script(code, sandbox=..., **run_kwargs): run ``code`` with the venv's python."""
+    rw = tmp_path / "rw"
+    rw.mkdir(exist_ok=True)
+
+    def run(code: str, box: Sandbox | None = None, **kwargs: object) -> SandboxResult:
+        kwargs.setdefault("ro_paths", [])
+        kwargs.setdefault("rw_dir", rw)
+        argv = [sys.executable, "-c", textwrap.dedent(code), marker]
+        return (box or sandbox).run(argv, **kwargs)  # type: ignore[arg-type]
+
+    return run
+
+
+def processes_with(token: str) -> list[int]:
+    """Host pids whose command line contains ``token``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if token.encode() in cmdline:
+            found.append(int(entry))
+    return found

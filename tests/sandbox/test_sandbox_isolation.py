@@ -1,0 +1,208 @@
+"""Escape attempts: network, files, environment, daemons, output floods, writes outside."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from aiforml.sandbox import Sandbox, SandboxResult
+
+Runner = Callable[..., SandboxResult]
+Boxes = Callable[..., Sandbox]
+Leftovers = Callable[[str], list[int]]
+
+@pytest.fixture(autouse=True)
+def _needs_bwrap(sandbox: Sandbox) -> None:
+    if sandbox.isolation != "bwrap":
+        pytest.skip(f"bubblewrap cannot run here ({sandbox.isolation}): isolation tests skipped")
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A loopback TCP socket the test listens on; a sandboxed connect must never reach it."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.setblocking(False)
+    yield server
+    server.close()
+
+
+def test_network_is_unreachable(run_script: Runner, listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    result = run_script(
+        f"""
+        import json, socket
+        report = {{}}
+        for name, addr in (("loopback", ("127.0.0.1", {port})), ("external", ("1.1.1.1", 53)),
+                           ("dns", ("example.com", 80))):
+            try:
+                socket.create_connection(addr, timeout=2).close()
+                report[name] = "connected"
+            except OSError as exc:
+                report[name] = type(exc).__name__
+        print(json.dumps(report))
+        """
+    )
+    assert result.ok, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) == {"loopback", "external", "dns"}
+    assert "connected" not in report.values(), report
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # nothing ever arrived at the test's port
+
+
+def test_files_outside_are_invisible(run_script: Runner, tmp_path: Path) -> None:
+    secret = tmp_path / "holdout" / "labels.csv"
+    secret.parent.mkdir()
+    secret.write_text("the answers")
+    result = run_script(
+        f"""
+        import json, os
+        report = {{}}
+        for path in ({str(secret)!r}, "/root", "/work/main", "/work/main/aiforml/config.py",
+                     "/etc/shadow", "/home", "/sys/fs/cgroup", "/dev/shm/x"):
+            try:
+                with open(path) as f:
+                    report[path] = "read: " + f.read(20)
+            except OSError as exc:
+                report[path] = type(exc).__name__
+        report["listdir /tmp"] = sorted(os.listdir("/tmp"))
+        print(json.dumps(report))
+        """
+    )
+    assert result.ok, result.stderr
+    report = json.loads(result.stdout)
+    assert not [p for p, v in report.items() if str(v).startswith("read")], report
+    # the private /tmp holds only the path down to the bound rw_dir
+    expected = [tmp_path.parts[2]] if tmp_path.parts[1] == "tmp" else []
+    assert report["listdir /tmp"] == expected
+
+
+def test_environment_secret_is_not_visible(
+    run_script: Runner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = "s3cr3t-value-that-must-not-leak"
+    monkeypatch.setenv("AIFORML_TEST_SECRET", secret)
+    seen_file = tmp_path / "rw" / "seen.txt"
+    result = run_script(
+        f"""
+        import json, os
+        seen = [str(dict(os.environ))]
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        for pid in pids + ["self", str(os.getppid())]:
+            for name in ("environ", "cmdline"):
+                try:
+                    seen.append(open(f"/proc/{{pid}}/{{name}}", "rb").read().decode(errors="replace"))
+                except OSError as exc:
+                    seen.append(f"{{pid}}/{{name}}: {{exc}}")
+        open({str(seen_file)!r}, "w").write("\\n".join(seen))
+        print(json.dumps(pids))
+        """,
+        env={"VISIBLE": "yes"},
+    )
+    assert result.ok, result.stderr
+    seen = seen_file.read_text()
+    assert "VISIBLE" in seen  # the env the caller passes does arrive, and /proc was readable
+    assert secret not in seen and secret not in result.stderr
+    assert len(json.loads(result.stdout)) <= 3  # bwrap's init, bash, the child: no host process
+
+
+def test_daemon_dies_with_the_run(
+    run_script: Runner, marker: str, leftovers: Leftovers, tmp_path: Path
+) -> None:
+    """A setsid double-fork that keeps stdout open and writes every 100 ms must not survive."""
+    rw = tmp_path / "rw"
+    result = run_script(
+        f"""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                n = 0
+                while True:  # stdout inherited and held open
+                    n += 1
+                    with open({str(rw / "beat")!r}, "w") as f:
+                        f.write(str(n))
+                    time.sleep(0.1)
+            os._exit(0)
+        time.sleep(0.5)
+        print("parent done")
+        """
+    )
+    assert result.outcome == "exited" and "parent done" in result.stdout
+    assert result.wall_s < 20.0 / 2  # did not wait for the wall-clock limit on the held pipe
+    assert leftovers(marker) == []
+    beat = (rw / "beat").read_text()
+    time.sleep(0.4)
+    assert (rw / "beat").read_text() == beat
+
+
+def test_output_flood_is_capped(run_script: Runner, sandbox: Sandbox) -> None:
+    result = run_script(
+        """
+        import os
+        chunk = b"x" * 2**20
+        for _ in range(300):
+            os.write(1, chunk)
+            os.write(2, chunk)
+        print("end")
+        """
+    )
+    assert result.ok, result.message
+    cap = sandbox.cfg.output_bytes
+    for text in (result.stdout, result.stderr):
+        assert len(text) <= cap + 60
+        assert "bytes truncated]" in text
+    assert result.stdout.rstrip().endswith("end")
+
+
+def test_writes_outside_rw_dir_fail(run_script: Runner, tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "data.txt").write_text("data")
+    rw = tmp_path / "rw"
+    result = run_script(
+        f"""
+        import json
+        report = {{}}
+        for path in ({str(ro / "data.txt")!r}, {str(ro / "new.txt")!r}, "/usr/evil",
+                     "{os.path.dirname(os.__file__)}/evil.py", "/work/main/evil", "/etc/evil"):
+            try:
+                with open(path, "w") as f:
+                    f.write("x")
+                report[path] = "written"
+            except OSError as exc:
+                report[path] = type(exc).__name__
+        for path in ("/tmp/private.txt", {str(rw / "out.txt")!r}):
+            with open(path, "w") as f:
+                f.write("ok")
+        print(json.dumps(report))
+        """,
+        ro_paths=[ro],
+        rw_dir=rw,
+    )
+    assert result.ok, result.stderr
+    report = json.loads(result.stdout)
+    assert "written" not in report.values(), report
+    assert (ro / "data.txt").read_text() == "data" and not (ro / "new.txt").exists()
+    assert (rw / "out.txt").read_text() == "ok"
+    assert not Path("/tmp/private.txt").exists() and not Path("/work/main/evil").exists()
+
+
+def test_forged_bwrap_message_is_not_a_spawn_error(run_script: Runner) -> None:
+    """Spawn errors are not charged to a program: the child must not be able to fake one."""
+    result = run_script("import sys\nprint('bwrap: execvp: fake', file=sys.stderr)\nsys.exit(1)")
+    assert result.outcome == "exited" and result.exit_code == 1
+
+
+def test_missing_ro_path_is_a_spawn_error(run_script: Runner, tmp_path: Path) -> None:
+    result = run_script("print('never')", ro_paths=[tmp_path / "missing"])
+    assert result.outcome == "spawn_error"
+    assert "missing" in result.message

@@ -1,0 +1,154 @@
+"""Resource attacks: each hostile script must hit its limit and leave nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from aiforml.sandbox import Sandbox, SandboxResult
+
+Runner = Callable[..., SandboxResult]
+Boxes = Callable[..., Sandbox]
+Leftovers = Callable[[str], list[int]]
+
+
+def test_infinite_loop_hits_wall_clock(run_script: Runner, marker: str, make_sandbox: Boxes, leftovers: Leftovers) -> None:
+    box = make_sandbox(wall_s=2.0)
+    result = run_script("while True:\n    pass", box)
+    assert result.outcome == "timeout"
+    assert "wall-clock" in result.message
+    assert result.wall_s < box.cfg.wall_s + 3
+    assert leftovers(marker) == []
+
+
+def test_cpu_burner_ignoring_sigxcpu_is_stopped(run_script: Runner, marker: str, make_sandbox: Boxes, leftovers: Leftovers) -> None:
+    box = make_sandbox(cpu_s=1, wall_s=15.0)
+    result = run_script(
+        """
+        import signal
+        signal.signal(signal.SIGXCPU, lambda *a: print("caught SIGXCPU, carrying on", flush=True))
+        while True:
+            pass
+        """,
+        box,
+    )
+    assert result.outcome == "timeout"
+    assert "CPU limit" in result.message
+    assert "caught SIGXCPU" in result.stdout  # it did catch the soft limit; the hard one killed it
+    assert leftovers(marker) == []
+
+
+def test_memory_bomb_reports_memory(run_script: Runner) -> None:
+    result = run_script(
+        """
+        hog = []
+        while True:
+            hog.append(bytearray(32 * 2**20))  # touched: bytearray zero-fills
+        """
+    )
+    assert result.outcome == "memory"
+    assert result.peak_memory_mb is not None and result.peak_memory_mb <= 512 + 16
+
+
+def test_numpy_memory_bomb_reports_memory(run_script: Runner) -> None:
+    result = run_script("import numpy as np\nx = np.ones((2048, 2**20 // 8 * 2))  # 4 GiB")
+    assert result.outcome == "memory"
+
+
+def test_memory_in_private_tmp_counts(run_script: Runner) -> None:
+    """Filling the private tmpfs /tmp must not sidestep the memory cap."""
+    result = run_script(
+        """
+        with open("/tmp/fill", "wb") as f:
+            for _ in range(64):
+                f.write(b"x" * 32 * 2**20)
+        print("wrote 2 GiB")
+        """
+    )
+    assert "wrote 2 GiB" not in result.stdout
+    assert result.outcome in ("memory", "exited") and not result.ok
+
+
+FORK_COUNT = """
+import os, time
+n = 0
+try:
+    for _ in range(500):
+        if os.fork() == 0:
+            time.sleep(30)
+            os._exit(0)
+        n += 1
+except OSError as exc:
+    print("fork refused after", n, type(exc).__name__, flush=True)
+print("forked", n, flush=True)
+"""
+
+
+def test_process_cap_refuses_forks(run_script: Runner, marker: str, leftovers: Leftovers) -> None:
+    result = run_script(FORK_COUNT)
+    assert result.outcome == "exited", result.message
+    assert "fork refused after" in result.stdout
+    forked = int(result.stdout.split("forked")[1].split()[0])
+    assert forked < 32
+    assert leftovers(marker) == []  # the sleeping children died with the run
+
+
+@pytest.mark.slow
+def test_fork_bomb_is_contained(run_script: Runner, marker: str, make_sandbox: Boxes, leftovers: Leftovers) -> None:
+    box = make_sandbox(wall_s=3.0)
+    result = run_script(
+        """
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+        """,
+        box,
+    )
+    assert result.outcome == "timeout"
+    assert leftovers(marker) == []
+    # the host can still start processes
+    assert subprocess.run(["true"], check=False).returncode == 0
+
+
+def test_kill_all_from_another_thread(run_script: Runner, marker: str, make_sandbox: Boxes, leftovers: Leftovers) -> None:
+    box = make_sandbox(wall_s=30.0)
+    started = threading.Event()
+    killer = threading.Thread(target=lambda: (started.wait(10), time.sleep(0.5), box.kill_all()))
+    killer.start()
+    result = run_script("import time\ntime.sleep(60)", box, on_start=lambda pid: started.set())
+    killer.join()
+    assert result.outcome == "killed"
+    assert result.wall_s < box.cfg.wall_s
+    assert leftovers(marker) == []
+
+
+def test_cancelled_caller_leaves_no_process(run_script: Runner, marker: str, make_sandbox: Boxes, leftovers: Leftovers) -> None:
+    """A KeyboardInterrupt in the calling thread mid-run still kills the whole run."""
+    box = make_sandbox(wall_s=30.0)
+    pids: list[int] = []
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with pytest.raises(KeyboardInterrupt):
+            run_script(
+                "import os, time\nif os.fork() == 0:\n    os.setsid()\ntime.sleep(60)",
+                box,
+                on_start=pids.append,
+            )
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert pids and not os.path.exists(f"/proc/{pids[0]}")
+    assert leftovers(marker) == []
