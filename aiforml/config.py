@@ -104,6 +104,38 @@ class TinyPolicyConfig:
     """The tiny offline policy: tokenizer, model size, warm-start corpus and SFT (aiforml.policy.tiny)."""
 
     seed: int = 0  # seed of the corpus generator, tokenizer and model init
+    n_programs: int = 4000  # programs in the warm-start corpus
+    mistake_rate: float = 0.2  # share of corpus programs with one injected, labelled mistake
+    tokenizer_split: Literal["line", "identifier"] = "line"  # BPE pre-token: whole lines or identifiers
+    vocab_size: int = 2048  # BPE vocabulary, special tokens included
+    hidden_size: int = 256  # model width
+    num_layers: int = 4  # transformer blocks
+    num_heads: int = 4  # attention heads
+    num_kv_heads: int = 2  # key/value heads (grouped-query attention)
+    intermediate_size: int = 768  # MLP width
+    max_length: int = 512  # longest prompt + completion, in tokens (positions and SFT truncation)
+    epochs: float = 4.0  # SFT passes over the corpus
+    batch_size: int = 32  # SFT sequences per step
+    learning_rate: float = 2e-3  # SFT peak learning rate (cosine decay after warmup)
+    warmup_ratio: float = 0.05  # share of SFT steps spent warming up
+    threads: int = 2  # torch CPU threads during the build
+    cache_dir: str | None = None  # where built policies are cached (None: ~/.cache/aiforml/tiny)
+    progress: bool = True  # show a progress bar during SFT
+
+    def validate(self) -> None:
+        for key in ("n_programs", "vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
+                    "intermediate_size", "max_length", "batch_size", "threads"):
+            value = getattr(self, key)
+            check(value >= 1, f"policy.tiny.{key} must be >= 1, got {value}")
+        check(0.0 <= self.mistake_rate <= 1.0, f"policy.tiny.mistake_rate must be in [0, 1], got {self.mistake_rate}")
+        check(self.vocab_size >= 300, f"policy.tiny.vocab_size must be >= 300 (256 bytes + specials), got {self.vocab_size}")
+        check(self.hidden_size % self.num_heads == 0,
+              f"policy.tiny.hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
+        check(self.num_heads % self.num_kv_heads == 0,
+              f"policy.tiny.num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
+        check(self.epochs > 0, f"policy.tiny.epochs must be > 0, got {self.epochs}")
+        check(self.learning_rate > 0, f"policy.tiny.learning_rate must be > 0, got {self.learning_rate}")
+        check(0.0 <= self.warmup_ratio < 1.0, f"policy.tiny.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
 @dataclass
