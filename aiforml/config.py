@@ -54,9 +54,17 @@ class SandboxConfig:
     wall_s: float = 120.0  # wall-clock limit of one evaluation, enforced from outside
     cpu_s: int = 240  # CPU-seconds limit (RLIMIT_CPU, hard = soft + 1)
     memory_mb: int = 4096  # memory cap of the child (cgroup when writable, else RLIMIT_DATA)
-    max_procs: int = 64  # processes/threads the child may hold (pids cgroup or RLIMIT_NPROC)
+    max_procs: int = 64  # processes+threads the child may hold (pids cgroup; without one: no cap)
     output_bytes: int = 20_000  # captured stdout/stderr kept per stream
     threads: int = 1  # OMP/BLAS threads inside the child
+    file_mb: int = 2048  # largest single file the child may write (RLIMIT_FSIZE)
+
+    def validate(self) -> None:
+        for key in ("cpu_s", "max_procs", "threads", "file_mb"):
+            check(getattr(self, key) >= 1, f"env.sandbox.{key} must be >= 1, got {getattr(self, key)}")
+        check(self.wall_s > 0, f"env.sandbox.wall_s must be > 0, got {self.wall_s}")
+        check(self.memory_mb >= 64, f"env.sandbox.memory_mb must be >= 64 (MB), got {self.memory_mb}")
+        check(self.output_bytes >= 0, f"env.sandbox.output_bytes must be >= 0, got {self.output_bytes}")
 
 
 @dataclass
