@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from numerai_tools.scoring import feature_neutral_corr, numerai_corr
+from threadpoolctl import threadpool_limits
 
 from aiforml.program import SplitMetrics
 
@@ -50,7 +51,17 @@ def per_era_corr(predictions: np.ndarray, target: np.ndarray, eras: np.ndarray) 
 def per_era_feature_neutral_corr(
     predictions: np.ndarray, features: np.ndarray, target: np.ndarray, eras: np.ndarray
 ) -> np.ndarray:
-    """numerai-tools' feature-neutral correlation of each era."""
+    """numerai-tools' feature-neutral correlation of each era.
+
+    BLAS is held to one thread: the per-era least squares are small, and multi-threaded
+    OpenBLAS on a busy 2-core machine was measured 30x slower than one thread.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _feature_neutral_corr(predictions, features, target, eras)
+
+
+def _feature_neutral_corr(predictions: np.ndarray, features: np.ndarray, target: np.ndarray,
+                          eras: np.ndarray) -> np.ndarray:
     scores = []
     for _, rows in _era_slices(eras):
         p, t, f = predictions[rows], target[rows], features[rows].astype(np.float64)
@@ -116,7 +127,7 @@ def score_split(
         sharpe=_finite_or_none(sharpe(valid)),
         max_drawdown=_finite_or_none(max_drawdown(valid)) if len(valid) else None,
         n_eras=int(len(valid)),
-        per_era_corr=[round(float(c), 6) for c in corr],
+        per_era_corr=[round(float(c), 6) if np.isfinite(c) else None for c in corr],
     )
     if features is not None:
         fnc = per_era_feature_neutral_corr(predictions, features, target, eras)

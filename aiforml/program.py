@@ -133,7 +133,7 @@ class SplitMetrics:
     feature_neutral_corr: float | None = None
     baseline_corr: float | None = None  # mean per-era corr with the default program's preds
     n_eras: int = 0
-    per_era_corr: list[float] = field(default_factory=list)
+    per_era_corr: list[float | None] = field(default_factory=list)  # None where an era scored NaN
 
 
 @dataclass

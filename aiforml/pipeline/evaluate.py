@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from aiforml.config import EnvConfig
-from aiforml.data import Dataset, EraSplit
+from aiforml.data.dataset import Dataset, EraSplit
 from aiforml.metrics import score_split
 from aiforml.pipeline import checks
 from aiforml.pipeline.defaults import default_program_source, default_sources

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aiforml.data import Dataset, EraSplit
+from aiforml.data.dataset import Dataset, EraSplit
 
 HANDOFF_VERSION = 1
 

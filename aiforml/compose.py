@@ -1,0 +1,39 @@
+"""Compose the Hydra configuration in ``conf/`` outside ``@hydra.main`` and type it.
+
+For the command-line tools (``python -m aiforml.evaluate``, the MCP server) and tests,
+which take ``key=value`` overrides like ``launch.py`` does. Responsible for locating
+``conf/``, composing with overrides, and converting once to :class:`aiforml.config.Config`;
+a bad override fails with Hydra's message or a ``ValueError`` that names the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from aiforml.config import Config, from_dict
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
+    """Convert a composed config (Hydra's, without its own ``hydra`` node) to the typed one."""
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    data.pop("hydra", None)
+    return from_dict(Config, data)
+
+
+def load_config(overrides: list[str] | None = None, config_name: str = "config") -> Config:
+    """Compose ``conf/<config_name>.yaml`` with ``overrides`` and return the typed config."""
+    if not CONF_DIR.is_dir():
+        raise FileNotFoundError(f"configuration folder not found: looked in {CONF_DIR}")
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            composed = compose(config_name=config_name, overrides=list(overrides or []))
+    except HydraException as exc:
+        raise ValueError(f"bad configuration override: {exc}") from exc
+    return to_config(composed)

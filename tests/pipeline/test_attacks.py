@@ -1,0 +1,150 @@
+"""Hostile programs through the whole evaluator, static checks off: the sandbox contains each.
+
+Every test asserts the status, and that nothing reached a validation target, the network,
+or outlived the evaluation.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from aiforml.pipeline.defaults import default_program_source
+from aiforml.program import Program
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _nothing_survives(harness_processes):
+    yield
+    assert harness_processes() == [], "a sandbox process outlived the evaluation"
+
+
+def run(evaluator, source: str):
+    return evaluator.evaluate(Program(source))
+
+
+def test_infinite_loop_times_out(open_evaluator):
+    started = time.monotonic()
+    result = run(open_evaluator, "def define_model():\n    while True:\n        pass\n")
+    assert result.status == "timeout"
+    assert time.monotonic() - started < open_evaluator.cfg.sandbox.wall_s + 15
+
+
+def test_memory_bomb_is_stopped(open_evaluator):
+    result = run(open_evaluator, (
+        "def create_features(df, feature_cols):\n"
+        "    hog = []\n"
+        "    while True:\n"
+        "        hog.append(bytearray(50_000_000))\n"))
+    assert result.status == "memory", result.message
+
+
+def test_fork_bomb_is_contained(open_evaluator):
+    result = run(open_evaluator, (
+        "import os\n"
+        "def create_features(df, feature_cols):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            os.fork()\n"
+        "        except OSError:\n"
+        "            pass\n"))
+    assert result.status in ("timeout", "runtime_error", "memory"), result.message
+    # the host can still start processes and nothing is left behind
+    assert os.system("true") == 0
+
+
+def test_network_is_unreachable(open_evaluator, listener):
+    port, hits = listener
+    result = run(open_evaluator, (
+        "import socket\n"
+        "def create_features(df, feature_cols):\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+        "    return df[feature_cols]\n"))
+    assert result.status == "runtime_error"
+    assert hits == []
+
+
+def test_network_through_an_allowed_library_is_unreachable(evaluator, listener):
+    # static checks ON: pandas is allowed, and pandas can open URLs
+    port, hits = listener
+    result = run(evaluator, (
+        "def create_features(df, feature_cols):\n"
+        "    import pandas as pd\n"
+        f"    pd.read_csv('http://127.0.0.1:{port}/targets.csv')\n"
+        "    return df[feature_cols]\n"))
+    assert result.status == "runtime_error"
+    assert hits == []
+
+
+def test_files_outside_the_sandbox_are_invisible(evaluator, tmp_path):
+    secret = tmp_path / "holdout.csv"
+    secret.write_text("era,target\n1,0.5\n")
+    for path in (secret, "/root/.bashrc", "/work/main/pyproject.toml", "/etc/shadow"):
+        result = run(evaluator, (
+            "def create_features(df, feature_cols):\n"
+            "    import pandas as pd\n"
+            f"    print(pd.read_csv({str(path)!r}, header=None).to_string())\n"
+            "    return df[feature_cols]\n"))
+        assert result.status == "runtime_error", (path, result.message)
+        assert "FileNotFoundError" in result.message or "No such file" in result.message, result.message
+        assert "era,target" not in result.stdout
+
+
+def test_environment_variables_do_not_leak(open_evaluator, monkeypatch):
+    monkeypatch.setenv("AIFORML_SECRET_TOKEN", "s3cr3t-value")
+    result = run(open_evaluator, (
+        "import os\n"
+        "def create_features(df, feature_cols):\n"
+        "    found = dict(os.environ)\n"
+        "    for pid in ['1', 'self', str(os.getppid())]:\n"
+        "        try:\n"
+        "            found[pid] = open(f'/proc/{pid}/environ', 'rb').read().decode(errors='replace')\n"
+        "        except OSError as e:\n"
+        "            found[pid] = repr(e)\n"
+        "    print(found)\n"
+        "    return df[feature_cols]\n"))
+    assert result.status == "ok", result.message
+    assert "AIFORML_SECRET_TOKEN" not in result.stdout
+    assert "s3cr3t-value" not in result.stdout
+
+
+def test_double_forked_daemon_does_not_survive(open_evaluator, harness_processes):
+    result = run(open_evaluator, (
+        "import os, time\n"
+        "def create_features(df, feature_cols):\n"
+        "    if os.fork() == 0:\n"
+        "        os.setsid()\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(60)\n"
+        "        os._exit(0)\n"
+        "    return df[feature_cols]\n"))
+    assert result.status == "ok", result.message
+    time.sleep(0.5)
+    assert harness_processes() == []
+
+
+def test_monkeypatched_metric_changes_nothing(open_evaluator):
+    honest = open_evaluator.evaluate(Program(default_program_source()))
+    cheat = run(open_evaluator, (
+        "import numerai_tools.scoring as scoring\n"
+        "scoring.numerai_corr = lambda *a, **k: 1.0\n"
+        "scoring.pearson_correlation = lambda *a, **k: 1.0\n" + default_program_source()))
+    assert cheat.status == "ok", cheat.message
+    assert cheat.validation.mean_corr == pytest.approx(honest.validation.mean_corr)
+    assert cheat.validation.mean_corr < 0.5
+
+
+def test_a_forged_result_file_is_checked(open_evaluator):
+    # The child claims success and writes its own predictions of the wrong length.
+    result = run(open_evaluator, (
+        "import json, os, sys, numpy as np\n"
+        "def create_target(df):\n"
+        "    out = os.path.dirname(sys.argv[1])\n"
+        "    np.save(os.path.join(out, 'predictions.npy'), np.ones(3))\n"
+        "    open(os.path.join(out, 'result.json'), 'w').write(json.dumps({'status': 'ok'}))\n"
+        "    os._exit(0)\n"))
+    assert result.status == "invalid_output"

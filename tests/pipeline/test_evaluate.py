@@ -1,0 +1,148 @@
+"""The evaluator end to end: the default program scores in its band; failures are statuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aiforml.pipeline.defaults import default_program_source, default_sources
+from aiforml.program import Program
+
+# Documented in aiforml/data/synthetic.py for the fast preset (default LightGBM, validation).
+DEFAULT_MEAN_CORR_BAND = (0.02, 0.20)
+DEFAULT_MIN_SHARPE = 0.8
+
+
+def with_default(**steps: str) -> Program:
+    """The default program with some steps replaced."""
+    sources = default_sources()
+    sources.update(steps)
+    return Program("\n\n".join(sources.values()))
+
+
+def test_default_program_scores_within_the_documented_band(evaluator):
+    result = evaluator.evaluate(Program(default_program_source()))
+    assert result.status == "ok", (result.message, result.traceback)
+    lo, hi = DEFAULT_MEAN_CORR_BAND
+    assert lo < result.validation.mean_corr < hi
+    assert result.validation.sharpe > DEFAULT_MIN_SHARPE
+    assert result.cv is not None and result.cv.mean_corr > 0
+    assert result.test is not None and result.test.n_eras > 0
+    assert result.validation.baseline_corr == pytest.approx(1.0)
+    assert result.isolation
+
+
+def test_identical_programs_score_identically(evaluator):
+    first = evaluator.evaluate(Program(default_program_source()))
+    second = evaluator.evaluate(Program("# a comment\n" + default_program_source()))
+    assert first.program_hash == second.program_hash
+    assert first.validation.per_era_corr == second.validation.per_era_corr
+
+
+def test_a_better_pipeline_outscores_a_worse_one(evaluator):
+    worse = with_default(define_model=(
+        "def define_model():\n"
+        "    from sklearn.linear_model import Ridge\n"
+        "    return Ridge(alpha=1.0)\n"))
+    good = evaluator.evaluate(Program(default_program_source()))
+    bad = evaluator.evaluate(worse)
+    assert bad.status == "ok", bad.message
+    assert good.validation.sharpe > bad.validation.sharpe
+    assert bad.validation.baseline_corr < 0.99  # a different model predicts differently
+
+
+@pytest.mark.parametrize(("source", "status", "needle"), [
+    ("def create_features(df, feature_cols)\n    return df\n", "syntax_error", "line 1"),
+    ("def create_features(df, feature_cols):\n    return df[['feature_does_not_exist']]\n",
+     "runtime_error", "KeyError"),
+    ("def create_features(df, feature_cols):\n    return df[feature_cols] + 'a'\n", "runtime_error", "TypeError"),
+    ("from sklearn.linear_model import NoSuchModel\n", "import_error", "NoSuchModel"),
+    ("def load_data():\n    return None\n", "forbidden", "locked step"),
+    ("def run_optimization(*a):\n    return None\n", "forbidden", "locked step"),
+    ("import os\n", "forbidden", "import of 'os'"),
+    ("def define_model():\n    return eval('None')\n", "forbidden", "eval"),
+    ("def create_features(df, feature_cols):\n    return df[feature_cols].iloc[:10]\n",
+     "invalid_output", "one row per input row"),
+    ("def define_model():\n    return object()\n", "runtime_error", "fit"),
+    ("def create_target(df):\n    return df['target'] * float('nan')\n", "invalid_output", "NaN"),
+])
+def test_program_failures_are_statuses(evaluator, source, status, needle):
+    result = evaluator.evaluate(Program(source))
+    assert result.status == status, (result.message, result.traceback)
+    assert needle in result.message + result.traceback
+    assert result.validation is None
+
+
+def test_runtime_error_traceback_points_into_the_program(evaluator):
+    result = evaluator.evaluate(Program(
+        "def create_features(df, feature_cols):\n    x = 1\n    return df['nope']\n"))
+    assert result.status == "runtime_error"
+    assert 'File "program.py", line 3, in create_features' in result.traceback
+    assert "harness" not in result.traceback
+
+
+def test_nan_predictions_are_invalid_output(evaluator):
+    result = evaluator.evaluate(with_default(define_model=(
+        "def define_model():\n"
+        "    import numpy as np\n"
+        "    class M:\n"
+        "        def fit(self, X, y):\n"
+        "            return self\n"
+        "        def predict(self, X):\n"
+        "            return np.full(len(X), np.nan)\n"
+        "    return M()\n")))
+    assert result.status == "invalid_output"
+    assert "NaN" in result.message
+
+
+def test_leaky_row_wise_cv_is_flagged(evaluator):
+    result = evaluator.evaluate(with_default(define_cv=(
+        "def define_cv(eras, embargo):\n"
+        "    from sklearn.model_selection import KFold\n"
+        "    import numpy as np\n"
+        "    return list(KFold(3, shuffle=True, random_state=0).split(np.arange(len(eras))))\n")))
+    assert result.status == "leakage_suspected"
+    assert "share" in result.message
+
+
+def test_cv_without_embargo_is_flagged(evaluator):
+    result = evaluator.evaluate(with_default(define_cv=(
+        "def define_cv(eras, embargo):\n"
+        "    import numpy as np\n"
+        "    u = np.unique(eras)\n"
+        "    cut = u[len(u) // 2]\n"
+        "    return [(np.flatnonzero(eras < cut), np.flatnonzero(eras >= cut))]\n")))
+    assert result.status == "leakage_suspected"
+    assert "embargo" in result.message
+
+
+def test_target_leakage_through_features_is_flagged(evaluator):
+    # create_target sees the training targets; it smuggles them to create_features.
+    result = evaluator.evaluate(with_default(
+        create_target=(
+            "STASH = {}\n"
+            "def create_target(df):\n"
+            "    STASH['y'] = df['target'].to_numpy()\n"
+            "    return df['target']\n"),
+        create_features=(
+            "def create_features(df, feature_cols):\n"
+            "    import numpy as np\n"
+            "    X = df[feature_cols].copy()\n"
+            "    y = STASH['y']\n"
+            "    X['leak'] = np.r_[y, np.full(len(df) - len(y), 0.5)]\n"
+            "    return X\n")))
+    assert result.status == "leakage_suspected", result.message
+    assert "leakage band" in result.message
+    assert result.validation is not None and result.validation.mean_corr < 0.2
+
+
+def test_child_cannot_see_validation_targets(evaluator, split):
+    # The only targets in the child's view are the training rows'.
+    result = evaluator.evaluate(Program(
+        "def create_features(df, feature_cols):\n"
+        "    targets = [c for c in df.columns if c.startswith('target')]\n"
+        "    assert not targets, targets\n"
+        "    return df[feature_cols]\n"))
+    assert result.status == "ok", result.message
+    assert result.predictions["eval"].shape == (len(evaluator.handoff.eval_rows),)
+    assert np.isfinite(result.predictions["eval"]).all()
