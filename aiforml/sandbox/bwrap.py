@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from aiforml.sandbox.seccomp import filter_fd
+
+LAUNCHER_ENV = {"PATH": "/usr/bin:/bin"}  # bwrap's own env: the namespace's init keeps it readable
 SANDBOX_UID = 65534  # "nobody" inside the user namespace
 # The few /etc files the interpreter and common libraries read (dynamic loader, user names
 # for getpass/pwd, time zone). Nothing else of /etc is visible.
@@ -45,6 +50,28 @@ def bundled() -> str | None:
         return None
 
 
+def probe(binary: str, seccomp_program: bytes | None) -> str | None:
+    """None when ``binary`` runs ``bash -c 'exit 0'`` with our full argument list, else why not."""
+    fds = [filter_fd(seccomp_program)] if seccomp_program is not None else []
+    try:
+        with tempfile.TemporaryDirectory(prefix="aiforml-sbx-probe-") as tmp:
+            argv = build_argv(
+                binary, ["/bin/bash", "-c", "exit 0"], ro_paths=[], rw_dir=Path(tmp),
+                cwd=Path(tmp), env={}, tmpfs_mb=16, seccomp_fd=fds[0] if fds else None,
+            )  # fmt: skip
+            done = subprocess.run(
+                argv, capture_output=True, timeout=30, env=LAUNCHER_ENV, cwd="/", pass_fds=fds
+            )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if done.returncode != 0:
+        return (done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}")[:300]
+    return None
+
+
 def interpreter_paths(executable: str) -> list[Path]:
     """Directories the interpreter ``executable`` needs: its venv and its base installation."""
     paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
@@ -64,6 +91,7 @@ def build_argv(
     cwd: Path,
     env: dict[str, str],
     tmpfs_mb: int,
+    seccomp_fd: int | None = None,
 ) -> list[str]:
     """The full ``bwrap ... -- command`` argument list."""
     argv = [
@@ -91,6 +119,8 @@ def build_argv(
     binds += [(Path(p), "--ro-bind") for p in ro_paths] + [(rw_dir, "--bind")]
     for path, flag in sorted(binds, key=lambda b: (len(b[0].parts), b[1] == "--bind")):
         argv += [flag, str(path), str(path)]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
     argv += ["--remount-ro", "/"]  # the skeleton root bwrap built (mount points) is read-only too
     for key, value in env.items():
         argv += ["--setenv", key, value]

@@ -24,7 +24,6 @@ import os
 import resource
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from aiforml.config import SandboxConfig
 from aiforml.sandbox import bwrap as bw
-from aiforml.sandbox import cgroup
+from aiforml.sandbox import cgroup, seccomp
 from aiforml.sandbox.capture import CappedBuffer, pump
 from aiforml.sandbox.result import ExitFacts, SandboxResult, classify, exit_info
 
@@ -91,6 +90,7 @@ class Sandbox:
         self._active: dict[int, _Child] = {}
         self.controllers = cgroup.available() if use_cgroups else []
         cgroup.remove_stale(self.controllers)
+        self._seccomp = _seccomp_program() if cfg.isolation != "none" else None
         self.bwrap = self._choose_bwrap()
         self.isolation = "bwrap" if self.bwrap else FALLBACK
         self.limits = self._describe_limits()
@@ -140,7 +140,10 @@ class Sandbox:
             return None
         errors = []
         for candidate in bw.candidates():
-            error = self._probe(candidate)
+            error = bw.probe(candidate, self._seccomp)
+            if error and self._seccomp is not None and bw.probe(candidate, None) is None:
+                _warn_once(f"sandbox: {candidate} refused the seccomp filter ({error}); running without it")
+                self._seccomp, error = None, None
             if error is None:
                 return candidate
             errors.append(f"{candidate}: {error}")
@@ -154,29 +157,14 @@ class Sandbox:
         _warn_once(f"sandbox: bubblewrap unusable ({why}); falling back to weaker isolation")
         return None
 
-    def _probe(self, binary: str) -> str | None:
-        """None when ``binary`` runs a trivial command with our full argument list."""
-        with tempfile.TemporaryDirectory(prefix="aiforml-sbx-probe-") as tmp:
-            argv = bw.build_argv(
-                binary, [BASH, "-c", "exit 0"], ro_paths=[], rw_dir=Path(tmp), cwd=Path(tmp),
-                env={}, tmpfs_mb=16,
-            )  # fmt: skip
-            try:
-                done = subprocess.run(
-                    argv, capture_output=True, timeout=30, env=_launcher_env(), cwd="/"
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                return str(exc)
-        if done.returncode != 0:
-            return (done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}")[:300]
-        return None
-
     def _describe_limits(self) -> str:
         cfg = self.cfg
         parts = ["wall-clock kill from outside", f"RLIMIT_CPU {cfg.cpu_s}+1 s", f"RLIMIT_FSIZE {cfg.file_mb} MB"]
         parts.append("memory cgroup" if "memory" in self.controllers else "RLIMIT_DATA")
         if "pids" in self.controllers:
             parts.append("pids cgroup")
+        if self.bwrap and self._seccomp is not None:
+            parts.append("seccomp deny list")
         parts.append(f"output capped at {self.cfg.output_bytes} B per stream")
         return ", ".join(parts)
 
@@ -186,6 +174,8 @@ class Sandbox:
             missing.append("network, filesystem, /proc and other processes are NOT isolated")
             if not self.controllers:
                 missing.append("a setsid double-forked daemon can outlive the run (no cgroup)")
+        if self._seccomp is None:
+            missing.append("no seccomp filter (ptrace, bpf, io_uring, keyctl ... allowed)")
         if "memory" not in self.controllers:
             missing.append("no memory cgroup (RLIMIT_DATA only: mmap and tmpfs not counted)")
         if "pids" not in self.controllers:
@@ -200,12 +190,15 @@ class Sandbox:
         os.set_blocking(status_r, False)
         mark = [BASH, "-c", MARK.format(fd=status_w), "bash", *argv]
         child_env = self._child_env(argv, rw_dir) | env
+        fds = [status_w]
         if self.bwrap:
+            if self._seccomp is not None:
+                fds.append(seccomp.filter_fd(self._seccomp))
             command = bw.build_argv(
                 self.bwrap, mark, ro_paths=ro_paths, rw_dir=rw_dir, cwd=cwd, env=child_env,
-                tmpfs_mb=self.cfg.memory_mb,
+                tmpfs_mb=self.cfg.memory_mb, seccomp_fd=fds[1] if len(fds) > 1 else None,
             )  # fmt: skip
-            popen_env, popen_cwd = _launcher_env(), "/"
+            popen_env, popen_cwd = dict(bw.LAUNCHER_ENV), "/"
         else:
             command, popen_env, popen_cwd = mark, child_env, str(cwd)
         group = None
@@ -214,7 +207,7 @@ class Sandbox:
             proc = subprocess.Popen(
                 [BASH, "-c", GATE, "bash", *command],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=(status_w,), start_new_session=True, env=popen_env, cwd=popen_cwd,
+                pass_fds=fds, start_new_session=True, env=popen_env, cwd=popen_cwd,
             )  # fmt: skip
         except OSError:
             os.close(status_r)
@@ -222,7 +215,8 @@ class Sandbox:
                 group.remove()
             raise
         finally:
-            os.close(status_w)
+            for fd in fds:
+                os.close(fd)
         return self._release(proc, group, status_r)
 
     def _make_group(self) -> cgroup.RunGroup | None:
@@ -393,9 +387,12 @@ def _check_paths(argv: list[str], ro_paths: Sequence[Path], rw_dir: Path, cwd: P
     return None
 
 
-def _launcher_env() -> dict[str, str]:
-    """bwrap's own environment: minimal, since the namespace's init keeps it readable."""
-    return {"PATH": "/usr/bin:/bin"}
+def _seccomp_program() -> bytes | None:
+    try:
+        return seccomp.build_filter()
+    except seccomp.SeccompUnavailable as exc:
+        _warn_once(f"sandbox: no seccomp filter: {exc}")
+        return None
 
 
 def _warn_once(message: str) -> None:

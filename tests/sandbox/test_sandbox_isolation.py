@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -252,3 +253,26 @@ def test_only_bound_dev_shm_files_are_visible(run_script: Runner) -> None:
         assert result.stdout.split() == ["bound", "['data.npy']", f"['{shm.name}']"]
     finally:
         shutil.rmtree(shm)
+
+
+def test_dangerous_syscalls_are_denied(run_script: Runner, sandbox: Sandbox) -> None:
+    """Tracing, BPF, io_uring, keyrings, userfaultfd, namespaces: EPERM under the filter."""
+    if "seccomp" not in sandbox.limits:
+        pytest.skip("libseccomp unavailable: no seccomp filter")
+    result = run_script(
+        """
+        import ctypes, json
+        libc = ctypes.CDLL(None, use_errno=True)
+        calls = {"ptrace": (101, 0, 0, 0, 0), "bpf": (321, 0, 0, 0), "keyctl": (250, 0, 0),
+                 "io_uring_setup": (425, 8, 0), "userfaultfd": (323, 0), "unshare": (272, 0x20000),
+                 "perf_event_open": (298, 0, 0, -1, -1, 0)}
+        report = {}
+        for name, args in calls.items():
+            rc = libc.syscall(*args)
+            report[name] = "allowed" if rc >= 0 else ctypes.get_errno()
+        print(json.dumps(report))
+        """
+    )
+    assert result.ok, result.stderr
+    report = json.loads(result.stdout)
+    assert report == dict.fromkeys(report, errno.EPERM), report
