@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import resource
 import signal
 import time
 from dataclasses import dataclass
@@ -175,3 +176,28 @@ class RunGroup:
 def _write(path: Path, value: str) -> None:
     with open(path, "w") as handle:
         handle.write(value)
+
+
+@dataclass
+class Usage:
+    """Resource figures of a finished run, read before its groups are removed."""
+
+    cpu_s: float | None
+    peak_memory_mb: float | None
+    oom_kills: int = 0
+    hit_memory_limit: bool = False
+
+
+def usage(group: RunGroup | None, rusage: resource.struct_rusage) -> Usage:
+    """CPU and peak memory of the whole run from its groups, else of the waited process tree.
+
+    The cgroup peak includes page cache the run read in (shared libraries, data files).
+    """
+    cpu = group.cpu_s() if group and "cpuacct" in group.dirs else None
+    peak = group.peak_memory_mb() if group and "memory" in group.dirs else None
+    return Usage(
+        cpu_s=cpu if cpu is not None else rusage.ru_utime + rusage.ru_stime,
+        peak_memory_mb=peak if peak is not None else rusage.ru_maxrss / 1024,
+        oom_kills=group.oom_kills() if group else 0,
+        hit_memory_limit=group.hit_memory_limit() if group else False,
+    )

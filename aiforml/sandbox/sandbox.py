@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import threading
@@ -50,6 +51,7 @@ THREAD_VARS = (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS", "POLARS_MAX_THREADS", "RAYON_NUM_THREADS",
 )  # fmt: skip
+SETPRIV_ARGS = ("--pdeathsig", "KILL", "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--")
 NOFILE = 4096  # open files per process
 _warned: set[str] = set()
 
@@ -67,17 +69,7 @@ class _Child:
     reaped: tuple[int, resource.struct_rusage] | None = None
     started: bool = False
     fds: set[int] = field(default_factory=set)
-    usage: _Usage | None = None
-
-
-@dataclass
-class _Usage:
-    """Resource figures of a finished run, read before its cgroup is removed."""
-
-    cpu_s: float | None
-    peak_memory_mb: float | None
-    oom_kills: int = 0
-    hit_memory_limit: bool = False
+    usage: cgroup.Usage | None = None
 
 
 class Sandbox:
@@ -92,6 +84,9 @@ class Sandbox:
         cgroup.remove_stale(self.controllers)
         self._seccomp = _seccomp_program() if cfg.isolation != "none" else None
         self.bwrap = self._choose_bwrap()
+        setpriv = shutil.which("setpriv", path="/usr/bin:/bin")
+        # Without bwrap: drop every capability, no_new_privs, and die with this process.
+        self._setpriv = [setpriv, *SETPRIV_ARGS] if setpriv and not self.bwrap else []
         self.isolation = "bwrap" if self.bwrap else FALLBACK
         self.limits = self._describe_limits()
         missing = self._missing()
@@ -165,13 +160,18 @@ class Sandbox:
             parts.append("pids cgroup")
         if self.bwrap and self._seccomp is not None:
             parts.append("seccomp deny list")
+        if self._setpriv:
+            parts.append("no capabilities, no_new_privs, dies with the parent")
         parts.append(f"output capped at {self.cfg.output_bytes} B per stream")
         return ", ".join(parts)
 
     def _missing(self) -> str:
         missing = []
         if not self.bwrap:
-            missing.append("network, filesystem, /proc and other processes are NOT isolated")
+            missing.append(
+                "network, filesystem, /proc and other processes are NOT isolated; the child runs "
+                "as this process's uid (it can read what we can, and as root leave its cgroup)"
+            )
             if not self.controllers:
                 missing.append("a setsid double-forked daemon can outlive the run (no cgroup)")
         if self._seccomp is None:
@@ -200,7 +200,7 @@ class Sandbox:
             )  # fmt: skip
             popen_env, popen_cwd = dict(bw.LAUNCHER_ENV), "/"
         else:
-            command, popen_env, popen_cwd = mark, child_env, str(cwd)
+            command, popen_env, popen_cwd = [*self._setpriv, *mark], child_env, str(cwd)
         group = None
         try:
             group = self._make_group()
@@ -293,7 +293,7 @@ class Sandbox:
                 child.group.kill()
             child.fds = pump({fd: child.buffers[fd] for fd in child.fds}, deadline=time.monotonic() + 0.5)
             child.started = _read_marker(child.status_fd)
-            child.usage = _usage(child.group, child.reaped[1])
+            child.usage = cgroup.usage(child.group, child.reaped[1])
         finally:
             if child.group is not None:
                 child.group.remove()
@@ -337,18 +337,6 @@ def _kill(child: _Child) -> None:
             pass  # the whole group is already gone
     if child.group is not None:
         child.group.kill(timeout_s=0.5)
-
-
-def _usage(group: cgroup.RunGroup | None, rusage: resource.struct_rusage) -> _Usage:
-    """CPU and peak memory of the whole run from its cgroup, else of the waited process tree."""
-    cpu = group.cpu_s() if group and "cpuacct" in group.dirs else None
-    peak = group.peak_memory_mb() if group and "memory" in group.dirs else None
-    return _Usage(
-        cpu_s=cpu if cpu is not None else rusage.ru_utime + rusage.ru_stime,
-        peak_memory_mb=peak if peak is not None else rusage.ru_maxrss / 1024,
-        oom_kills=group.oom_kills() if group else 0,
-        hit_memory_limit=group.hit_memory_limit() if group else False,
-    )
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage]:
