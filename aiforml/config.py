@@ -228,11 +228,51 @@ class AlgoConfig:
 
 
 @dataclass
+class ServerConfig:
+    """The environment's MCP server (aiforml.env.server)."""
+
+    show_test: bool = False  # return sealed-test scores too (for a person; the RL loop never sets it)
+    output_chars: int = 4000  # captured stdout / traceback characters returned per evaluation
+    host: str = "127.0.0.1"  # HTTP transport: bind address (loopback only unless changed on purpose)
+    port: int = 8765  # HTTP transport: port
+
+    def validate(self) -> None:
+        check(self.output_chars >= 0, f"env.server.output_chars must be >= 0, got {self.output_chars}")
+        check(0 < self.port < 65536, f"env.server.port must be in 1..65535, got {self.port}")
+
+
+@dataclass
+class PoolConfig:
+    """The Ray pool of environment actors that evaluates programs in parallel (aiforml.env.pool)."""
+
+    num_actors: int = 2  # EnvActors, each evaluating one program at a time
+    cpus_per_actor: float = 1.0  # Ray CPU request per actor; actors x this must fit beside the learner
+    deadline_s: float | None = None  # per-program deadline through the pool (None: env.sandbox.wall_s + 30)
+    grace_s: float = 30.0  # past the deadline, an actor that has not answered is declared hung
+    max_restarts: int = 3  # Ray restarts a dead actor this many times
+    retries: int = 1  # re-runs of a program whose actor died; then the result is infra_error
+    start_timeout_s: float = 300.0  # actor start-up, data hand-off and baseline warm-up
+    cache_size: int = 10_000  # results kept by (program hash, data version), least recently used out; 0: off
+
+    def validate(self) -> None:
+        check(self.num_actors >= 1, f"env.pool.num_actors must be >= 1, got {self.num_actors}")
+        check(self.cpus_per_actor > 0, f"env.pool.cpus_per_actor must be > 0, got {self.cpus_per_actor}")
+        check(self.deadline_s is None or self.deadline_s > 0,
+              f"env.pool.deadline_s must be > 0 (or null for env.sandbox.wall_s + 30), got {self.deadline_s}")
+        for key in ("grace_s", "start_timeout_s"):
+            check(getattr(self, key) > 0, f"env.pool.{key} must be > 0, got {getattr(self, key)}")
+        for key in ("max_restarts", "retries", "cache_size"):
+            check(getattr(self, key) >= 0, f"env.pool.{key} must be >= 0, got {getattr(self, key)}")
+
+
+@dataclass
 class EnvConfig:
     """The environment: how programs are run and checked."""
 
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
 
 
 @dataclass
