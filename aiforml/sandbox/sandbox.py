@@ -9,7 +9,7 @@ KeyboardInterrupt in the caller), and classifying the end into a :class:`Sandbox
 
 Not responsible for: what the child runs, pipelines or scores, or reading the files the
 child writes into ``rw_dir`` (the caller does, as ``.npy`` with ``allow_pickle=False`` or
-JSON, never pickle; and should refuse symlinks and FIFOs there: the child made them).
+JSON, never pickle; symlinks, FIFOs and set-id bits there are removed before ``run`` returns).
 
 Hand-written because no maintained library does this combination for a plain process:
 sandboxing libraries wrap containers or seccomp only, and ``subprocess.run(timeout=...)``
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from aiforml.config import SandboxConfig
 from aiforml.sandbox import bwrap as bw
-from aiforml.sandbox import cgroup, seccomp
+from aiforml.sandbox import cgroup, paths, seccomp
 from aiforml.sandbox.capture import CappedBuffer, pump
 from aiforml.sandbox.result import ExitFacts, SandboxResult, classify, exit_info
 
@@ -104,10 +104,13 @@ class Sandbox:
         cwd: Path | None = None,
         on_start: Callable[[int], None] | None = None,
     ) -> SandboxResult:
-        """Run ``argv`` isolated; returns when it and every process it started are gone."""
+        """Run ``argv`` isolated; returns when it and every process it started are gone.
+
+        Afterwards ``rw_dir`` holds only plain files and directories (see :mod:`.paths`).
+        """
         start = time.monotonic()
         rw_dir, cwd = Path(rw_dir), Path(cwd or rw_dir)
-        problem = _check_paths(argv, ro_paths, rw_dir, cwd)
+        problem = paths.check(argv, ro_paths, rw_dir, cwd)
         if problem:
             return self._spawn_error(problem, start)
         try:
@@ -120,7 +123,7 @@ class Sandbox:
             self._watch(child, start + self.cfg.wall_s)
         finally:
             self._finish(child)
-        return self._result(child, start)
+        return self._result(child, start, removed=paths.defuse(rw_dir))
 
     def kill_all(self) -> None:
         """Kill every child of this Sandbox still running; safe from any thread."""
@@ -302,7 +305,7 @@ class Sandbox:
                     stream.close()
             os.close(child.status_fd)
 
-    def _result(self, child: _Child, start: float) -> SandboxResult:
+    def _result(self, child: _Child, start: float, removed: list[str]) -> SandboxResult:
         assert child.reaped is not None and child.usage is not None
         stdout, stderr = (buffer.text() for buffer in child.buffers.values())
         facts = ExitFacts(
@@ -314,6 +317,8 @@ class Sandbox:
         cfg = self.cfg
         outcome, message = classify(facts, wall_s=cfg.wall_s, cpu_limit_s=cfg.cpu_s, memory_mb=cfg.memory_mb)
         code, sig = exit_info(facts)
+        if removed:
+            message += f"; removed from rw_dir (not plain files): {', '.join(removed[:5])}"
         return SandboxResult(
             outcome=outcome, exit_code=code, signal=sig, stdout=stdout, stderr=stderr,
             wall_s=time.monotonic() - start, cpu_s=child.usage.cpu_s,
@@ -362,17 +367,6 @@ def _read_marker(fd: int) -> bool:
         return bool(os.read(fd, 16))
     except BlockingIOError:
         return False
-
-
-def _check_paths(argv: list[str], ro_paths: Sequence[Path], rw_dir: Path, cwd: Path) -> str | None:
-    if not argv:
-        return "empty argv"
-    if not rw_dir.is_dir():
-        return f"rw_dir {rw_dir} is not a directory"
-    for path in [*ro_paths, cwd]:
-        if not Path(path).is_absolute() or not Path(path).exists():
-            return f"{path} must be an existing absolute path"
-    return None
 
 
 def _seccomp_program() -> bytes | None:

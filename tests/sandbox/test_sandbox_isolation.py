@@ -276,3 +276,31 @@ def test_dangerous_syscalls_are_denied(run_script: Runner, sandbox: Sandbox) -> 
     assert result.ok, result.stderr
     report = json.loads(result.stdout)
     assert report == dict.fromkeys(report, errno.EPERM), report
+
+
+def test_traps_left_in_rw_dir_are_defused(run_script: Runner, tmp_path: Path) -> None:
+    """Symlinks to host files, FIFOs and set-uid files must not reach the trusted reader."""
+    labels = tmp_path / "labels.npy"
+    labels.write_bytes(b"validation targets")
+    rw = tmp_path / "rw"
+    result = run_script(
+        f"""
+        import os
+        os.symlink({str(labels)!r}, "predictions.npy")
+        os.makedirs("sub/deeper")
+        os.symlink("/", "sub/root")
+        os.mkfifo("sub/deeper/status.json")
+        with open("tool", "w") as f:
+            f.write("#!/bin/sh")
+        os.chmod("tool", 0o4755)
+        with open("ok.txt", "w") as f:
+            f.write("fine")
+        """
+    )
+    assert result.ok, result.stderr
+    assert not (rw / "predictions.npy").is_symlink() and not (rw / "predictions.npy").exists()
+    assert not (rw / "sub" / "root").is_symlink()
+    assert not (rw / "sub" / "deeper" / "status.json").exists()
+    assert (rw / "tool").stat().st_mode & 0o7777 == 0o755
+    assert (rw / "ok.txt").read_text() == "fine"
+    assert "predictions.npy" in result.message
