@@ -14,6 +14,7 @@ list is ours.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -50,6 +51,7 @@ def bundled() -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=8)  # once per process: every Evaluator builds a Sandbox
 def probe(binary: str, seccomp_program: bytes | None) -> str | None:
     """None when ``binary`` runs ``bash -c 'exit 0'`` with our full argument list, else why not."""
     fds = [filter_fd(seccomp_program)] if seccomp_program is not None else []
