@@ -1,0 +1,131 @@
+"""Sample completions from the policy and score them token by token.
+
+Responsible for: the :class:`Rollouts` record (prompt and response token ids, response
+masks, per-token log-probs and values, group ids, decoded text), sampling ``n``
+completions per prompt in batches, and :func:`score_responses`, the no-grad forward pass
+that gives log-probs and values of given responses (with the adapter on, or off for the
+reference policy).
+
+Log-probs are recomputed by a forward pass after generation rather than taken from
+``generate``'s scores, so the "old" log-probs of PPO come from exactly the computation
+the update differentiates. They are log-probs of the *tempered* distribution; top-k is
+off and ``top_p`` (off by default) truncates sampling only, as usual in RLHF code.
+
+Not responsible for: prompts (built elsewhere, passed in as strings), rewards, updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from aiforml.algo.core import logprobs_from_logits
+from aiforml.policy.model import PolicyModel
+
+
+@dataclass
+class Rollouts:
+    """A batch of sampled completions; every tensor on CPU, one row per sample."""
+
+    prompt_ids: Tensor  # [B, P] long, left-padded
+    prompt_mask: Tensor  # [B, P] long, 1 on prompt tokens
+    response_ids: Tensor  # [B, R] long, right-padded with the pad token
+    response_mask: Tensor  # [B, R] float, 1 up to and including the first EOS
+    logprobs: Tensor  # [B, R] float, log p(token) under the sampling policy (0 on padding)
+    values: Tensor  # [B, R] float, value head's estimate before each token (0 on padding)
+    group: Tensor  # [B] long, index of the sample's prompt (GRPO groups)
+    prompts: list[str]  # the prompt of each sample
+    texts: list[str]  # decoded responses, special tokens removed
+    stats: dict[str, float] = field(default_factory=dict)  # e.g. generation time, tokens
+
+    def __len__(self) -> int:
+        return self.response_ids.shape[0]
+
+    @property
+    def input_ids(self) -> Tensor:
+        return torch.cat([self.prompt_ids, self.response_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> Tensor:
+        return torch.cat([self.prompt_mask, self.response_mask.long()], dim=1)
+
+
+def response_mask_from_ids(response_ids: Tensor, valid: Tensor, eos_token_id: int) -> Tensor:
+    """1 on every generated token up to and including the first EOS, 0 after and on padding."""
+    is_eos = (response_ids == eos_token_id) & valid.bool()
+    eos_before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()  # EOS strictly before t
+    return ((eos_before == 0) & valid.bool()).float()
+
+
+@torch.no_grad()
+def score_responses(
+    policy: PolicyModel, input_ids: Tensor, attention_mask: Tensor, response_ids: Tensor,
+    micro_batch_size: int,
+) -> tuple[Tensor, Tensor]:
+    """Log-probs and values ``[B, R]`` (on CPU) of ``response_ids`` in eval mode."""
+    was_training = policy.training
+    policy.eval()
+    length = response_ids.shape[1]
+    logprobs, values = [], []
+    for start in range(0, input_ids.shape[0], micro_batch_size):
+        rows = slice(start, start + micro_batch_size)
+        logits, value = policy(
+            input_ids[rows].to(policy.device), attention_mask[rows].to(policy.device), length
+        )
+        logprobs.append(logprobs_from_logits(logits, response_ids[rows].to(policy.device)).cpu())
+        values.append(value.float().cpu())
+    policy.train(was_training)
+    return torch.cat(logprobs), torch.cat(values)
+
+
+@torch.no_grad()
+def _sample(policy: PolicyModel, prompt_ids: Tensor, prompt_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Generated tokens ``[B, R]`` right-padded across chunks, and where they are real."""
+    cfg, tok = policy.cfg, policy.tokenizer
+    was_training = policy.training
+    policy.eval()
+    chunks = []
+    for start in range(0, prompt_ids.shape[0], cfg.generation_batch_size):
+        rows = slice(start, start + cfg.generation_batch_size)
+        ids = prompt_ids[rows].to(policy.device)
+        out = policy.model.generate(
+            input_ids=ids, attention_mask=prompt_mask[rows].to(policy.device), do_sample=True,
+            temperature=cfg.temperature, top_p=cfg.top_p, top_k=0,
+            max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        chunks.append(out[:, ids.shape[1] :].cpu())
+    policy.train(was_training)
+    length = max(c.shape[1] for c in chunks)
+    response = torch.cat([F.pad(c, (0, length - c.shape[1]), value=tok.pad_token_id) for c in chunks])
+    valid = torch.cat([F.pad(torch.ones_like(c), (0, length - c.shape[1])) for c in chunks])
+    return response, valid
+
+
+def generate_rollouts(policy: PolicyModel, prompts: list[str], n: int = 1) -> Rollouts:
+    """Sample ``n`` completions of each prompt and score them (log-probs, values)."""
+    cfg, tok = policy.cfg, policy.tokenizer
+    expanded = [p for p in prompts for _ in range(n)]
+    group = torch.arange(len(prompts)).repeat_interleave(n)
+    enc = tok(expanded, padding=True, truncation=True, max_length=cfg.max_prompt_tokens,
+              return_tensors="pt")
+    prompt_ids, prompt_mask = enc["input_ids"], enc["attention_mask"]
+    response_ids, valid = _sample(policy, prompt_ids, prompt_mask)
+    mask = response_mask_from_ids(response_ids, valid, tok.eos_token_id)
+    response_ids = response_ids.masked_fill(mask == 0, tok.pad_token_id)
+    input_ids = torch.cat([prompt_ids, response_ids], dim=1)
+    attention = torch.cat([prompt_mask, mask.long()], dim=1)
+    logprobs, values = score_responses(policy, input_ids, attention, response_ids,
+                                       cfg.micro_batch_size)
+    lengths = mask.sum(dim=1).long().tolist()
+    texts = tok.batch_decode([row[:k] for row, k in zip(response_ids.tolist(), lengths, strict=True)],
+                             skip_special_tokens=True)
+    return Rollouts(
+        prompt_ids=prompt_ids, prompt_mask=prompt_mask, response_ids=response_ids,
+        response_mask=mask, logprobs=logprobs * mask, values=values * mask, group=group,
+        prompts=expanded, texts=texts,
+        stats={"response_tokens": float(mask.sum()), "samples": float(len(expanded))},
+    )

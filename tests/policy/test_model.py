@@ -1,0 +1,127 @@
+"""Policy loading: the auto choice, presets, the LoRA + value head forward, the reference
+policy (adapter off), the 4-bit QLoRA path on CPU with one update, and conf/ mirrors."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from aiforml.compose import CONF_DIR
+from aiforml.config import AlgoConfig, PolicyConfig, from_dict
+from aiforml.learner import LearnerActor
+from aiforml.policy.model import PRESETS, choose_policy, load_policy, resolve_policy_config
+from aiforml.policy.scratch import build_scratch_policy
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_scratch_policy(tmp_path_factory.mktemp("tiny_policy"))
+
+
+def test_auto_chooses_by_cuda_and_says_how_to_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    name, reason = choose_policy(PolicyConfig())
+    assert name == "tiny" and "CUDA is not available" in reason and "policy=mistral7b_qlora" in reason
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "RTX 3090")
+    name, reason = choose_policy(PolicyConfig())
+    assert name == "mistral7b_qlora" and "RTX 3090" in reason and "policy=tiny" in reason
+    assert choose_policy(PolicyConfig(name="tiny"))[0] == "tiny"
+
+
+def test_presets_fill_only_unset_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    resolved, _ = resolve_policy_config(PolicyConfig(lora_r=4))
+    assert resolved.name == "tiny" and resolved.lora_r == 4
+    assert resolved.load_in_4bit is False and resolved.max_new_tokens == PRESETS["tiny"]["max_new_tokens"]
+    qlora, _ = resolve_policy_config(PolicyConfig(name="mistral7b_qlora"))
+    assert qlora.load_in_4bit and qlora.compute_dtype == "bfloat16" and qlora.gradient_checkpointing
+
+
+def test_bad_policy_value_names_key() -> None:
+    with pytest.raises(ValueError, match=r"policy\.top_p must be in \(0, 1\], got 1.5"):
+        from_dict(PolicyConfig, {"top_p": 1.5}, prefix="policy.")
+    with pytest.raises(ValueError, match=r"algo\.clip_range must be in \(0, 1\), got 1.5"):
+        from_dict(AlgoConfig, {"clip_range": 1.5}, prefix="algo.")
+
+
+@pytest.mark.parametrize("name", ["policy/auto", "policy/mistral7b_qlora", "algo/ppo", "algo/grpo"])
+def test_conf_files_mirror_the_dataclasses(name: str) -> None:
+    data = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{name}.yaml"))
+    cls = PolicyConfig if name.startswith("policy") else AlgoConfig
+    cfg = from_dict(cls, data, prefix=name.split("/")[0] + ".")
+    fields = set(cls.__dataclass_fields__) - {"tiny"}
+    assert set(data) == fields, "every field appears in the yaml"
+    if name == "policy/mistral7b_qlora":
+        assert {k: getattr(cfg, k) for k in PRESETS["mistral7b_qlora"]} == PRESETS["mistral7b_qlora"]
+    if name == "algo/ppo":
+        assert cfg == AlgoConfig(), "ppo.yaml holds the dataclass defaults"
+
+
+def test_reference_is_the_model_with_adapter_off(tiny_model_dir: Path) -> None:
+    policy = load_policy(PolicyConfig(name="tiny"), tiny_model_dir)
+    ids = torch.tensor([[0, 1, 50, 60, 70, 80], [1, 40, 41, 42, 43, 44]])
+    mask = torch.tensor([[0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        for name, param in policy.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+        logits, values = policy(ids, mask, 3)
+        with policy.reference():
+            ref_logits, _ = policy(ids, mask, 3)
+        base = policy.model.get_base_model()
+        with policy.model.disable_adapter():
+            plain = base(input_ids=ids, attention_mask=mask,
+                         position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits[:, -4:-1]
+    assert logits.shape == (2, 3, len(policy.tokenizer)) and values.shape == (2, 3)
+    assert not torch.allclose(logits, ref_logits)
+    assert torch.allclose(ref_logits, plain, atol=1e-5)
+    assert torch.allclose(policy(ids, mask, 3)[0], logits)  # adapter back on after the block
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("value_head") for n in trainable)
+
+
+def test_qlora_4bit_path_on_cpu_runs_one_update(tiny_model_dir: Path) -> None:
+    import bitsandbytes as bnb
+
+    cfg = PolicyConfig(name="tiny", load_in_4bit=True, device="cpu", max_new_tokens=8,
+                       gradient_checkpointing=True)
+    learner = LearnerActor(cfg, AlgoConfig(epochs=1, minibatch_size=4, learning_rate=1e-2),
+                           str(tiny_model_dir))
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in learner.policy.modules())
+    before = learner.trainable_state()
+    rollouts = learner.generate(["def define_model():", "import lightgbm"], n=2)
+    stats = learner.update(rollouts, [1.0, 0.0, 0.5, -1.0])
+    after = learner.trainable_state()
+    lora_changed = [n for n in before if "lora_" in n and not torch.equal(before[n], after[n])]
+    assert lora_changed, "an update on the 4-bit base moved the LoRA weights"
+    assert not torch.equal(before["value_head.weight"], after["value_head.weight"])
+    assert torch.isfinite(torch.tensor(stats["ppo/policy_loss"]))
+
+
+def test_cpu_4bit_gradients_survive_an_eval_pass(tiny_model_dir: Path) -> None:
+    """Generation (eval, no grad) must not change how gradients flow in a later update."""
+    policy = load_policy(PolicyConfig(name="tiny", load_in_4bit=True, device="cpu"), tiny_model_dir)
+    ids = torch.tensor([[1, 40, 41, 42, 43, 44]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        for name, param in policy.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.1)
+
+    def grads() -> dict[str, torch.Tensor]:
+        policy.zero_grad()
+        policy.train()
+        logits, values = policy(ids, mask, 3)
+        (logits.logsumexp(-1).sum() + values.sum()).backward()
+        return {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
+
+    before = grads()
+    policy.eval()
+    with torch.no_grad():
+        policy(ids, mask, 3)
+    after = grads()
+    assert before.keys() == after.keys()
+    for name in before:
+        assert torch.allclose(before[name], after[name], atol=1e-6), name

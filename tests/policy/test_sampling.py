@@ -1,0 +1,46 @@
+"""Sampling: response masks, rollout shapes, and log-probs that match a fresh forward pass."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from aiforml.config import PolicyConfig
+from aiforml.policy.model import load_policy
+from aiforml.policy.sampling import generate_rollouts, response_mask_from_ids, score_responses
+from aiforml.policy.scratch import build_scratch_policy
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_scratch_policy(tmp_path_factory.mktemp("tiny_policy"))
+
+
+def test_response_mask_stops_after_first_eos() -> None:
+    eos = 2
+    ids = torch.tensor([[5, 6, 2, 7, 2], [5, 5, 5, 5, 5], [2, 0, 0, 0, 0]])
+    valid = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    mask = response_mask_from_ids(ids, valid, eos)
+    expected = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], dtype=torch.float)
+    assert torch.equal(mask, expected)
+
+
+def test_rollouts_are_grouped_masked_and_scored(tiny_model_dir: Path) -> None:
+    torch.manual_seed(0)
+    policy = load_policy(PolicyConfig(name="tiny", max_new_tokens=12, generation_batch_size=3,
+                                      micro_batch_size=2), tiny_model_dir)
+    prompts = ["def define_model():", "import lightgbm as lgb\n"]
+    r = generate_rollouts(policy, prompts, n=3)
+    assert len(r) == 6 and r.group.tolist() == [0, 0, 0, 1, 1, 1]
+    assert r.prompts == [prompts[0]] * 3 + [prompts[1]] * 3 and len(r.texts) == 6
+    assert r.response_ids.shape[1] <= 12 and r.prompt_ids.shape == r.prompt_mask.shape
+    assert r.response_mask.sum() > 0
+    assert torch.all(r.logprobs[r.response_mask == 0] == 0)
+    assert torch.all(r.logprobs[r.response_mask == 1] < 0)
+    # the stored log-probs are what a fresh forward pass of the same model gives
+    logprobs, values = score_responses(policy, r.input_ids, r.attention_mask, r.response_ids, 6)
+    assert torch.allclose(logprobs * r.response_mask, r.logprobs, atol=1e-5)
+    assert torch.allclose(values * r.response_mask, r.values, atol=1e-6)
+    # decoded text is the masked response, without special tokens
+    first = r.response_ids[0, : int(r.response_mask[0].sum())].tolist()
+    assert r.texts[0] == policy.tokenizer.decode(first, skip_special_tokens=True)
