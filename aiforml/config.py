@@ -29,6 +29,15 @@ class SyntheticConfig:
     n_features: int | None = None  # number of feature_* columns
     signal_scale: float | None = None  # strength of the planted signal (1.0 = the preset's)
 
+    def validate(self) -> None:
+        for name in ("n_eras", "rows_per_era", "n_features"):
+            value = getattr(self, name)
+            check(value is None or value >= 10, f"data.synthetic.{name} must be >= 10 or null, got {value}")
+        check(
+            self.signal_scale is None or self.signal_scale >= 0,
+            f"data.synthetic.signal_scale must be >= 0 or null, got {self.signal_scale}",
+        )
+
 
 @dataclass
 class DataConfig:
@@ -42,6 +51,17 @@ class DataConfig:
     test_eras: int | None = None  # eras in the sealed test block (None: the preset's)
     embargo_eras: int = 4  # eras dropped between train/validation and validation/test
     cache_dir: str | None = None  # where generated data is cached (None: ~/.cache/aiforml)
+
+    def validate(self) -> None:
+        check(
+            self.source != "numerai" or bool(self.path),
+            "data.path is required when data.source is numerai: a directory with train.parquet "
+            "(and validation.parquet, features.json) or one parquet file",
+        )
+        check(self.embargo_eras >= 0, f"data.embargo_eras must be >= 0, got {self.embargo_eras}")
+        for name in ("validation_eras", "test_eras"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, f"data.{name} must be >= 1 or null, got {value}")
 
 
 # --- sandbox and pipeline -----------------------------------------------------------------

@@ -1,0 +1,114 @@
+"""Synthetic Numerai-like tournament data, deterministic from a seed.
+
+Responsible for: turning a simulated market (``market.py``) into a ``Dataset``: overlapping
+multi-week forward-return targets with the risk factors regressed out per era, quantized to
+Numerai's five values, auxiliary targets, fresh row ids every era, names, groups and sets.
+Not responsible for: the latent processes (``market.py``), the structure draws
+(``design.py``), the on-disk cache (``cache.py``).
+
+How it is hard in the ways real data is hard (see NOTES.md):
+- a persistent pool of stocks whose characteristics follow slow (phi 0.98-0.995) and fast
+  (phi 0.7-0.9) AR(1) processes; rows get fresh ids every era;
+- risk factors dominate raw returns and are removed from the targets by per-era
+  regression; about 10 % of the features are noisy proxies of the risk exposures;
+- a 3-state Markov regime (spells of about 50 eras) flips the linear premium of a quarter
+  of the characteristics; premia also drift slowly (AR 0.98), and iid weekly "style"
+  returns load on the characteristics, so feature exposure is risky;
+- small stable non-linear terms (U-shapes, within-group products) that trees can find and
+  linear models cannot; fat-tailed t(4) idiosyncratic noise;
+- targets are overlapping forward sums of weekly returns (``target``: 4 weeks, the 20-day
+  style main target; ``target_alpha_60``: 12 weeks), so a split without an embargo leaks;
+- features are noisy, grouped, partly lagged variants of the characteristics, quantized
+  per era to 0..4 in equal fifths; a tenth of them are missing (all 2) in early eras;
+  targets are quantized to {0, .25, .5, .75, 1} at 5/20/50/20/5 %.
+
+Presets (``presets.py``); figures from ``benchmarks/calibrate_synthetic.py``:
+- ``fast``: a demo/test preset with a planted signal several times stronger than real data,
+  so that better pipelines reliably score better at 600 rows per era. CALIBRATION_FAST
+- ``realistic``: Numerai-calibrated statistics at Numerai-like sizes. CALIBRATION_REALISTIC
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from aiforml.data.dataset import Dataset
+from aiforml.data.design import Design, draw_design
+from aiforml.data.market import Panel, simulate
+from aiforml.data.presets import SyntheticSpec, spec_key
+from aiforml.data.quantize import quantize_target, residualize
+
+GENERATOR_VERSION = "1"
+
+# name -> (weeks summed, risk columns regressed out (None: all, 0: only the mean), first
+# era share where the target is known)
+TARGETS: dict[str, tuple[int, int | None, float]] = {
+    "target": (4, None, 0.0),
+    "target_alpha_60": (12, None, 0.0),
+    "target_beta_20": (4, 3, 0.1),
+    "target_gamma_40": (8, None, 0.25),
+    "target_raw_20": (4, 0, 0.0),
+}
+
+
+def synthetic_version(spec: SyntheticSpec, seed: int) -> str:
+    """Content id of the data a spec and seed generate (the generator is deterministic)."""
+    key = json.dumps({"v": GENERATOR_VERSION, "seed": seed, **spec_key(spec)}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def generate(spec: SyntheticSpec, seed: int) -> Dataset:
+    """Generate the whole dataset of ``spec`` from ``seed``, bit for bit reproducible."""
+    design, panel = simulate_panel(spec, seed)
+    id_rng = np.random.default_rng(seed).spawn(3)[2]
+    eras = np.repeat(np.arange(spec.n_eras, dtype=np.int32), panel.era_rows)
+    return Dataset(
+        eras=eras,
+        features=panel.features,
+        targets=build_targets(panel),
+        feature_names=design.feature_names,
+        target_names=tuple(TARGETS),
+        feature_sets=design.feature_sets,
+        feature_groups=design.feature_groups,
+        version=synthetic_version(spec, seed),
+        name=f"synthetic-{spec.preset}",
+        default_validation_eras=spec.validation_eras,
+        default_test_eras=spec.test_eras,
+        ids=fresh_ids(len(eras), id_rng),
+    )
+
+
+def simulate_panel(spec: SyntheticSpec, seed: int) -> tuple[Design, Panel]:
+    """The structure and the simulated market behind ``generate(spec, seed)``."""
+    design_rng, market_rng, _ = np.random.default_rng(seed).spawn(3)
+    design = draw_design(spec, design_rng)
+    return design, simulate(spec, design, market_rng)
+
+
+def build_targets(panel: Panel) -> np.ndarray:
+    """(n, t) float32: every target of every era, residualized and quantized per era."""
+    n_eras = len(panel.era_rows)
+    bounds = np.concatenate([[0], np.cumsum(panel.era_rows)])
+    out = np.full((bounds[-1], len(TARGETS)), np.nan, dtype=np.float32)
+    for t in range(n_eras):
+        lo, hi = bounds[t], bounds[t + 1]
+        week, stocks = panel.era_week[t], panel.stock[lo:hi]
+        for j, (weeks, n_risk, known_from) in enumerate(TARGETS.values()):
+            if t < known_from * n_eras:
+                continue
+            fwd = panel.cum_returns[week + weeks, stocks] - panel.cum_returns[week, stocks]
+            neutral = residualize(fwd, panel.exposures[lo:hi, :n_risk])
+            out[lo:hi, j] = quantize_target(neutral)
+    return out
+
+
+def fresh_ids(n: int, rng: np.random.Generator) -> np.ndarray:
+    """n distinct int64 ids in a random-looking order: no stock keeps its id across eras."""
+    multiplier = int(rng.integers(1 << 40, 1 << 61)) | 1  # odd: a bijection modulo 2**62
+    offset = int(rng.integers(0, 1 << 62))
+    idx = np.arange(n, dtype=np.uint64)
+    mixed = (idx * np.uint64(multiplier) + np.uint64(offset)) & np.uint64((1 << 62) - 1)
+    return mixed.astype(np.int64)
