@@ -156,14 +156,14 @@ class RunGroup:
     def remove(self) -> None:
         """Remove the groups; they must be empty (call :meth:`kill` first)."""
         for path in self.dirs.values():
-            for _ in range(50):
+            for _ in range(500):
                 try:
                     path.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    time.sleep(0.01)  # EBUSY while the last killed task is torn down
+                    time.sleep(0.002)  # EBUSY while the last killed task is torn down
 
     def _read(self, controller: str, name: str) -> str:
         path = self.dirs.get(controller)
