@@ -1,0 +1,76 @@
+"""``EnvActor``: one environment (an MCP server over an episode session) in a Ray actor.
+
+Responsible for: building the session and its MCP server from the data set handed over
+by the pool (through the Ray object store, so no actor reads data from disk), warming the
+default program's baseline predictions, and evaluating one program at a time by calling
+its own server's ``evaluate_program`` tool through the in-process MCP client, with the
+per-program deadline as the client's timeout (the server then kills the sandbox). The
+episode state is reset before each program. Returns the tool's structured content (plain
+JSON-able data).
+
+Not responsible for: parallelism, retries and caching (``pool.py``). The class is plain
+Python with async methods; the pool wraps it with ``ray.remote`` (``max_concurrency=1``:
+one program at a time) and its own resource options.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from mcp import Client, MCPError
+from mcp.types import REQUEST_TIMEOUT
+
+from aiforml.config import Config
+from aiforml.data.dataset import Dataset, EraSplit
+from aiforml.env.server import build_server
+from aiforml.env.session import EnvSession
+from aiforml.program import EvalResult, Program
+
+
+class EnvActor:
+    """Holds one MCP server and the data set; evaluates programs through the MCP client."""
+
+    def __init__(self, cfg: Config, dataset: Dataset, split: EraSplit, baseline_dir: str | None = None) -> None:
+        self.session = EnvSession(cfg, dataset, split, baseline_dir=Path(baseline_dir) if baseline_dir else None)
+        self.server = build_server(self.session)
+        self.evaluated = 0
+
+    async def ready(self) -> dict[str, Any]:
+        """Warm the baseline (cached on disk after the first actor) and say who we are."""
+        await anyio.to_thread.run_sync(self.session.evaluator.baseline_predictions)
+        return {"pid": os.getpid(), "data_version": self.session.evaluator.data_version,
+                "isolation": self.session.evaluator.sandbox.isolation}
+
+    async def evaluate(self, source: str, deadline_s: float) -> dict[str, Any]:
+        """Evaluate one program; the result as EvaluationOutput data (status, scores, ...)."""
+        self.session.reset()
+        self.evaluated += 1
+        return await self._call(source, deadline_s)
+
+    def stats(self) -> dict[str, int]:
+        return {"pid": os.getpid(), "evaluated": self.evaluated}
+
+    async def _call(self, source: str, deadline_s: float) -> dict[str, Any]:
+        async with Client(self.server) as client:
+            try:
+                reply = await client.call_tool("evaluate_program", {"code": source}, read_timeout_seconds=deadline_s)
+            except MCPError as exc:
+                if exc.code == REQUEST_TIMEOUT:  # the server killed the sandbox; the program's time ran out
+                    status, message = "timeout", f"no result within the pool's deadline of {deadline_s:.0f}s"
+                else:
+                    status, message = "infra_error", f"MCP error {exc.code}: {exc}"
+                return self._failure(source, status, message)
+        if reply.is_error or reply.structured_content is None:
+            text = " ".join(getattr(block, "text", "") for block in reply.content)
+            return self._failure(source, "infra_error", f"the server refused the call: {text[:500]}")
+        return dict(reply.structured_content)
+
+    def _failure(self, source: str, status: str, message: str) -> dict[str, Any]:
+        result = EvalResult(status=status, message=message, program_hash=Program(source).hash,  # type: ignore[arg-type]
+                            data_version=self.session.evaluator.data_version)
+        return self.session.output(result).model_dump()
+
