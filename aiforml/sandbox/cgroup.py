@@ -38,9 +38,11 @@ def own_base(controller: str) -> Path | None:
         return None
     for line in lines:
         _, names, path = line.split(":", 2)
-        if controller in names.split(","):
-            base = ROOT / controller / path.lstrip("/")
-            return base if (base / "cgroup.procs").exists() else None
+        if controller in names.split(","):  # co-mounted controllers: "cpu,cpuacct"
+            for mount in (controller, names):
+                base = ROOT / mount / path.lstrip("/")
+                if (base / "cgroup.procs").exists():
+                    return base
     return None
 
 
@@ -132,17 +134,16 @@ class RunGroup:
             time.sleep(0.005)
         return not self.pids()
 
-    def oom_kills(self) -> int:
-        """How many processes the kernel's OOM killer killed in the memory group."""
-        text = self._read("memory", "memory.oom_control")
-        for line in text.splitlines():
+    def oom_kills(self) -> int | None:
+        """Processes the kernel's OOM killer killed in the memory group (None: not counted)."""
+        for line in self._read("memory", "memory.oom_control").splitlines():
             key, _, value = line.partition(" ")
-            if key == "oom_kill":
+            if key == "oom_kill":  # kernels >= 4.13
                 return int(value)
-        return 0
+        return None
 
     def hit_memory_limit(self) -> bool:
-        """Whether usage ever reached the cap (kernels without an ``oom_kill`` counter)."""
+        """Whether usage ever reached the cap (page-cache reclaim counts too: a weak sign)."""
         return int(self._read("memory", "memory.failcnt") or 0) > 0
 
     def peak_memory_mb(self) -> float | None:
@@ -195,9 +196,11 @@ def usage(group: RunGroup | None, rusage: resource.struct_rusage) -> Usage:
     """
     cpu = group.cpu_s() if group and "cpuacct" in group.dirs else None
     peak = group.peak_memory_mb() if group and "memory" in group.dirs else None
+    oom_kills = group.oom_kills() if group and "memory" in group.dirs else None
     return Usage(
         cpu_s=cpu if cpu is not None else rusage.ru_utime + rusage.ru_stime,
         peak_memory_mb=peak if peak is not None else rusage.ru_maxrss / 1024,
-        oom_kills=group.oom_kills() if group else 0,
-        hit_memory_limit=group.hit_memory_limit() if group else False,
+        oom_kills=oom_kills or 0,
+        # only where the kernel does not count OOM kills: reaching the cap, then SIGKILL
+        hit_memory_limit=oom_kills is None and group is not None and group.hit_memory_limit(),
     )
