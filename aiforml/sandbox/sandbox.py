@@ -22,9 +22,9 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from aiforml.config import SandboxConfig
 from aiforml.sandbox import bwrap as bw
-from aiforml.sandbox import cgroup, paths, seccomp
+from aiforml.sandbox import cgroup, fallback, paths, seccomp
 from aiforml.sandbox.capture import CappedBuffer, pump
 from aiforml.sandbox.result import ExitFacts, SandboxResult, classify, exit_info
 
@@ -51,7 +51,6 @@ THREAD_VARS = (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS", "POLARS_MAX_THREADS", "RAYON_NUM_THREADS",
 )  # fmt: skip
-SETPRIV_ARGS = ("--pdeathsig", "KILL", "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--")
 NOFILE = 4096  # open files per process
 _warned: set[str] = set()
 
@@ -84,9 +83,8 @@ class Sandbox:
         cgroup.remove_stale(self.controllers)
         self._seccomp = _seccomp_program() if cfg.isolation != "none" else None
         self.bwrap = self._choose_bwrap()
-        setpriv = shutil.which("setpriv", path="/usr/bin:/bin")
-        # Without bwrap: drop every capability, no_new_privs, and die with this process.
-        self._setpriv = [setpriv, *SETPRIV_ARGS] if setpriv and not self.bwrap else []
+        # Without bwrap: no capabilities, no_new_privs, dies with us; uid nobody where it can.
+        self._confine = fallback.prefix(sys.executable) if not self.bwrap else []
         self.isolation = "bwrap" if self.bwrap else FALLBACK
         self.limits = self._describe_limits()
         missing = self._missing()
@@ -163,25 +161,29 @@ class Sandbox:
             parts.append("pids cgroup")
         if self.bwrap and self._seccomp is not None:
             parts.append("seccomp deny list")
-        if self._setpriv:
+        if self._confine:
             parts.append("no capabilities, no_new_privs, dies with the parent")
+        if fallback.runs_as_nobody(self._confine):
+            parts.append("uid 65534" + ("" if "pids" in self.controllers else " with RLIMIT_NPROC"))
         parts.append(f"output capped at {self.cfg.output_bytes} B per stream")
         return ", ".join(parts)
 
     def _missing(self) -> str:
         missing = []
         if not self.bwrap:
-            missing.append(
-                "network, filesystem, /proc and other processes are NOT isolated; the child runs "
-                "as this process's uid (it can read what we can, and as root leave its cgroup)"
-            )
+            missing.append("network, filesystem, /proc and other processes are NOT isolated")
+            if not fallback.runs_as_nobody(self._confine):
+                missing.append(
+                    "the child runs as this process's uid (it reads what we can read, and as "
+                    "root it could leave its cgroup)"
+                )
             if not self.controllers:
                 missing.append("a setsid double-forked daemon can outlive the run (no cgroup)")
         if self._seccomp is None:
             missing.append("no seccomp filter (ptrace, bpf, io_uring, keyctl ... allowed)")
         if "memory" not in self.controllers:
             missing.append("no memory cgroup (RLIMIT_DATA only: mmap and tmpfs not counted)")
-        if "pids" not in self.controllers:
+        if "pids" not in self.controllers and not fallback.runs_as_nobody(self._confine):
             missing.append("no process cap (no pids cgroup; root ignores RLIMIT_NPROC)")
         return "; ".join(missing)
 
@@ -189,6 +191,10 @@ class Sandbox:
     def _spawn(
         self, argv: list[str], ro_paths: Sequence[Path], rw_dir: Path, cwd: Path, env: dict[str, str]
     ) -> _Child:
+        confine = [] if self.bwrap else fallback.prefix(argv[0])
+        as_nobody = fallback.runs_as_nobody(confine)
+        if as_nobody:
+            fallback.hand_over(rw_dir)
         status_r, status_w = os.pipe()
         os.set_blocking(status_r, False)
         mark = [BASH, "-c", MARK.format(fd=status_w), "bash", *argv]
@@ -203,7 +209,7 @@ class Sandbox:
             )  # fmt: skip
             popen_env, popen_cwd = dict(bw.LAUNCHER_ENV), "/"
         else:
-            command, popen_env, popen_cwd = [*self._setpriv, *mark], child_env, str(cwd)
+            command, popen_env, popen_cwd = [*confine, *mark], child_env, str(cwd)
         group = None
         try:
             group = self._make_group()
@@ -220,7 +226,7 @@ class Sandbox:
         finally:
             for fd in fds:
                 os.close(fd)
-        return self._release(proc, group, status_r)
+        return self._release(proc, group, status_r, self._rlimits(as_nobody))
 
     def _make_group(self) -> cgroup.RunGroup | None:
         if not self.controllers:
@@ -228,7 +234,13 @@ class Sandbox:
         # +2: the bwrap monitor and the namespace's init also live in the group
         return cgroup.RunGroup.create(self.controllers, self.cfg.memory_mb, self.cfg.max_procs + 2)
 
-    def _release(self, proc: subprocess.Popen[bytes], group: cgroup.RunGroup | None, status_r: int) -> _Child:
+    def _release(
+        self,
+        proc: subprocess.Popen[bytes],
+        group: cgroup.RunGroup | None,
+        status_r: int,
+        rlimits: list[tuple[int, tuple[int, int]]],
+    ) -> _Child:
         """Apply cgroup and rlimits to the gated process, register it, and let it go."""
         assert proc.stdin and proc.stdout and proc.stderr
         buffers = {s.fileno(): CappedBuffer(self.cfg.output_bytes) for s in (proc.stdout, proc.stderr)}
@@ -240,7 +252,7 @@ class Sandbox:
         try:
             if group is not None:
                 group.attach(proc.pid)
-            for limit, value in self._rlimits():
+            for limit, value in rlimits:
                 resource.prlimit(proc.pid, limit, value)
             proc.stdin.write(b"go\n")
             proc.stdin.close()
@@ -249,7 +261,7 @@ class Sandbox:
             raise
         return child
 
-    def _rlimits(self) -> list[tuple[int, tuple[int, int]]]:
+    def _rlimits(self, as_nobody: bool) -> list[tuple[int, tuple[int, int]]]:
         cpu, fsize = self.cfg.cpu_s, self.cfg.file_mb * 2**20
         limits = [
             (resource.RLIMIT_CPU, (cpu, cpu + 1)),  # +1: SIGXCPU can be caught, SIGKILL cannot
@@ -260,6 +272,8 @@ class Sandbox:
         if "memory" not in self.controllers:
             cap = self.cfg.memory_mb * 2**20
             limits.append((resource.RLIMIT_DATA, (cap, cap)))
+        if as_nobody and "pids" not in self.controllers:  # counts every process of uid 65534
+            limits.append((resource.RLIMIT_NPROC, (self.cfg.max_procs, self.cfg.max_procs)))
         return limits
 
     def _child_env(self, argv: list[str], rw_dir: Path) -> dict[str, str]:

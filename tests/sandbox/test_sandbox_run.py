@@ -153,3 +153,42 @@ def test_concurrent_runs_are_all_killed(make_sandbox: Boxes, tmp_path: Path) -> 
     for thread in threads:
         thread.join(timeout=20)
     assert [r.outcome for r in results] == ["killed"] * 3
+
+
+def test_fallback_runs_as_nobody_where_the_interpreter_allows(
+    make_sandbox: Boxes, tmp_path: Path
+) -> None:
+    """Without bwrap, root hands the child uid 65534 when its interpreter is readable by all."""
+    system_python = "/usr/bin/python3"
+    if os.geteuid() != 0 or not sandbox_module.fallback.nobody_can_run(system_python):
+        pytest.skip("needs root and a system python that uid 65534 can run")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root only")
+    secret.chmod(0o600)
+    rw = tmp_path / "rw"
+    rw.mkdir()
+    box = Sandbox(make_sandbox(isolation="none", max_procs=8).cfg, use_cgroups=False)
+    code = f"""
+import os
+try:
+    open({str(secret)!r}).read()
+    print("read the secret")
+except PermissionError:
+    print("secret hidden")
+open("out.txt", "w").write("ok")
+forks = 0
+try:
+    for _ in range(50):
+        if os.fork() == 0:
+            import time; time.sleep(5); os._exit(0)
+        forks += 1
+except OSError:
+    pass
+print(os.getuid(), forks)
+"""
+    result = box.run([system_python, "-c", code], ro_paths=[], rw_dir=rw)
+    assert result.ok, result.stderr
+    lines = result.stdout.split("\n")
+    assert lines[0] == "secret hidden" and (rw / "out.txt").read_text() == "ok"
+    uid, forks = map(int, lines[1].split())
+    assert uid == 65534 and forks < 8  # RLIMIT_NPROC holds for a non-root uid
