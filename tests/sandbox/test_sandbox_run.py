@@ -192,3 +192,10 @@ print(os.getuid(), forks)
     assert lines[0] == "secret hidden" and (rw / "out.txt").read_text() == "ok"
     uid, forks = map(int, lines[1].split())
     assert uid == 65534 and forks < 8  # RLIMIT_NPROC holds for a non-root uid
+
+
+def test_the_child_runs_our_interpreter(run_script: Runner) -> None:
+    """Inside, the venv's python finds its own standard library, not the system's."""
+    result = run_script("import os, sys\nprint(sys.version, sys.prefix, sys.base_prefix, os.__file__)")
+    assert result.ok, result.stderr
+    assert result.stdout.split() == [*sys.version.split(), sys.prefix, sys.base_prefix, os.__file__]
