@@ -33,7 +33,7 @@ from pathlib import Path
 
 from aiforml.config import SandboxConfig
 from aiforml.sandbox import bwrap as bw
-from aiforml.sandbox import cgroup, fallback, paths, seccomp
+from aiforml.sandbox import cgroup, environment, fallback, paths, seccomp
 from aiforml.sandbox.capture import CappedBuffer, pump
 from aiforml.sandbox.result import ExitFacts, SandboxResult, classify, exit_info
 
@@ -47,10 +47,6 @@ GATE = 'read -r _ || exit 125; exec "$@" </dev/null'
 # Last step before user code: write one byte on the status fd (proof that the sandbox was set
 # up; the child cannot forge it, since the fd is closed before the exec), then exec.
 MARK = 'printf . >&{fd} || exit 125; exec {fd}>&-; exec "$@"'
-THREAD_VARS = (
-    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS", "POLARS_MAX_THREADS", "RAYON_NUM_THREADS",
-)  # fmt: skip
 NOFILE = 4096  # open files per process
 _warned: set[str] = set()
 
@@ -72,7 +68,13 @@ class _Child:
 
 
 class Sandbox:
-    """Runs commands isolated; one instance may run several children from several threads."""
+    """Runs commands isolated; one instance may run several children from several threads.
+
+    Chosen once, at construction: ``isolation`` ("bwrap", or the fallback's description),
+    ``limits`` (the protections in force, in words), ``controllers`` (cgroup v1 controllers in
+    use), ``bwrap`` (the binary, or None). ``use_cgroups=False`` leaves cgroups out (tests of
+    the rlimit-only path).
+    """
 
     def __init__(self, cfg: SandboxConfig, *, use_cgroups: bool = True) -> None:
         cfg.validate()
@@ -198,7 +200,9 @@ class Sandbox:
         status_r, status_w = os.pipe()
         os.set_blocking(status_r, False)
         mark = [BASH, "-c", MARK.format(fd=status_w), "bash", *argv]
-        child_env = self._child_env(argv, rw_dir) | env
+        # without bwrap the host's /tmp is shared: HOME and TMPDIR go to rw_dir instead
+        home = "/tmp" if self.bwrap else str(rw_dir)
+        child_env = environment.minimal(argv[0], home=home, threads=self.cfg.threads) | env
         fds = [status_w]
         if self.bwrap:
             if self._seccomp is not None:
@@ -275,17 +279,6 @@ class Sandbox:
         if as_nobody and "pids" not in self.controllers:  # counts every process of uid 65534
             limits.append((resource.RLIMIT_NPROC, (self.cfg.max_procs, self.cfg.max_procs)))
         return limits
-
-    def _child_env(self, argv: list[str], rw_dir: Path) -> dict[str, str]:
-        home = "/tmp" if self.bwrap else str(rw_dir)  # without bwrap, the host's /tmp is shared
-        bindir = os.path.dirname(argv[0]) if os.path.isabs(argv[0]) else ""
-        env = {
-            "PATH": ":".join(p for p in (bindir, "/usr/local/bin", "/usr/bin", "/bin") if p),
-            "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
-        }  # fmt: skip
-        env.update({name: str(self.cfg.threads) for name in THREAD_VARS})
-        return env
 
     def _watch(self, child: _Child, deadline: float) -> None:
         """Read output until the child exits, is killed, or the deadline passes."""
