@@ -181,10 +181,12 @@ class Sandbox:
                 )
             if not self.controllers:
                 missing.append("a setsid double-forked daemon can outlive the run (no cgroup)")
-        if self._seccomp is None:
+        if self._seccomp is None or not self.bwrap:
             missing.append("no seccomp filter (ptrace, bpf, io_uring, keyctl ... allowed)")
         if "memory" not in self.controllers:
-            missing.append("no memory cgroup (RLIMIT_DATA only: mmap and tmpfs not counted)")
+            missing.append(
+                "no memory cgroup (RLIMIT_DATA only: per process, shared memory and tmpfs not counted)"
+            )
         if "pids" not in self.controllers and not fallback.runs_as_nobody(self._confine):
             missing.append("no process cap (no pids cgroup; root ignores RLIMIT_NPROC)")
         return "; ".join(missing)
