@@ -118,8 +118,7 @@ def test_fork_bomb_is_contained(
     marker: str,
     make_sandbox: Boxes,
     leftovers: Leftovers,
-    require: Callable[...,
-    None],
+    require: Callable[..., None],
 ) -> None:
     require("pids")
     box = make_sandbox(wall_s=3.0)
