@@ -15,8 +15,11 @@ programs (the environment pool).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -136,13 +139,14 @@ class Evaluator:
             return EvalResult(status="memory", message=f"memory limit exceeded: {run.message}", **base)
         if run.outcome == "spawn_error":
             return EvalResult(status="infra_error", message=run.message, **base)
-        status_file = job_dir / "result.json"
-        if not status_file.exists() or status_file.stat().st_size > 1_000_000:
+        try:
+            raw = read_child_file(job_dir / "result.json", limit=1_000_000)
+        except ValueError:
             detail = f"signal {run.signal}" if run.signal else f"exit code {run.exit_code}"
             return EvalResult(status="runtime_error", traceback=run.stderr[-1500:],
                               message=f"the program's process ended without a result ({detail})", **base)
         try:
-            reported = json.loads(status_file.read_text())
+            reported = json.loads(raw)
             status, message = str(reported["status"]), str(reported.get("message", ""))[:600]
             child_timings = {f"child/{k}": float(v) for k, v in dict(reported.get("timings", {})).items()}
             tb = str(reported.get("traceback", ""))[-1500:]
@@ -201,7 +205,7 @@ class Evaluator:
         folds = []
         for k in range(self.cfg.pipeline.max_cv_folds):
             train, test = job_dir / f"cv_train_{k}.npy", job_dir / f"cv_test_{k}.npy"
-            if not train.exists():
+            if not train.exists() and not train.is_symlink():
                 break
             limit = (self.handoff.n_train * 4,)
             folds.append((load_array(train, limit, integer=True), load_array(test, limit, integer=True)))
@@ -212,21 +216,39 @@ class Evaluator:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+MAX_CHILD_FILE = 256 * 1024 * 1024  # bytes read back from any one file the child wrote
+
+
+def read_child_file(path: Path, limit: int = MAX_CHILD_FILE) -> bytes:
+    """Bytes of a regular file the child wrote; never follows a link, never blocks on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError as exc:
+        raise ValueError(f"the child did not write {path.name}") from exc
+    except OSError as exc:
+        raise ValueError(f"{path.name} is not a regular file the child wrote: {exc.strerror}") from exc
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path.name} is not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{path.name} is {info.st_size} bytes; at most {limit} are read")
+        return f.read(limit + 1)[:limit]
+
+
 def load_array(path: Path, shape: tuple[int, ...], integer: bool = False) -> np.ndarray:
     """Read a child's .npy without pickle, after checking its header.
 
     ``shape`` is the exact expected shape, or with ``integer=True`` a 1-D upper bound.
     """
-    if not path.exists():
-        raise ValueError(f"the child did not write {path.name}")
+    buffer = io.BytesIO(read_child_file(path))
     fmt = np.lib.format
-    with open(path, "rb") as f:
-        try:
-            version = fmt.read_magic(f)
-            read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}[version]
-            got_shape, _, dtype = read_header(f)
-        except (ValueError, KeyError, OSError) as exc:
-            raise ValueError(f"{path.name} is not a plain .npy array: {exc}") from exc
+    try:
+        version = fmt.read_magic(buffer)
+        read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}[version]
+        got_shape, _, dtype = read_header(buffer)
+    except (ValueError, KeyError, OSError) as exc:
+        raise ValueError(f"{path.name} is not a plain .npy array: {exc}") from exc
     kinds = "iu" if integer else "fiu"
     if dtype.kind not in kinds or dtype.hasobject:
         raise ValueError(f"{path.name} has dtype {dtype}; expected {'integers' if integer else 'numbers'}")
@@ -235,7 +257,11 @@ def load_array(path: Path, shape: tuple[int, ...], integer: bool = False) -> np.
             raise ValueError(f"{path.name} has shape {got_shape}; expected a 1-D index array")
     elif tuple(got_shape) != shape:
         raise ValueError(f"{path.name} has shape {got_shape}; expected {shape}")
-    return np.load(path, allow_pickle=False)
+    buffer.seek(0)
+    try:
+        return np.load(buffer, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path.name} is truncated or corrupt: {exc}") from exc
 
 
 def evaluate_program(program: Program | str, dataset: Dataset, split: EraSplit,

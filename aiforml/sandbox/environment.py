@@ -13,6 +13,9 @@ import os
 THREAD_VARS = (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS", "POLARS_MAX_THREADS", "RAYON_NUM_THREADS",
+    # joblib's cpu_count (LightGBM's and scikit-learn's default n_jobs) reads this; without
+    # it LightGBM starts one thread per logical core whatever OMP_NUM_THREADS says.
+    "LOKY_MAX_CPU_COUNT",
 )  # fmt: skip
 
 

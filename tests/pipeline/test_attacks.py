@@ -148,3 +148,17 @@ def test_a_forged_result_file_is_checked(open_evaluator):
         "    open(os.path.join(out, 'result.json'), 'w').write(json.dumps({'status': 'ok'}))\n"
         "    os._exit(0)\n"))
     assert result.status == "invalid_output"
+
+
+def test_links_and_fifos_in_the_output_are_refused(open_evaluator):
+    # A FIFO would block a naive reader forever; a link would make it read a host file.
+    result = run(open_evaluator, (
+        "import json, os, sys\n"
+        "def create_target(df):\n"
+        "    out = os.path.dirname(sys.argv[1])\n"
+        "    os.mkfifo(os.path.join(out, 'predictions.npy'))\n"
+        "    os.symlink('/etc/passwd', os.path.join(out, 'oof.npy'))\n"
+        "    open(os.path.join(out, 'result.json'), 'w').write(json.dumps({'status': 'ok'}))\n"
+        "    os._exit(0)\n"))
+    assert result.status == "invalid_output"
+    assert "regular file" in result.message
