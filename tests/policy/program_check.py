@@ -9,14 +9,18 @@ our own model's samples) and is no substitute for the sandboxed evaluator.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import traceback
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
+from threadpoolctl import threadpool_limits
 
 from aiforml.pipeline.defaults import default_sources
 from aiforml.policy.schema import DataSchema
@@ -42,6 +46,16 @@ def make_frame(schema: DataSchema, n_eras: int = 16, rows_per_era: int = 40, see
     for col in schema.target_names:
         data[col] = rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], n, p=[0.05, 0.2, 0.5, 0.2, 0.05])
     return pd.DataFrame(data)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _Timeout(Exception):
@@ -87,7 +101,8 @@ def check_program(source: str, schema: DataSchema, frame: pd.DataFrame | None = 
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(timeout_s)
     try:
-        with warnings.catch_warnings():
+        # One thread, as in the sandbox: OpenMP pools spin badly on a shared 2-core machine.
+        with warnings.catch_warnings(), threadpool_limits(1), _torch_threads(1):
             warnings.simplefilter("ignore")
             exec(code, ns)  # noqa: S102 - our own corpus or our own model's samples, see docstring
             problem = _run_steps(ns, frame, schema)
