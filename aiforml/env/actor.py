@@ -34,8 +34,10 @@ from aiforml.program import EvalResult, Program
 class EnvActor:
     """Holds one MCP server and the data set; evaluates programs through the MCP client."""
 
-    def __init__(self, cfg: Config, dataset: Dataset, split: EraSplit, baseline_dir: str | None = None) -> None:
-        self.session = EnvSession(cfg, dataset, split, baseline_dir=Path(baseline_dir) if baseline_dir else None)
+    def __init__(self, cfg: Config, dataset: Dataset, split: EraSplit,
+                 baseline_dir: str | None = None, work_root: str | None = None) -> None:
+        self.session = EnvSession(cfg, dataset, split, baseline_dir=Path(baseline_dir) if baseline_dir else None,
+                                  work_root=Path(work_root) if work_root else None)
         self.server = build_server(self.session)
         self.evaluated = 0
 

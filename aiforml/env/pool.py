@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
 
 from aiforml.config import Config, PoolConfig
 from aiforml.data.dataset import Dataset, EraSplit
@@ -55,6 +55,7 @@ class PoolStats:
     retries: int = 0  # re-dispatches after an actor died or hung
     infra_errors: int = 0  # programs given up on
     hung_kills: int = 0  # actors killed for exceeding deadline + grace
+    replaced: int = 0  # actors started afresh after Ray's restarts ran out
 
 
 @dataclass
@@ -85,7 +86,9 @@ def check_resources(pool: PoolConfig) -> None:
 class EnvPool:
     """N environment actors behind one ``evaluate(programs)`` call."""
 
-    def __init__(self, cfg: Config, dataset: Dataset, split: EraSplit, *, baseline_dir: str | None = None) -> None:
+    def __init__(self, cfg: Config, dataset: Dataset, split: EraSplit, *,
+                 baseline_dir: str | None = None, work_root: str | None = None) -> None:
+        """``baseline_dir``/``work_root``: where actors keep baselines and job folders (defaults: the Evaluator's)."""
         self.cfg, self.pool_cfg = cfg, cfg.env.pool
         check_resources(self.pool_cfg)
         self.deadline_s = self.pool_cfg.deadline_s or cfg.env.sandbox.wall_s + 30.0
@@ -94,7 +97,7 @@ class EnvPool:
         self._remote = ray.remote(EnvActor).options(
             num_cpus=self.pool_cfg.cpus_per_actor, max_restarts=self.pool_cfg.max_restarts, max_task_retries=0,
             max_concurrency=1)
-        self._args = (cfg, ray.put(dataset), split, str(Path(baseline_dir)) if baseline_dir else None)
+        self._args = (cfg, ray.put(dataset), split, *(str(Path(d)) if d else None for d in (baseline_dir, work_root)))
         self.actors: list[Any] = []
         self.in_flight: dict[int, str] = {}  # actor index -> program hash it is evaluating now
         try:
@@ -169,19 +172,20 @@ class EnvPool:
                 job, index, _ = running.pop(ref)
                 self.in_flight.pop(index, None)
                 free.append(index)
-                result = self._collect(ref, job, queue)
+                result = self._collect(ref, job, index, queue)
                 if result is not None:
                     results[job.key] = result
             self._kill_hung(running)
         return results
 
-    def _collect(self, ref: Any, job: _Job, queue: deque[_Job]) -> EvalResult | None:
+    def _collect(self, ref: Any, job: _Job, index: int, queue: deque[_Job]) -> EvalResult | None:
         """The job's result, or None when it was queued again after an actor failure."""
         try:
             data = ray.get(ref, timeout=GET_TIMEOUT_S)
             self.stats.executed += 1
             return from_output(data)
         except (RayActorError, GetTimeoutError) as exc:
+            self._recover(index)
             if job.attempt < self.pool_cfg.retries:
                 job.attempt += 1
                 self.stats.retries += 1
@@ -191,6 +195,21 @@ class EnvPool:
             return EvalResult(status="infra_error", program_hash=job.program.hash, data_version=self.version,
                               message=f"the environment actor failed {job.attempt + 1} time(s): "
                                       f"{type(exc).__name__}: {str(exc)[:300]}")
+
+    def _recover(self, index: int) -> None:
+        """Wait until Ray has restarted actor ``index``; replace it when its restarts are spent."""
+        deadline = time.monotonic() + self.pool_cfg.start_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                ray.get(self.actors[index].stats.remote(), timeout=self.pool_cfg.start_timeout_s)
+                return
+            except ActorDiedError:  # restarts exhausted: start a fresh actor in its place
+                self.actors[index] = self._remote.remote(*self._args)
+                self.stats.replaced += 1
+            except (RayActorError, GetTimeoutError):
+                time.sleep(0.2)  # the old incarnation's failure, or still restarting
+        raise RuntimeError(f"environment actor {index} did not come back within "
+                           f"env.pool.start_timeout_s={self.pool_cfg.start_timeout_s:g}s")
 
     def _kill_hung(self, running: dict[Any, tuple[_Job, int, float]]) -> None:
         """Kill (Ray restarts it) an actor silent past deadline + grace; its job is retried."""
