@@ -1,30 +1,44 @@
 """The weaker confinement used when bubblewrap cannot run (e.g. in a container without user
-namespaces): what ``setpriv`` (util-linux) can still take away from the child.
+namespaces): what ``setpriv`` (util-linux) and Landlock can still take away from the child.
 
-Responsible for: the ``setpriv`` prefix of the child's command: every capability dropped
-(bounding and inheritable sets), ``no_new_privs``, SIGKILL when this process dies, and,
-when this process is root and the interpreter can run as ``nobody``, a switch to uid/gid
-65534 with no supplementary groups; then the ownership of ``rw_dir`` handed to that uid.
-With the switch, file permissions hide root's private files, RLIMIT_NPROC applies, and the
-child cannot signal or inspect root's processes.
+Responsible for: the command prefix of a fallback child. ``setpriv``: every capability
+dropped (bounding and inheritable sets), ``no_new_privs``, SIGKILL when this process dies,
+and, when this process is root and the interpreter can run as ``nobody``, uid/gid 65534 with
+no supplementary groups (then ``rw_dir`` is handed to that uid; file permissions hide root's
+files, RLIMIT_NPROC applies). Then :mod:`.confine`, where the kernel has Landlock: file
+access only beneath the interpreter, system and caller paths (read) and ``rw_dir`` (write),
+no TCP, no abstract unix sockets or signals outside, and the seccomp filter.
 
-Not responsible for: namespaces (none here: network, the file tree and /proc stay shared,
-which the caller is told loudly), limits (cgroups, rlimits) or spawning. Hand-written
-because it is one command line around util-linux's ``setpriv``.
+Not responsible for: namespaces (none here: /proc and the process list stay shared, which
+the caller is told loudly), limits (cgroups, rlimits) or spawning. Under Landlock the host's
+/dev/shm stays closed (other processes' shared memory lives there), so multiprocessing's
+semaphores, and with them ``n_jobs > 1`` in scikit-learn, fail in this fallback. Hand-written because it
+is a command line around util-linux's ``setpriv`` and the small :mod:`.confine` launcher.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+
+from aiforml.sandbox import bwrap as bw
+from aiforml.sandbox import seccomp
 
 NOBODY = 65534
 CONFINE = ("--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--pdeathsig", "KILL")
 SELF_REPORT = "import sys; print(sys.version, sys.prefix, sys.base_prefix, sys.path)"
 AS_NOBODY = (f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+CONFINE_SCRIPT = str(Path(__file__).with_name("confine.py"))
+# readable by every fallback child besides the interpreter and the caller's paths
+READABLE = ("/proc", "/sys", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/full")
+WRITABLE = ("/dev/null",)
 
 
 def setpriv() -> str | None:
@@ -75,3 +89,51 @@ def hand_over(rw_dir: Path) -> None:
     for root, dirs, files in os.walk(rw_dir):
         for name in dirs + files:
             os.lchown(os.path.join(root, name), NOBODY, NOBODY)
+
+
+def launcher(executable: str) -> str:
+    """The interpreter that runs :mod:`.confine`: the child's own when it is a Python."""
+    return executable if os.path.basename(executable).startswith("python") else sys.executable
+
+
+def confine_command(
+    argv: Sequence[str],
+    command: Sequence[str],
+    *,
+    ro_paths: Sequence[Path],
+    rw_dir: Path,
+    seccomp_fd: int | None,
+) -> list[str]:
+    """``python -I -S confine.py SPEC -- command``: Landlock and seccomp, then exec ``command``.
+
+    ``argv`` is the user command that ``command`` (the sandbox's wrapper) ends in: its
+    interpreter runs the launcher and its installation is readable.
+    """
+    read = [*bw.SYSTEM_DIRS, *bw.ETC_FILES, *READABLE]
+    read += [str(p) for p in (*bw.interpreter_paths(argv[0]), *ro_paths)]
+    spec = {"read": read, "write": [str(rw_dir), *WRITABLE], "seccomp_fd": seccomp_fd}
+    return [launcher(argv[0]), "-I", "-S", CONFINE_SCRIPT, json.dumps(spec), "--", *command]
+
+
+@functools.lru_cache(maxsize=16)
+def confine_works(executable: str, prefix: tuple[str, ...], program: bytes | None) -> str | None:
+    """None when :mod:`.confine` can restrict ``executable`` behind ``prefix`` here, else why."""
+    fds = [seccomp.filter_fd(program)] if program is not None else []
+    try:
+        with tempfile.TemporaryDirectory(prefix="aiforml-sbx-probe-") as tmp:
+            command = confine_command(
+                [executable], [executable, "-c", "pass"], ro_paths=[], rw_dir=Path(tmp),
+                seccomp_fd=fds[0] if fds else None,
+            )  # fmt: skip
+            done = subprocess.run(
+                [*prefix, *command], capture_output=True, timeout=30, cwd="/",
+                env={"PATH": "/usr/bin:/bin"}, pass_fds=fds,
+            )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if done.returncode != 0:
+        return done.stderr.decode(errors="replace").strip()[-300:] or f"exit {done.returncode}"
+    return None

@@ -19,12 +19,10 @@ The isolation itself is bubblewrap's; the limits are the kernel's (cgroups, rlim
 
 from __future__ import annotations
 
-import logging
 import os
 import resource
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,13 +31,10 @@ from pathlib import Path
 
 from aiforml.config import SandboxConfig
 from aiforml.sandbox import bwrap as bw
-from aiforml.sandbox import cgroup, environment, fallback, paths, seccomp
+from aiforml.sandbox import cgroup, environment, fallback, isolation, paths, seccomp
 from aiforml.sandbox.capture import CappedBuffer, pump
 from aiforml.sandbox.result import ExitFacts, SandboxResult, classify, exit_info
 
-log = logging.getLogger(__name__)
-
-FALLBACK = "rlimits (no namespaces: network, filesystem and /proc NOT isolated)"
 BASH = "/bin/bash"
 # Outside: wait on stdin until the parent has put the process into its cgroup and set its
 # rlimits, then become the next command with /dev/null as stdin.
@@ -48,7 +43,6 @@ GATE = 'read -r _ || exit 125; exec "$@" </dev/null'
 # up; the child cannot forge it, since the fd is closed before the exec), then exec.
 MARK = 'printf . >&{fd} || exit 125; exec {fd}>&-; exec "$@"'
 NOFILE = 4096  # open files per process
-_warned: set[str] = set()
 
 
 @dataclass
@@ -83,15 +77,13 @@ class Sandbox:
         self._active: dict[int, _Child] = {}
         self.controllers = cgroup.available() if use_cgroups else []
         cgroup.remove_stale(self.controllers)
-        self._seccomp = _seccomp_program() if cfg.isolation != "none" else None
-        self.bwrap = self._choose_bwrap()
-        # Without bwrap: no capabilities, no_new_privs, dies with us; uid nobody where it can.
-        self._confine = fallback.prefix(sys.executable) if not self.bwrap else []
-        self.isolation = "bwrap" if self.bwrap else FALLBACK
-        self.limits = self._describe_limits()
-        missing = self._missing()
+        choice = isolation.choose(cfg, self.controllers)
+        self.bwrap, self._seccomp = choice.bwrap, choice.seccomp
+        self._confine, self._landlock = choice.confine, choice.landlock
+        self.isolation, self.limits = choice.name, choice.describe(cfg)
+        missing = choice.missing()
         if missing:
-            _warn_once(f"sandbox: {self.isolation}; limits: {self.limits}; MISSING: {missing}")
+            isolation.warn_once(f"sandbox: {self.isolation}; limits: {self.limits}; MISSING: {missing}")
 
     # --- public -----------------------------------------------------------------------
     def run(
@@ -132,65 +124,6 @@ class Sandbox:
                 child.killed = True
                 _kill(child)
 
-    # --- set-up -----------------------------------------------------------------------
-    def _choose_bwrap(self) -> str | None:
-        if self.cfg.isolation == "none":
-            return None
-        errors = []
-        for candidate in bw.candidates():
-            error = bw.probe(candidate, self._seccomp)
-            if error and self._seccomp is not None and bw.probe(candidate, None) is None:
-                _warn_once(f"sandbox: {candidate} refused the seccomp filter ({error}); running without it")
-                self._seccomp, error = None, None
-            if error is None:
-                return candidate
-            errors.append(f"{candidate}: {error}")
-        why = "; ".join(errors) or "no bwrap binary found (apt-get install bubblewrap)"
-        if self.cfg.require_isolation or self.cfg.isolation == "bwrap":
-            raise RuntimeError(
-                f"env.sandbox requires bubblewrap isolation but bwrap cannot run here: {why}. "
-                "Install bubblewrap and allow user namespaces, or set "
-                "env.sandbox.require_isolation=false and env.sandbox.isolation=auto."
-            )
-        _warn_once(f"sandbox: bubblewrap unusable ({why}); falling back to weaker isolation")
-        return None
-
-    def _describe_limits(self) -> str:
-        cfg = self.cfg
-        parts = ["wall-clock kill from outside", f"RLIMIT_CPU {cfg.cpu_s}+1 s", f"RLIMIT_FSIZE {cfg.file_mb} MB"]
-        parts.append("memory cgroup" if "memory" in self.controllers else "RLIMIT_DATA")
-        if "pids" in self.controllers:
-            parts.append("pids cgroup")
-        if self.bwrap and self._seccomp is not None:
-            parts.append("seccomp deny list")
-        if self._confine:
-            parts.append("no capabilities, no_new_privs, dies with the parent")
-        if fallback.runs_as_nobody(self._confine):
-            parts.append("uid 65534" + ("" if "pids" in self.controllers else " with RLIMIT_NPROC"))
-        parts.append(f"output capped at {self.cfg.output_bytes} B per stream")
-        return ", ".join(parts)
-
-    def _missing(self) -> str:
-        missing = []
-        if not self.bwrap:
-            missing.append("network, filesystem, /proc and other processes are NOT isolated")
-            if not fallback.runs_as_nobody(self._confine):
-                missing.append(
-                    "the child runs as this process's uid (it reads what we can read, and as "
-                    "root it could leave its cgroup)"
-                )
-            if not self.controllers:
-                missing.append("a setsid double-forked daemon can outlive the run (no cgroup)")
-        if self._seccomp is None or not self.bwrap:
-            missing.append("no seccomp filter (ptrace, bpf, io_uring, keyctl ... allowed)")
-        if "memory" not in self.controllers:
-            missing.append(
-                "no memory cgroup (RLIMIT_DATA only: per process, shared memory and tmpfs not counted)"
-            )
-        if "pids" not in self.controllers and not fallback.runs_as_nobody(self._confine):
-            missing.append("no process cap (no pids cgroup; root ignores RLIMIT_NPROC)")
-        return "; ".join(missing)
-
     # --- one run ----------------------------------------------------------------------
     def _spawn(
         self, argv: list[str], ro_paths: Sequence[Path], rw_dir: Path, cwd: Path, env: dict[str, str]
@@ -215,6 +148,13 @@ class Sandbox:
             )  # fmt: skip
             popen_env, popen_cwd = dict(bw.LAUNCHER_ENV), "/"
         else:
+            if self._landlock:
+                if self._seccomp is not None:
+                    fds.append(seccomp.filter_fd(self._seccomp))
+                mark = fallback.confine_command(
+                    argv, mark, ro_paths=ro_paths, rw_dir=rw_dir,
+                    seccomp_fd=fds[1] if len(fds) > 1 else None,
+                )  # fmt: skip
             command, popen_env, popen_cwd = [*confine, *mark], child_env, str(cwd)
         group = None
         try:
@@ -376,17 +316,3 @@ def _read_marker(fd: int) -> bool:
         return bool(os.read(fd, 16))
     except BlockingIOError:
         return False
-
-
-def _seccomp_program() -> bytes | None:
-    try:
-        return seccomp.build_filter()
-    except seccomp.SeccompUnavailable as exc:
-        _warn_once(f"sandbox: no seccomp filter: {exc}")
-        return None
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        log.warning(message)

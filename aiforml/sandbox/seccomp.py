@@ -36,14 +36,29 @@ DENIED = (
 )  # fmt: skip
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_ACT_ERRNO = 0x00050000
+SCMP_CMP_EQ = 4
+# Without a network namespace (the fallback): no IPv4/IPv6/packet sockets at all, UDP included
+INET_FAMILIES = (2, 10, 17)  # AF_INET, AF_INET6, AF_PACKET
+
+
+class ScmpArgCmp(ctypes.Structure):
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
 
 
 class SeccompUnavailable(RuntimeError):
     """libseccomp is missing or refused to build the filter."""
 
 
-def build_filter() -> bytes:
-    """The BPF program (raw ``struct sock_filter`` array) bwrap's ``--seccomp`` expects."""
+def build_filter(deny_inet: bool = False) -> bytes:
+    """The BPF program (raw ``struct sock_filter`` array) bwrap's ``--seccomp`` expects.
+
+    ``deny_inet``: also refuse ``socket()`` for the families in :data:`INET_FAMILIES`.
+    """
     lib = _load()
     ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
     if not ctx:
@@ -56,6 +71,8 @@ def build_filter() -> bytes:
             rc = lib.seccomp_rule_add(ctx, SCMP_ACT_ERRNO | errno.EPERM, number, 0)
             if rc < 0:
                 raise SeccompUnavailable(f"seccomp_rule_add({name}) failed: {os.strerror(-rc)}")
+        for family in INET_FAMILIES if deny_inet else ():
+            _deny_socket_family(lib, ctx, family)
         read_fd, write_fd = os.pipe()
         try:
             rc = lib.seccomp_export_bpf(ctx, write_fd)
@@ -70,6 +87,14 @@ def build_filter() -> bytes:
                 os.close(write_fd)
     finally:
         lib.seccomp_release(ctx)
+
+
+def _deny_socket_family(lib: ctypes.CDLL, ctx: int, family: int) -> None:
+    number = lib.seccomp_syscall_resolve_name(b"socket")
+    cmp = ScmpArgCmp(0, SCMP_CMP_EQ, family, 0)
+    rc = lib.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO | errno.EPERM, number, 1, ctypes.byref(cmp))
+    if rc < 0:
+        raise SeccompUnavailable(f"seccomp rule socket({family}) failed: {os.strerror(-rc)}")
 
 
 def filter_fd(program: bytes) -> int:
@@ -92,6 +117,9 @@ def _load() -> ctypes.CDLL:
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+    lib.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(ScmpArgCmp)
+    ]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
     return lib

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aiforml.config import SandboxConfig
@@ -90,3 +91,31 @@ def processes_with(token: str) -> list[int]:
         if token.encode() in cmdline:
             found.append(int(entry))
     return found
+
+
+TRAIN = """
+import sys, numpy as np, pandas as pd, lightgbm as lgb, sklearn
+data = np.load(sys.argv[2], mmap_mode="r", allow_pickle=False)
+X = pd.DataFrame(np.asarray(data[:, :-1]), columns=[f"feature_{i}" for i in range(data.shape[1] - 1)])
+model = lgb.LGBMRegressor(n_estimators=20, num_leaves=7, verbose=-1).fit(X, data[:, -1])
+np.save(sys.argv[3], model.predict(X).astype(np.float32))
+print("trained", len(X))
+"""
+
+
+@pytest.fixture
+def train(tmp_path: Path) -> Callable[[Sandbox], tuple[SandboxResult, Path]]:
+    """train(box): fit a tiny LightGBM on a read-only .npy inside box; (result, predictions path)."""
+    return lambda box: _training_run(box, tmp_path)
+
+
+def _training_run(box: Sandbox, tmp_path: Path) -> tuple[SandboxResult, Path]:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    rng = np.random.default_rng(0)
+    features = rng.integers(0, 5, size=(400, 5)).astype(np.float32)
+    np.save(data_dir / "train.npy", np.c_[features, features[:, 0] * 0.25 + rng.normal(0, 0.1, 400)])
+    rw = tmp_path / "rw"
+    rw.mkdir(exist_ok=True)
+    argv = [sys.executable, "-c", TRAIN, "marker", str(data_dir / "train.npy"), str(rw / "pred.npy")]
+    return box.run(argv, ro_paths=[data_dir], rw_dir=rw), rw / "pred.npy"
