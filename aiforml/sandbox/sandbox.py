@@ -78,8 +78,7 @@ class Sandbox:
         self.controllers = cgroup.available() if use_cgroups else []
         cgroup.remove_stale(self.controllers)
         choice = isolation.choose(cfg, self.controllers)
-        self.bwrap, self._seccomp = choice.bwrap, choice.seccomp
-        self._confine, self._landlock = choice.confine, choice.landlock
+        self.bwrap, self._seccomp, self._landlock = choice.bwrap, choice.seccomp, choice.landlock
         self.isolation, self.limits = choice.name, choice.describe(cfg)
         missing = choice.missing()
         if missing:
