@@ -59,12 +59,15 @@ class LearnerActor:
         self.updates = 0
 
     def info(self) -> dict[str, Any]:
-        """Which policy was loaded, where, and why."""
+        """Which policy was loaded, where, and why; peak GPU memory so far when on CUDA."""
+        on_cuda = self.policy.device.type == "cuda"
         return {
             "policy": self.policy.cfg.name, "reason": self.policy.reason,
             "device": str(self.policy.device), "algo": self.algo.name,
             "learning_rate": self.learning_rate,
             "trainable_parameters": sum(p.numel() for p in self.policy.trainable_parameters()),
+            "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None,
+            "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if on_cuda else None,
         }
 
     def generate(self, prompts: list[str], n: int = 1) -> Rollouts:

@@ -76,7 +76,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(
         model_path=None, load_in_4bit=False, compute_dtype="float32", lora_r=8, lora_alpha=16,
         lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], gradient_checkpointing=False,
-        max_prompt_tokens=256, max_new_tokens=128, generation_batch_size=16, micro_batch_size=8,
+        max_prompt_tokens=384, max_new_tokens=128, generation_batch_size=16, micro_batch_size=8,
     ),
 }
 # Default learning rate (algo.learning_rate: null) per policy: LoRA on a tiny model needs

@@ -78,13 +78,14 @@ def build_scratch_policy(
     dtype: torch.dtype = torch.float32,
     device: str = "cpu",
     init_std: float | None = None,
+    shape: dict[str, int] | None = None,
 ) -> Path:
     """Save a random-weight Mistral model and its tokenizer to ``out_dir``; return the path.
 
     ``vocab_size`` sets the model's embedding rows (default: the tokenizer's size for
     ``tiny``, 32768 as in Mistral-7B-v0.3 for ``7b``); rows past the tokenizer are unused.
     ``init_std`` is the weights' initial standard deviation (default 0.1 for ``tiny``, 0.02
-    for ``7b``): at 0.02 a 64-wide model's logits stay within about +-1.3, too flat for a
+    for ``7b``); ``shape`` overrides ``SIZES[size]`` entries (``hidden_size``, ...). At 0.02 a 64-wide model's logits stay within about +-1.3, too flat for a
     policy to become confident, so RL tests would crawl.
     """
     out = Path(out_dir)
@@ -99,11 +100,16 @@ def build_scratch_policy(
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        **SIZES[size],
+        **{**SIZES[size], **(shape or {})},
     )
     torch.manual_seed(seed)
-    with torch.device(device):
-        model = MistralForCausalLM(config).to(dtype)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # build in the target dtype: 7B in fp32 would need 29 GB
+    try:
+        with torch.device(device):
+            model = MistralForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
