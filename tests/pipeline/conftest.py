@@ -30,23 +30,37 @@ def split(dataset, data_cfg):
     return split_dataset(dataset, data_cfg)
 
 
-def make_evaluator(dataset, split, tmp_path_factory, **sandbox) -> Evaluator:
-    cfg = EnvConfig(sandbox=dataclasses.replace(SandboxConfig(), **sandbox), pipeline=PipelineConfig())
-    return Evaluator(dataset, split, cfg, cache_dir=tmp_path_factory.mktemp("baselines"))
+@pytest.fixture(scope="session")
+def work_root(tmp_path_factory) -> Path:
+    """Where this session's sandbox jobs live: their command lines name it."""
+    return tmp_path_factory.mktemp("evals")
 
 
 @pytest.fixture(scope="session")
-def evaluator(dataset, split, tmp_path_factory):
-    ev = make_evaluator(dataset, split, tmp_path_factory, wall_s=60.0, memory_mb=2048)
+def make_evaluator(dataset, split, work_root, tmp_path_factory):
+    """Build an Evaluator with some sandbox limits changed; all share one baseline cache."""
+    baselines = tmp_path_factory.mktemp("baselines")
+
+    def make(static_checks: bool = True, **sandbox) -> Evaluator:
+        cfg = EnvConfig(sandbox=dataclasses.replace(SandboxConfig(), **sandbox),
+                        pipeline=PipelineConfig(static_checks=static_checks))
+        return Evaluator(dataset, split, cfg, work_root=work_root, cache_dir=baselines)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def evaluator(make_evaluator):
+    ev = make_evaluator(wall_s=120.0, memory_mb=2048)
+    ev.baseline_predictions()
     yield ev
     ev.close()
 
 
 @pytest.fixture(scope="session")
-def open_evaluator(dataset, split, tmp_path_factory):
+def open_evaluator(make_evaluator, evaluator):
     """Static checks off: only the sandbox stands between the program and the host."""
-    ev = make_evaluator(dataset, split, tmp_path_factory, wall_s=20.0, cpu_s=30, memory_mb=1024)
-    ev.cfg.pipeline.static_checks = False
+    ev = make_evaluator(static_checks=False, wall_s=20.0, cpu_s=30, memory_mb=1024)
     yield ev
     ev.close()
 
@@ -79,20 +93,21 @@ def listener():
 
 
 @pytest.fixture
-def harness_processes():
-    """A function listing host pids of processes still running the sandbox child's harness."""
-    return list_harness_processes
+def harness_processes(work_root):
+    """A function listing host pids of this session's sandbox children still running."""
+    needle = str(work_root).encode()
 
+    def running() -> list[int]:
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if needle in cmdline:
+                pids.append(int(entry.name))
+        return pids
 
-def list_harness_processes() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"harness.py" in cmdline:
-            pids.append(int(entry.name))
-    return pids
+    return running
