@@ -34,6 +34,7 @@ def test_infinite_loop_hits_wall_clock(
     assert leftovers(marker) == []
 
 
+@pytest.mark.slow
 def test_cpu_burner_ignoring_sigxcpu_is_stopped(
     run_script: Runner, marker: str, make_sandbox: Boxes, leftovers: Leftovers
 ) -> None:
