@@ -80,11 +80,20 @@ class LearnerActor:
         return rollouts
 
     def update(self, rollouts: Rollouts, rewards: list[float] | Tensor) -> dict[str, float]:
-        """One PPO or GRPO update from ``rollouts`` and one reward per sample; returns stats."""
+        """One PPO or GRPO update from ``rollouts`` and one reward per sample; returns stats.
+
+        Stats are keyed ``ppo/...`` or ``grpo/...`` (losses, ``clip_frac``, ``approx_kl``
+        between the rollout and updated policies, ``entropy``, ``grad_norm``) plus
+        ``time/update``. ``ppo/kl_ref`` is the rollout policy's KL to the reference in nats
+        per sequence (what the adaptive controller tracks); ``grpo/kl_ref`` is the loss's
+        per-token estimate.
+        """
         start = time.perf_counter()
         scores = torch.as_tensor(rewards, dtype=torch.float32)
         if scores.shape != (len(rollouts),):
             raise ValueError(f"expected {len(rollouts)} rewards, got shape {tuple(scores.shape)}")
+        if not torch.isfinite(scores).all():
+            raise ValueError(f"rewards must be finite, got {scores.tolist()}")
         batch = self._base_batch(rollouts)
         with self.policy.reference():
             batch["ref_logprobs"], _ = score_responses(

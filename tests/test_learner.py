@@ -111,3 +111,22 @@ def test_save_load_round_trip(tiny_model_dir: str, ray_local: None, tmp_path: Pa
         for name in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(state[name], opt["state"][index][name])
     assert fresh.updates == 2
+
+
+def test_gpu_request_follows_device_and_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
+    assert not wants_gpu(PolicyConfig())
+    assert wants_gpu(PolicyConfig(device="cuda"))
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0, "GPU": 1.0})
+    assert wants_gpu(PolicyConfig()) and not wants_gpu(PolicyConfig(device="cpu"))
+
+
+def test_update_rejects_bad_rewards(tiny_model_dir: str) -> None:
+    learner = LearnerActor(POLICY, AlgoConfig(), tiny_model_dir)
+    rollouts = learner.generate(PROMPTS[:1], 2)
+    with pytest.raises(ValueError, match="expected 2 rewards"):
+        learner.update(rollouts, [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        learner.update(rollouts, [1.0, float("nan")])

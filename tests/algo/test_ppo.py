@@ -114,3 +114,14 @@ def test_ppo_update_moves_towards_advantage(micro: int, toy_policy) -> None:  # 
     assert stats["ppo/optimizer_steps"] == 2.0
     for key in ("policy_loss", "value_loss", "clip_frac", "approx_kl", "entropy", "grad_norm"):
         assert math.isfinite(stats[f"ppo/{key}"])
+
+
+def test_whitened_rewards_enter_the_returns() -> None:
+    mask = torch.ones(2, 1)
+    zeros = torch.zeros(2, 1)
+    _, ret, _ = ppo_advantages(
+        torch.tensor([1.0, 3.0]), zeros, zeros, zeros, mask, kl_coef=0.0, kl_estimator="k1",
+        gamma=1.0, lam=1.0, whiten_rewards=True, whiten_advantages=False,
+    )
+    # mean 2, sample std sqrt(2): (1 - 2) / sqrt(2), (3 - 2) / sqrt(2)
+    assert torch.allclose(ret.squeeze(1), torch.tensor([-1.0, 1.0]) / math.sqrt(2.0), atol=1e-6)

@@ -44,3 +44,21 @@ def test_rollouts_are_grouped_masked_and_scored(tiny_model_dir: Path) -> None:
     # decoded text is the masked response, without special tokens
     first = r.response_ids[0, : int(r.response_mask[0].sum())].tolist()
     assert r.texts[0] == policy.tokenizer.decode(first, skip_special_tokens=True)
+
+
+def test_scoring_forward_matches_the_logits_generate_sampled_from(tiny_model_dir: Path) -> None:
+    """Left-padded prompts: our forward (positions from the mask) equals generate's own logits."""
+    policy = load_policy(PolicyConfig(name="tiny", temperature=0.7), tiny_model_dir)
+    tok = policy.tokenizer
+    enc = tok(["def define_model():", "x"], padding=True, return_tensors="pt")
+    policy.eval()
+    with torch.no_grad():
+        out = policy.model.generate(**enc, do_sample=True, temperature=0.7, top_k=0,
+                                    max_new_tokens=6, min_new_tokens=6,
+                                    pad_token_id=tok.pad_token_id, output_logits=True,
+                                    return_dict_in_generate=True)
+        response = out.sequences[:, enc["input_ids"].shape[1] :]
+        attention = torch.cat([enc["attention_mask"], torch.ones_like(response)], dim=1)
+        logits, _ = policy(out.sequences, attention, response.shape[1])
+    sampled = torch.stack(out.logits, dim=1) / 0.7  # generate's raw logits, then tempered
+    assert torch.allclose(logits, sampled, atol=1e-4)
