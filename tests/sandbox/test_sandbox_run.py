@@ -20,6 +20,15 @@ Boxes = Callable[..., Sandbox]
 Leftovers = Callable[[str], list[int]]
 Trainer = Callable[[Sandbox], tuple[SandboxResult, Path]]
 
+def test_this_machine_gives_full_isolation(sandbox: Sandbox) -> None:
+    """CI and these machines must isolate fully; elsewhere opt out with AIFORML_ALLOW_WEAK_SANDBOX=1."""
+    if os.environ.get("AIFORML_ALLOW_WEAK_SANDBOX") == "1":
+        pytest.skip("AIFORML_ALLOW_WEAK_SANDBOX=1")
+    assert sandbox.isolation == "bwrap"
+    assert {"memory", "pids"} <= set(sandbox.controllers), sandbox.limits
+    assert "seccomp" in sandbox.limits
+
+
 @pytest.mark.slow
 def test_lightgbm_trains_inside(make_sandbox: Boxes, train: Trainer) -> None:
     box = make_sandbox(memory_mb=1024, wall_s=60.0)
