@@ -16,7 +16,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.types import REQUEST_TIMEOUT
 
 from aiforml.program import Program
 
@@ -127,3 +128,38 @@ def test_inspector_cli_sees_a_failing_program_as_a_result(server_argv, server_en
     assert done.returncode == 0, done.stderr[-2000:]
     output = json.loads(done.stdout)["structuredContent"]
     assert output["status"] == "runtime_error" and "undefined_name" in output["message"]
+
+
+def test_stdio_client_timeout_kills_the_sandbox(server_argv, server_env, tmp_path, sandbox_children):
+    """A client that times out over stdio: the server kills the child and keeps serving."""
+    jobs = tmp_path / "tmp"  # the server's TMPDIR: its job folders, so we see only its children
+    jobs.mkdir()
+    params = StdioServerParameters(command=server_argv[0], args=server_argv[1:], cwd=str(ROOT),
+                                   env={**server_env, "TMPDIR": str(jobs)})
+    spin = "def create_features(df, feature_cols):\n    while True:\n        pass\n"
+    seen: list[int] = []
+
+    async def go():
+        async with Client(params, read_timeout_seconds=600) as client:
+            await client.call_tool("describe_data", {})
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(lambda: client.call_tool("evaluate_program", {"code": spin}, read_timeout_seconds=20))
+                    for _ in range(200):
+                        await anyio.sleep(0.1)
+                        seen.extend(sandbox_children(jobs))
+                        if seen:
+                            break
+            except* Exception as group:  # the call's timeout, raised through the task group
+                assert all(isinstance(e, MCPError) and e.code == REQUEST_TIMEOUT for e in group.exceptions), group
+            for _ in range(100):
+                if not sandbox_children(jobs):
+                    break
+                await anyio.sleep(0.1)
+            left = sandbox_children(jobs)
+            alive = await client.call_tool("describe_data", {})
+            return left, alive
+
+    left, alive = anyio.run(go)
+    assert seen, "the spinning program never started"
+    assert left == [] and not alive.is_error

@@ -1,0 +1,135 @@
+"""Throughput of the environment pool, the MCP layer's overhead, and cache-hit latency, in one run.
+
+    .venv/bin/python benchmarks/env_pool.py [--programs 8] [--repeats 4] [--set env.pipeline.n_estimators=30]
+
+Measures, on the fast synthetic preset with a local Ray of 2 CPUs:
+- programs per second through :class:`EnvPool` with 1 and with 2 actors, on the same batch
+  of distinct programs (variants of the default program, so nothing is served from the
+  cache); actor start-up and baseline warm-up are outside the timed region. Target: 2
+  actors give >= 1.7x the throughput of 1 on 2 cores;
+- the MCP layer's overhead per evaluation: the same program evaluated alternately by the
+  library (``Evaluator.evaluate``) and through the in-process MCP client
+  (``evaluate_program``); reported as the difference of the means and, less noisy, as each
+  MCP call's wall time minus the evaluation time measured inside it. Target: < 5 %;
+- cache-hit latency: ``EnvPool.evaluate([a program evaluated before])``.
+Prints a Markdown table for benchmarks/README.md, with the machine's load average, since
+other work on the machine moves every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import ray
+from mcp import Client
+
+from aiforml.compose import load_config
+from aiforml.config import Config
+from aiforml.data import load_dataset, split_dataset
+from aiforml.env.pool import EnvPool
+from aiforml.env.server import build_server
+from aiforml.env.session import EnvSession
+from aiforml.pipeline.defaults import default_program_source
+from aiforml.program import Program
+
+
+def variants(cfg: Config, n: int) -> list[Program]:
+    """``n`` distinct programs that cost the same: the default program with a different constant."""
+    base = default_program_source(cfg.env.pipeline)
+    return [Program(f"{base}\nVARIANT = {i}\n") for i in range(n)]
+
+
+def pool_throughput(cfg: Config, data, programs: list[Program], actors: int, dirs: dict[str, str]) -> dict:
+    pool_cfg = dataclasses.replace(cfg.env.pool, num_actors=actors, cpus_per_actor=1.0)
+    cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, pool=pool_cfg))
+    with EnvPool(cfg, *data, **dirs) as pool:
+        started = time.perf_counter()
+        results = pool.evaluate(programs)
+        elapsed = time.perf_counter() - started
+        assert all(r.status == "ok" for r in results), [r.message for r in results]
+        hits = []
+        for _ in range(20):
+            t = time.perf_counter()
+            pool.evaluate([programs[0]])
+            hits.append(time.perf_counter() - t)
+    return {"actors": actors, "seconds": elapsed, "per_s": len(programs) / elapsed,
+            "cache_hit_ms": 1000 * statistics.median(hits)}
+
+
+def mcp_overhead(cfg: Config, data, repeats: int, dirs: dict[str, str]) -> dict:
+    session = EnvSession(cfg, *data, baseline_dir=Path(dirs["baseline_dir"]), work_root=Path(dirs["work_root"]))
+    server = build_server(session)
+    program = variants(cfg, 1)[0]
+    library, through_mcp, inner = [], [], []
+
+    async def via_mcp() -> tuple[float, float]:
+        async with Client(server) as client:
+            t = time.perf_counter()
+            reply = await client.call_tool("evaluate_program", {"code": program.source})
+            wall = time.perf_counter() - t
+        assert reply.structured_content["status"] == "ok", reply.structured_content["message"]
+        return wall, reply.structured_content["timings"]["total"]
+
+    try:
+        session.evaluator.baseline_predictions()
+        for _ in range(repeats):  # alternate, so machine noise hits both alike
+            t = time.perf_counter()
+            session.evaluator.evaluate(program)
+            library.append(time.perf_counter() - t)
+            wall, total = anyio.run(via_mcp)
+            through_mcp.append(wall)
+            inner.append(wall - total)
+    finally:
+        session.close()
+    lib, mcp = statistics.mean(library), statistics.mean(through_mcp)
+    return {"library_s": lib, "mcp_s": mcp, "diff_pct": 100 * (mcp - lib) / lib,
+            "layer_ms": 1000 * statistics.median(inner), "layer_pct": 100 * statistics.median(inner) / lib}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--programs", type=int, default=8, help="distinct programs per pool batch")
+    parser.add_argument("--repeats", type=int, default=4, help="library / MCP evaluation pairs")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    args = parser.parse_args(argv)
+    cfg = load_config(["env.pipeline.n_estimators=30", "env.pipeline.cv_folds=2", *args.set])
+    dataset = load_dataset(cfg.data)
+    data = (dataset, split_dataset(dataset, cfg.data))
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="env-pool-bench-") as tmp:
+        dirs = {"baseline_dir": f"{tmp}/baselines", "work_root": f"{tmp}/jobs"}
+        overhead = mcp_overhead(cfg, data, args.repeats, dirs)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        try:
+            programs = variants(cfg, args.programs)
+            one, two = (pool_throughput(cfg, data, programs, n, dirs) for n in (1, 2))
+        finally:
+            ray.shutdown()
+    load_after = os.getloadavg()
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, {os.cpu_count()} CPUs, "
+          f"Python {sys.version.split()[0]}, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after")
+    print(f"{args.programs} programs per batch (default program, {cfg.env.pipeline.n_estimators} trees, "
+          f"{cfg.env.pipeline.cv_folds} CV folds, fast synthetic preset)\n")
+    print("| measure | value |\n|---|---|")
+    print(f"| pool, 1 actor | {one['per_s']:.3f} programs/s ({one['seconds']:.1f} s) |")
+    print(f"| pool, 2 actors | {two['per_s']:.3f} programs/s ({two['seconds']:.1f} s) |")
+    print(f"| scaling 2 vs 1 actors | {two['per_s'] / one['per_s']:.2f}x (target >= 1.7x) |")
+    print(f"| evaluation, library | {overhead['library_s']:.2f} s (mean of {args.repeats}) |")
+    print(f"| evaluation, through MCP | {overhead['mcp_s']:.2f} s ({overhead['diff_pct']:+.1f} %) |")
+    print(f"| MCP layer per call (wall - inner time) | {overhead['layer_ms']:.1f} ms "
+          f"({overhead['layer_pct']:.2f} % of an evaluation; target < 5 %) |")
+    print(f"| cache hit, pool.evaluate | {min(one['cache_hit_ms'], two['cache_hit_ms']):.2f} ms (median of 20) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
