@@ -17,7 +17,6 @@ import pytest
 from aiforml.sandbox import Sandbox, SandboxResult
 
 Runner = Callable[..., SandboxResult]
-Boxes = Callable[..., Sandbox]
 Leftovers = Callable[[str], list[int]]
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,6 @@ from aiforml.sandbox import bwrap as bw
 
 Runner = Callable[..., SandboxResult]
 Boxes = Callable[..., Sandbox]
-Leftovers = Callable[[str], list[int]]
 Trainer = Callable[[Sandbox], tuple[SandboxResult, Path]]
 
 def test_this_machine_gives_full_isolation(sandbox: Sandbox) -> None:
