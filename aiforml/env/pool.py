@@ -43,6 +43,7 @@ from aiforml.program import EvalResult, Program
 
 POLL_S = 0.5  # how often the dispatch loop looks for finished work and hung actors
 GET_TIMEOUT_S = 30.0  # fetching a result that ray.wait reported ready
+SETTLE_S = 10.0  # how long the resource check waits for CPUs that killed actors are releasing
 
 
 @dataclass
@@ -71,6 +72,10 @@ def check_resources(pool: PoolConfig) -> None:
         raise RuntimeError("EnvPool needs a Ray connection: call ray.init() (or ray.init(address=...)) first")
     need = pool.num_actors * pool.cpus_per_actor
     free = ray.available_resources().get("CPU", 0.0)
+    settle = time.monotonic() + SETTLE_S
+    while need > free + 1e-9 and time.monotonic() < settle:  # actors just killed free their CPUs late
+        time.sleep(0.25)
+        free = ray.available_resources().get("CPU", 0.0)
     total = ray.cluster_resources().get("CPU", 0.0)
     largest = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
     if pool.cpus_per_actor > largest:

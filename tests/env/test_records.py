@@ -1,0 +1,89 @@
+"""Pure parts of the environment: NaN-safe tool outputs, output caps, the cache, the config.
+
+No sandbox, no Ray: these run in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import anyio
+import pytest
+
+from aiforml.compose import load_config
+from aiforml.env.actor import EnvActor
+from aiforml.env.cache import ResultCache
+from aiforml.env.models import cap, from_output, to_output
+from aiforml.program import EvalResult, Program, SplitMetrics
+
+
+def nan_result() -> EvalResult:
+    nan, inf = float("nan"), float("inf")
+    metrics = SplitMetrics(mean_corr=nan, std_corr=0.02, sharpe=inf, n_eras=3, per_era_corr=[0.01, nan, None])
+    return EvalResult(status="ok", message="m", cv=metrics, validation=metrics, test=metrics,
+                      timings={"total": 1.5, "bad": nan}, stdout="x" * 50)
+
+
+def test_outputs_map_non_finite_floats_to_none_and_stay_strict_json():
+    out = to_output(nan_result(), show_test=False, output_chars=10, reward=float("nan"))
+    assert out.validation.mean_corr is None and out.validation.sharpe is None
+    assert out.validation.std_corr == 0.02 and out.validation.per_era_corr == [0.01, None, None]
+    assert out.reward is None and out.timings == {"total": 1.5}
+    json.loads(out.model_dump_json(), parse_constant=lambda c: pytest.fail(f"non-finite {c} in JSON"))
+
+
+def test_test_scores_are_withheld_unless_shown():
+    hidden = to_output(nan_result(), show_test=False, output_chars=100)
+    shown = to_output(nan_result(), show_test=True, output_chars=100)
+    assert hidden.test is None and hidden.test_withheld
+    assert shown.test is not None and not shown.test_withheld
+
+
+def test_output_is_capped_and_round_trips():
+    out = to_output(nan_result(), show_test=False, output_chars=10)
+    assert out.stdout.endswith("x" * 10) and "40 characters cut" in out.stdout
+    assert cap("short", 10) == "short"
+    back = from_output(out.model_dump())
+    assert back.status == "ok" and back.validation.std_corr == 0.02 and back.test is None
+    assert math.isclose(back.timings["total"], 1.5)
+
+
+def test_cache_keys_on_normalized_source_evicts_lru_and_skips_infra_errors():
+    cache = ResultCache(max_entries=2)
+    a, a_commented, b, c = (Program("x = 1\n"), Program("x = 1  # same\n\n"), Program("y = 2\n"), Program("z = 3\n"))
+    assert cache.key(a, "v1") == cache.key(a_commented, "v1") != cache.key(a, "v2")
+    cache.put(cache.key(a, "v1"), EvalResult(status="ok"))
+    assert not cache.put(cache.key(b, "v1"), EvalResult(status="infra_error"))
+    cache.put(cache.key(b, "v1"), EvalResult(status="runtime_error"))
+    got = cache.get(cache.key(a_commented, "v1"))
+    got.status = "timeout"  # a copy: the cache keeps its own
+    cache.put(cache.key(c, "v1"), EvalResult(status="ok"))  # evicts b, the least recently used
+    assert cache.get(cache.key(a, "v1")).status == "ok"
+    assert cache.key(b, "v1") not in cache and len(cache) == 2
+    assert (cache.hits, cache.misses) == (2, 0)
+    assert not ResultCache(0).put(cache.key(a, "v1"), EvalResult(status="ok"))
+
+
+@pytest.mark.parametrize(("override", "words"), [
+    ("env.pool.num_actors=0", "env.pool.num_actors must be >= 1"),
+    ("env.pool.cpus_per_actor=0", "env.pool.cpus_per_actor must be > 0"),
+    ("env.pool.deadline_s=-1", "env.pool.deadline_s must be > 0"),
+    ("env.server.port=70000", "env.server.port must be in 1..65535"),
+])
+def test_bad_env_settings_fail_at_start_naming_the_key(override, words):
+    with pytest.raises(ValueError, match=words.replace(".", r"\.")):
+        load_config([override])
+
+
+def test_actor_resets_the_episode_between_programs(cfg, dataset, split, baseline_dir, work_root):
+    """The actor class without Ray: overrides left by a previous episode are forgotten."""
+    actor = EnvActor(cfg, dataset, split, baseline_dir=str(baseline_dir), work_root=str(work_root))
+    try:
+        actor.session.set_override("define_model", "def define_model():\n    return None\n")
+        forbidden = "def create_features(df, feature_cols):\n    return eval('df')\n"  # refused before running
+        out = anyio.run(actor.evaluate, forbidden, 60.0)
+        assert out["status"] == "forbidden" and actor.session.overrides == {}
+        assert out["program_hash"] == Program(forbidden).hash
+    finally:
+        actor.session.close()
