@@ -25,10 +25,12 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiforml.config import AlgoConfig, PolicyConfig, TinyPolicyConfig  # noqa: E402
+from aiforml.compose import CONF_DIR  # noqa: E402
+from aiforml.config import AlgoConfig, PolicyConfig, TinyPolicyConfig, from_dict  # noqa: E402
 from aiforml.learner import LearnerActor  # noqa: E402
 from aiforml.policy.scratch import build_scratch_policy  # noqa: E402
 
@@ -52,7 +54,8 @@ def model_path(args: argparse.Namespace, tmp: Path) -> str:
 def measure(algo: str, path: str, args: argparse.Namespace) -> dict[str, float]:
     policy = PolicyConfig(name="tiny", device="cpu", load_in_4bit=args.four_bit,
                           max_new_tokens=args.max_new_tokens)
-    learner = LearnerActor(policy, AlgoConfig(name=algo), path, seed=0)
+    algo_cfg = from_dict(AlgoConfig, OmegaConf.to_container(OmegaConf.load(CONF_DIR / "algo" / f"{algo}.yaml")))
+    learner = LearnerActor(policy, algo_cfg, path, seed=0)
     prompts, n = [PROMPT] * (args.samples // 4), 4
     learner.generate(prompts[:1], 2)  # warm-up
     gen_rates, gen_times, update_times = [], [], []
@@ -67,6 +70,7 @@ def measure(algo: str, path: str, args: argparse.Namespace) -> dict[str, float]:
         update_times.append(time.perf_counter() - start)
     n_params = sum(p.numel() for p in learner.policy.parameters())
     return {
+        "epochs": float(algo_cfg.epochs),
         "tokens_per_s": statistics.median(gen_rates), "generate_s": statistics.median(gen_times),
         "update_s": statistics.median(update_times), "samples": float(len(rollouts)),
         "response_tokens": float(rollouts.stats["response_tokens"]), "parameters": float(n_params),
@@ -91,7 +95,7 @@ def main() -> None:
             r = results[algo] = measure(algo, path, args)
             print(f"{algo}: generate {r['samples']:.0f} x <= {args.max_new_tokens} tokens "
                   f"({r['response_tokens']:.0f}) in {r['generate_s']:.2f} s = "
-                  f"{r['tokens_per_s']:.0f} tokens/s; update {r['update_s']:.2f} s "
+                  f"{r['tokens_per_s']:.0f} tokens/s; update ({r['epochs']:.0f} epochs) {r['update_s']:.2f} s "
                   f"({r['parameters'] / 1e6:.1f}M parameters, 4-bit={args.four_bit})")
     print(json.dumps({"threads": args.threads, "four_bit": args.four_bit, **results}))
 

@@ -176,9 +176,10 @@ class PolicyModel(nn.Module):
         path = Path(path)
         weights = load_file(str(path / "adapter" / "adapter_model.safetensors"), device=str(self.device))
         result = set_peft_model_state_dict(self.model, weights)
-        missing = [k for k in result.unexpected_keys]
-        if missing:
-            raise ValueError(f"adapter at {path} does not match this model: {missing[:3]}")
+        if result.unexpected_keys:
+            raise ValueError(
+                f"adapter at {path} does not match this model: {result.unexpected_keys[:3]}"
+            )
         self.value_head.load_state_dict(torch.load(path / "value_head.pt", map_location=self.device))
 
 
