@@ -39,8 +39,10 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check aiforml tests benchmarks launch.py
 
+# Speed and memory figures; results go into benchmarks/README.md by hand, with machine and date.
 bench: install
-	$(PY) benchmarks/sandbox_overhead.py
+	$(PY) benchmarks/sandbox_spawn.py --repeats 5
+	$(PY) benchmarks/sandbox_overhead.py --repeats 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache
