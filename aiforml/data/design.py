@@ -83,7 +83,9 @@ def draw_design(spec: SyntheticSpec, rng: np.random.Generator) -> Design:
 
 def _draw_linear(spec: SyntheticSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     k = spec.n_latents
-    beta = rng.standard_normal(k)
+    # stratified draws (spaced magnitudes, random signs and order) keep the strength of
+    # the signal similar from one seed to the next
+    beta = rng.choice([-1.0, 1.0], size=k) * rng.permutation(np.linspace(0.2, 1.0, k))
     beta /= np.linalg.norm(beta)
     sign = np.ones((3, k))
     flips = rng.choice(k, size=max(1, round(spec.flip_share * k)), replace=False)
@@ -102,8 +104,8 @@ def _draw_nonlinear(
     for gi in rng.permutation(np.unique(group))[: max(2, k // 8)]:
         members = np.flatnonzero(group == gi)
         pairs.append(rng.choice(members, size=2, replace=False))
-    u_coef = rng.choice([-1.0, 1.0], size=n_u) * rng.uniform(0.6, 1.0, n_u) / np.sqrt(2.0)
-    pair_coef = rng.choice([-1.0, 1.0], size=len(pairs)) * rng.uniform(0.4, 0.8, len(pairs))
+    u_coef = rng.choice([-1.0, 1.0], size=n_u) / np.sqrt(2.0)
+    pair_coef = rng.choice([-1.0, 1.0], size=len(pairs)) * 0.6
     # (c^2 - 1)/sqrt(2) and c_a * c_b have unit variance: scale the whole term to unit variance
     norm = np.sqrt(np.sum((u_coef * np.sqrt(2.0)) ** 2) + np.sum(pair_coef**2))
     return u_latents, u_coef / norm, np.array(pairs, dtype=np.int64), pair_coef / norm
@@ -136,7 +138,7 @@ def _draw_features(
         "mix": np.concatenate([mix, np.full(n_risk, -1)])[order],
         "mix_w": np.concatenate([mix_w, np.zeros(n_risk)])[order],
         "lag": np.concatenate([lag, np.zeros(n_risk, dtype=lag.dtype)])[order],
-        "noise": rng.uniform(spec.noise_min, spec.noise_max, f),
+        "noise": rng.permutation(np.linspace(spec.noise_min, spec.noise_max, f)),
         "start": start,
         "group": np.concatenate([group[src_lat], rng.integers(0, len(np.unique(group)), n_risk)])[order],
     }

@@ -148,13 +148,13 @@ def _era_features(
     design: Design, state: dict, history: np.ndarray, w: int, t: int, members: np.ndarray
 ) -> np.ndarray:
     """Raw features of one era's members, quantized to 0..4; missing columns set to 2."""
-    slot = (w - design.feat_lag) % (MAX_LAG + 1)
-    rows = members[:, None]
-    latent = history[slot, rows, design.feat_src]
-    mixed = history[slot, rows, np.maximum(design.feat_mix, 0)] * design.feat_mix_w
-    risk_src = np.minimum(design.feat_src, state["b"].shape[1] - 1)
-    risk = state["b"][rows, risk_src]
-    raw = np.where(design.feat_is_risk, risk, latent + mixed)
+    raw = np.empty((len(members), len(design.feat_src)))
+    for lag in np.unique(design.feat_lag):
+        cols = np.flatnonzero((design.feat_lag == lag) & ~design.feat_is_risk)
+        c = history[(w - lag) % (MAX_LAG + 1)][members]
+        raw[:, cols] = c[:, design.feat_src[cols]] + c[:, design.feat_mix[cols]] * design.feat_mix_w[cols]
+    risk = np.flatnonzero(design.feat_is_risk)
+    raw[:, risk] = state["b"][members][:, design.feat_src[risk]]
     raw = raw + state["noise"][members] * design.feat_noise
     out = quantize_features(raw)
     out[:, design.feat_start > t] = 2

@@ -62,7 +62,7 @@ PRESETS: dict[str, SyntheticSpec] = {
         n_latents=24,
         n_groups=8,
         w_linear=0.05,
-        w_nonlinear=0.2,
+        w_nonlinear=0.16,
         noise_max=1.0,
     ),
     # Numerai-calibrated statistics at Numerai-like sizes (see synthetic.py for figures).

@@ -14,15 +14,17 @@ TARGET_SHARES = (0.05, 0.20, 0.50, 0.20, 0.05)
 
 
 def ranks01(x: np.ndarray) -> np.ndarray:
-    """Ranks along axis 0 mapped to [0, 1): row r of n gets rank(r) / n (ties broken by order)."""
+    """Ranks along axis 0 mapped to [0, 1): the r-th smallest of n rows gets r / n."""
     n = x.shape[0]
-    order = np.argsort(x, axis=0, kind="stable")
-    ranks = np.empty_like(order)
     if x.ndim == 1:
-        ranks[order] = np.arange(n)
-    else:
-        np.put_along_axis(ranks, order, np.arange(n)[:, None], axis=0)
-    return ranks / n
+        ranks = np.empty(n, dtype=np.int64)
+        ranks[np.argsort(x)] = np.arange(n)
+        return ranks / n
+    cols = np.ascontiguousarray(x.T)  # sort contiguous rows: much faster than axis 0
+    order = np.argsort(cols, axis=1)
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(n)[None, :], axis=1)
+    return ranks.T / n
 
 
 def quantize_features(x: np.ndarray) -> np.ndarray:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from aiforml.config import DataConfig, SyntheticConfig
 from aiforml.data import Dataset, load_dataset
 
 SMALL = SyntheticConfig(n_eras=60, rows_per_era=200, n_features=30)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_blas_thread() -> Iterator[None]:
+    """On a busy 2-core machine, 2 BLAS threads made small lstsq calls 30x slower."""
+    with threadpool_limits(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -101,3 +101,20 @@ def test_presets_resolve_with_overrides(preset: str) -> None:
     assert (spec.n_eras, spec.rows_per_era, spec.n_features) == (60, 200, 30)
     assert spec.validation_eras <= 15 and spec.test_eras <= 15
     assert spec.n_latents < 30 and spec.w_linear == base.w_linear
+
+
+def test_targets_overlap_within_the_horizon_only() -> None:
+    """The same stock's 4-week targets share returns one era apart, not five: why embargo."""
+    spec = resolve_spec(SMALL)
+    _, panel = simulate_panel(spec, 0)
+    targets = generate(spec, 0).targets[:, 0]
+    eras = np.repeat(np.arange(spec.n_eras), panel.era_rows)
+
+    def same_stock_corr(t: int, lag: int) -> float:
+        a, b = eras == t, eras == t + lag
+        common, ia, ib = np.intersect1d(panel.stock[a], panel.stock[b], return_indices=True)
+        return float(np.corrcoef(targets[a][ia], targets[b][ib])[0, 1])
+
+    near = np.mean([same_stock_corr(t, 1) for t in range(20, 40)])
+    far = np.mean([same_stock_corr(t, 5) for t in range(20, 40)])
+    assert near > 0.5 and far < 0.2, (near, far)
