@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
+from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTaskError
 
 from aiforml.config import Config, PoolConfig
 from aiforml.data.dataset import Dataset, EraSplit
@@ -189,8 +189,9 @@ class EnvPool:
             data = ray.get(ref, timeout=GET_TIMEOUT_S)
             self.stats.executed += 1
             return from_output(data)
-        except (RayActorError, GetTimeoutError) as exc:
-            self._recover(index)
+        except (RayActorError, GetTimeoutError, RayTaskError) as exc:
+            if not isinstance(exc, RayTaskError):  # a raised error leaves the actor alive
+                self._recover(index)
             if job.attempt < self.pool_cfg.retries:
                 job.attempt += 1
                 self.stats.retries += 1
