@@ -205,7 +205,11 @@ class PolicyConfig:
 
 @dataclass
 class AlgoConfig:
-    """The RL algorithm and its hyperparameters (aiforml.algo)."""
+    """The RL algorithm and its hyperparameters (aiforml.algo).
+
+    The defaults are PPO's (conf/algo/ppo.yaml); conf/algo/grpo.yaml holds GRPO's (1 epoch,
+    k3 KL in the loss, fixed coefficient), so ``AlgoConfig(name="grpo")`` alone is not them.
+    """
 
     name: Literal["ppo", "grpo"] = "ppo"  # ppo: value head + GAE; grpo: group-relative, no critic
     learning_rate: float | None = None  # AdamW lr of LoRA + value head (None: policy preset, tiny 1e-3, 7B 1e-5)

@@ -7,10 +7,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from aiforml.compose import CONF_DIR
-from aiforml.config import AlgoConfig, PolicyConfig, from_dict
+from aiforml.compose import CONF_DIR, load_config
+from aiforml.config import AlgoConfig, PolicyConfig, TinyPolicyConfig, from_dict
 from aiforml.learner import LearnerActor
 from aiforml.policy.model import PRESETS, choose_policy, load_policy, resolve_policy_config
+from aiforml.policy.sampling import generate_rollouts
 from aiforml.policy.scratch import build_scratch_policy
 
 
@@ -125,3 +126,23 @@ def test_cpu_4bit_gradients_survive_an_eval_pass(tiny_model_dir: Path) -> None:
     assert before.keys() == after.keys()
     for name in before:
         assert torch.allclose(before[name], after[name], atol=1e-6), name
+
+
+@pytest.mark.parametrize("overrides", [[], ["policy=mistral7b_qlora", "algo=grpo"], ["policy=tiny"]])
+def test_policy_and_algo_groups_compose(overrides: list[str]) -> None:
+    cfg = load_config(overrides)
+    assert cfg.policy.name == (overrides[0].split("=")[1] if overrides else "auto")
+    assert cfg.algo.name == ("grpo" if "algo=grpo" in overrides else "ppo")
+
+
+def test_tiny_builder_plugs_into_load_policy(tmp_path: Path) -> None:
+    """With no model path, ``tiny`` builds (or reuses) the warm-started policy and loads it."""
+    tiny = TinyPolicyConfig(
+        n_programs=96, epochs=2.0, vocab_size=512, hidden_size=32, num_layers=1, num_heads=2,
+        num_kv_heads=1, intermediate_size=64, batch_size=16, cache_dir=str(tmp_path),
+        progress=False,
+    )
+    policy = load_policy(PolicyConfig(name="tiny", tiny=tiny, max_new_tokens=4))
+    assert Path(policy.model.get_base_model().name_or_path).is_relative_to(tmp_path)
+    rollouts = generate_rollouts(policy, ["def define_model():\n"], n=2)
+    assert len(rollouts) == 2 and rollouts.response_mask.sum() > 0
