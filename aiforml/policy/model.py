@@ -258,8 +258,17 @@ def load_policy(cfg: PolicyConfig, model_path: str | Path | None = None) -> Poli
     log.info("policy: %s (%s)", resolved.name, reason)
     path = model_path or resolved.model_path or _tiny_model_path(resolved)
     device = resolve_device(resolved)
-    tokenizer = load_tokenizer(path)
-    model = _add_lora(_load_base(path, resolved, device), resolved)
+    if resolved.name == "mistral7b_qlora" and device.type == "cpu":
+        log.warning("policy: Mistral-7B on CPU runs, but at minutes per sample")
+    try:
+        tokenizer = load_tokenizer(path)
+        base = _load_base(path, resolved, device)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot load the policy from policy.model_path={str(path)!r} ({exc}). Point "
+            "policy.model_path at a local directory holding the model and tokenizer"
+        ) from exc
+    model = _add_lora(base, resolved)
     policy = PolicyModel(model, tokenizer, resolved, reason)
     n_train = sum(p.numel() for p in policy.trainable_parameters())
     log.info("policy loaded from %s on %s: %d trainable parameters (LoRA + value head)",

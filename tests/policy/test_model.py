@@ -146,3 +146,8 @@ def test_tiny_builder_plugs_into_load_policy(tmp_path: Path) -> None:
     assert Path(policy.model.get_base_model().name_or_path).is_relative_to(tmp_path)
     rollouts = generate_rollouts(policy, ["def define_model():\n"], n=2)
     assert len(rollouts) == 2 and rollouts.response_mask.sum() > 0
+
+
+def test_missing_model_path_fails_with_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="policy.model_path"):
+        load_policy(PolicyConfig(name="tiny"), tmp_path / "nowhere")
