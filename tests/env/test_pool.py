@@ -17,6 +17,9 @@ from aiforml.env.pool import EnvPool, check_resources
 from aiforml.pipeline.defaults import default_program_source
 from aiforml.program import Program
 
+pytestmark = pytest.mark.slow  # sandboxed evaluations: seconds each
+
+
 RIDGE = "def define_model():\n    from sklearn.linear_model import Ridge\n\n    return Ridge(alpha=10.0)\n"
 SPIN = "def create_features(df, feature_cols):\n    while True:\n        pass\n"
 BROKEN = "def create_features(df, feature_cols):\n    return df['feature_that_does_not_exist']\n"

@@ -17,6 +17,9 @@ from mcp import Client
 
 from aiforml.env.server import build_server
 
+pytestmark = pytest.mark.slow  # sandboxed evaluations: seconds each
+
+
 RIDGE = "def define_model():\n    from sklearn.linear_model import Ridge\n\n    return Ridge(alpha=10.0)\n"
 SPIN = "def create_features(df, feature_cols):\n    while True:\n        pass\n"
 TOOLS = {"describe_data", "get_pipeline", "set_override", "clear_override", "run_pipeline", "evaluate_program"}

@@ -21,6 +21,9 @@ from mcp.types import REQUEST_TIMEOUT
 
 from aiforml.program import Program
 
+pytestmark = pytest.mark.slow  # sandboxed evaluations: seconds each
+
+
 ROOT = Path(__file__).resolve().parents[2]
 INSPECTOR = ROOT / "node_modules" / ".bin" / "mcp-inspector"
 RIDGE = "def define_model():\n    from sklearn.linear_model import Ridge\n\n    return Ridge(alpha=10.0)\n"
