@@ -132,19 +132,19 @@ class TinyPolicyConfig:
     """The tiny offline policy: tokenizer, model size, warm-start corpus and SFT (aiforml.policy.tiny)."""
 
     seed: int = 0  # seed of the corpus generator, tokenizer and model init
-    n_programs: int = 4000  # programs in the warm-start corpus
+    n_programs: int = 3000  # programs in the warm-start corpus
     mistake_rate: float = 0.2  # share of corpus programs with one injected, labelled mistake
     tokenizer_split: Literal["line", "identifier"] = "line"  # BPE pre-token: whole lines or identifiers
     vocab_size: int = 2048  # BPE vocabulary, special tokens included
-    hidden_size: int = 256  # model width
+    hidden_size: int = 128  # model width
     num_layers: int = 4  # transformer blocks
     num_heads: int = 4  # attention heads
     num_kv_heads: int = 2  # key/value heads (grouped-query attention)
-    intermediate_size: int = 768  # MLP width
+    intermediate_size: int = 512  # MLP width
     max_length: int = 512  # longest prompt + completion, in tokens (positions and SFT truncation)
-    epochs: float = 4.0  # SFT passes over the corpus
+    epochs: float = 3.0  # SFT passes over the corpus
     batch_size: int = 32  # SFT sequences per step
-    learning_rate: float = 2e-3  # SFT peak learning rate (cosine decay after warmup)
+    learning_rate: float = 3e-3  # SFT peak learning rate (cosine decay to a tenth after warmup)
     warmup_ratio: float = 0.05  # share of SFT steps spent warming up
     threads: int = 2  # torch CPU threads during the build
     cache_dir: str | None = None  # where built policies are cached (None: ~/.cache/aiforml/tiny)

@@ -88,8 +88,9 @@ def measure(completions: list[str], run: Any) -> dict[str, Any]:
     programs = [p for p in parsed if p is not None]
     statuses: Counter[str] = Counter()
     ran = 0
-    for program in programs:
+    for i, program in enumerate(programs):
         ok, status = run(program.source)
+        print(f"{i + 1}/{len(programs)} {status}", file=sys.stderr, flush=True)
         ran += ok
         statuses[status.split(":")[0] if ok else status] += 1
     n = len(completions)
@@ -129,6 +130,7 @@ def main() -> None:
     except ImportError as exc:
         print(f"real evaluator unavailable ({exc}); using the quick check", file=sys.stderr)
         schema, run, evaluator_name = make_runner("quick", args.schema)
+    print(f"building in {cache_dir} ...", file=sys.stderr)
     t0 = time.perf_counter()
     path = build_tiny_policy(cfg, schema)
     first = time.perf_counter() - t0
@@ -136,6 +138,7 @@ def main() -> None:
     build_tiny_policy(cfg, schema)
     cached = time.perf_counter() - t0
     info = json.loads((path / "build_info.json").read_text())
+    print(f"built in {first:.0f} s; sampling {args.samples} ...", file=sys.stderr)
     t0 = time.perf_counter()
     completions = sample(path, render_prompt(schema), args.samples, seed=cfg.seed + 1)
     sample_s = time.perf_counter() - t0

@@ -20,7 +20,7 @@ from aiforml.policy import grammar
 from aiforml.policy.mistakes import inject_mistake
 from aiforml.policy.schema import DataSchema
 
-CORPUS_VERSION = "1"
+CORPUS_VERSION = "2"
 
 # How often each optional step is written. create_features and define_model are nearly
 # always there: the policy should own them, and the reward requires create_features.

@@ -60,59 +60,55 @@ def _pick(rng: random.Random, *options: object) -> object:
 
 
 # --- define_model ---------------------------------------------------------------------------
-def _maybe_scaled(rng: random.Random, imports: list[str], expr: str) -> str:
-    if rng.random() < 0.4:
-        imports += ["from sklearn.pipeline import make_pipeline", "from sklearn.preprocessing import StandardScaler"]
-        return f"make_pipeline(StandardScaler(), {expr})"
-    return expr
-
-
-def _sklearn_model(rng: random.Random, key: str) -> tuple[list[str], str]:
+# Constructor arguments go one per line: with the line tokenizer each such line is one
+# token, so the model chooses whole arguments instead of stitching pieces of lines.
+def _sklearn_model(rng: random.Random, key: str) -> tuple[list[str], str, list[str]]:
+    """(imports, constructor, arguments) of a scikit-learn model."""
     if key == "hist_gbm":
-        args = f"max_iter={_pick(rng, 100, 200, 300)}, learning_rate={_pick(rng, 0.03, 0.05, 0.1)}, max_depth={_pick(rng, 3, 4, 5, 6)}"
+        args = [f"max_iter={_pick(rng, 100, 200, 300)}", f"learning_rate={_pick(rng, 0.03, 0.05, 0.1)}",
+                f"max_depth={_pick(rng, 3, 4, 5, 6)}"]  # fmt: skip
         if rng.random() < 0.5:
-            args += f", min_samples_leaf={_pick(rng, 20, 50, 100)}"
-        return ["from sklearn.ensemble import HistGradientBoostingRegressor"], f"HistGradientBoostingRegressor({args})"
+            args.append(f"min_samples_leaf={_pick(rng, 20, 50, 100)}")
+        return ["from sklearn.ensemble import HistGradientBoostingRegressor"], "HistGradientBoostingRegressor", args
     if key in ("ridge", "lasso", "elastic_net"):
         cls = {"ridge": "Ridge", "lasso": "Lasso", "elastic_net": "ElasticNet"}[key]
         alpha = _pick(rng, 0.1, 1.0, 10.0, 100.0) if key == "ridge" else _pick(rng, 0.0001, 0.0005, 0.001)
-        args = f"alpha={alpha}" + (f", l1_ratio={_pick(rng, 0.2, 0.5, 0.8)}" if key == "elastic_net" else "")
-        imports = [f"from sklearn.linear_model import {cls}"]
-        return imports, _maybe_scaled(rng, imports, f"{cls}({args})")
+        args = [f"alpha={alpha}"] + ([f"l1_ratio={_pick(rng, 0.2, 0.5, 0.8)}"] if key == "elastic_net" else [])
+        return [f"from sklearn.linear_model import {cls}"], cls, args
     if key in ("random_forest", "extra_trees"):
         cls = {"random_forest": "RandomForestRegressor", "extra_trees": "ExtraTreesRegressor"}[key]
-        args = (
-            f"n_estimators={_pick(rng, 50, 100, 200)}, max_depth={_pick(rng, 4, 6, 8)}, "
-            f"min_samples_leaf={_pick(rng, 20, 50, 100)}, max_features={_pick(rng, 0.1, 0.3, 0.5)}"
-        )
-        if rng.random() < 0.5:
-            args += ", n_jobs=1"
-        return [f"from sklearn.ensemble import {cls}"], f"{cls}({args})"
+        args = [f"n_estimators={_pick(rng, 50, 100, 200)}", f"max_depth={_pick(rng, 4, 6, 8)}",
+                f"min_samples_leaf={_pick(rng, 20, 50, 100)}", f"max_features={_pick(rng, 0.1, 0.3, 0.5)}"]  # fmt: skip
+        return [f"from sklearn.ensemble import {cls}"], cls, args + (["n_jobs=1"] if rng.random() < 0.5 else [])
     assert key == "mlp", key
-    hidden = _pick(rng, "(32,)", "(64,)", "(64, 32)", "(128, 64)")
-    args = (
-        f"hidden_layer_sizes={hidden}, alpha={_pick(rng, 0.0001, 0.001, 0.01)}, "
-        f"learning_rate_init={_pick(rng, 0.001, 0.003)}, max_iter={_pick(rng, 30, 50, 100)}"
+    args = [f"hidden_layer_sizes={_pick(rng, '(32,)', '(64,)', '(64, 32)', '(128, 64)')}",
+            f"alpha={_pick(rng, 0.0001, 0.001, 0.01)}", f"learning_rate_init={_pick(rng, 0.001, 0.003)}",
+            f"max_iter={_pick(rng, 30, 50, 100)}"]  # fmt: skip
+    return ["from sklearn.neural_network import MLPRegressor"], "MLPRegressor", args + (
+        ["early_stopping=True"] if rng.random() < 0.5 else []
     )
-    if rng.random() < 0.5:
-        args += ", early_stopping=True"
-    imports = ["from sklearn.neural_network import MLPRegressor"]
-    return imports, _maybe_scaled(rng, imports, f"MLPRegressor({args})")
 
 
-def _lightgbm(rng: random.Random) -> str:
-    args = [
-        f"n_estimators={_pick(rng, 100, 200, 300, 500)}",
-        f"learning_rate={_pick(rng, 0.01, 0.02, 0.05, 0.1)}",
-    ]
-    args += [a for a in (
+def _lightgbm_args(rng: random.Random) -> list[str]:
+    args = [f"n_estimators={_pick(rng, 100, 200, 300, 500)}", f"learning_rate={_pick(rng, 0.01, 0.02, 0.05, 0.1)}"]
+    optional = [
         f"max_depth={_pick(rng, 3, 4, 5, 6)}",
         f"num_leaves={_pick(rng, 7, 15, 31)}",
         f"colsample_bytree={_pick(rng, 0.1, 0.3, 0.5)}",
-        f"subsample={_pick(rng, 0.5, 0.8)}, subsample_freq=1",
+        f"subsample={_pick(rng, 0.5, 0.8)}",
         f"min_child_samples={_pick(rng, 20, 50, 100)}",
-    ) if rng.random() < 0.55]
-    return "    import lightgbm as lgb\n\n    return lgb.LGBMRegressor(" + ", ".join(args) + ", verbose=-1)\n"
+    ]
+    return args + [a for a in optional if rng.random() < 0.55] + ["verbose=-1"]
+
+
+def _render_model(imports: list[str], ctor: str, args: list[str], scaled: bool) -> str:
+    if scaled:
+        imports = imports + ["from sklearn.pipeline import make_pipeline", "from sklearn.preprocessing import StandardScaler"]
+    body = "".join(f"    {line}\n" for line in sorted(imports)) + "\n"
+    call = f"{ctor}(\n" + "".join(f"        {a},\n" for a in args) + "    )"
+    if scaled:
+        return body + f"    model = {call}\n    return make_pipeline(StandardScaler(), model)\n"
+    return body + f"    return {call}\n"
 
 
 _TORCH_NET = '''\
@@ -120,10 +116,10 @@ _TORCH_NET = '''\
     import torch
 
     class Net:
-        def __init__(self, hidden={hidden}, epochs={epochs}, lr={lr}):
-            self.hidden = hidden
-            self.epochs = epochs
-            self.lr = lr
+        def __init__(self):
+            self.hidden = {hidden}
+            self.epochs = {epochs}
+            self.lr = {lr}
 
         def fit(self, X, y):
             X = torch.tensor(np.asarray(X, dtype=np.float32))
@@ -152,13 +148,12 @@ def _torch_net(rng: random.Random) -> str:
     if rng.random() < 0.4:
         layers += f", torch.nn.Linear(self.hidden, self.hidden), torch.nn.{act}()"
     layers += ", torch.nn.Linear(self.hidden, 1)"
-    opt = _pick(rng, "Adam", "AdamW")
     return _TORCH_NET.format(
         hidden=_pick(rng, 16, 32, 64),
         epochs=_pick(rng, 20, 50, 100),
         lr=_pick(rng, 0.003, 0.01, 0.03),
         layers=layers,
-        opt=opt,
+        opt=_pick(rng, "Adam", "AdamW"),
         decay=f", weight_decay={_pick(rng, 0.0001, 0.001)}" if rng.random() < 0.4 else "",
     )
 
@@ -166,12 +161,13 @@ def _torch_net(rng: random.Random) -> str:
 def define_model_source(rng: random.Random, key: str) -> str:
     """Source of ``define_model`` building a ``key`` model (see MODEL_FAMILIES)."""
     if key == "lightgbm":
-        body = _lightgbm(rng)
+        body = _render_model(["import lightgbm as lgb"], "lgb.LGBMRegressor", _lightgbm_args(rng), False)
     elif key == "torch_net":
         body = _torch_net(rng)
     else:
-        imports, expr = _sklearn_model(rng, key)
-        body = "".join(f"    {line}\n" for line in sorted(imports)) + f"\n    return {expr}\n"
+        imports, ctor, args = _sklearn_model(rng, key)
+        scalable = key in ("ridge", "lasso", "elastic_net", "mlp")
+        body = _render_model(imports, ctor, args, scalable and rng.random() < 0.4)
     return "def define_model():\n" + body
 
 
@@ -197,7 +193,7 @@ def create_target_source(rng: random.Random, schema: DataSchema) -> tuple[str, s
         body = f'    y = {w} * df["target"] + {round(1 - w, 1)} * df["{other}"].fillna(0.5)\n'
         body += _pick(rng, "    return y\n", '    return y.groupby(df["era"]).rank(pct=True)\n')
     else:
-        cols = ["target"] + rng.sample(aux, k=min(len(aux), rng.randint(1, 3)))
+        cols = ["target"] + sorted(rng.sample(aux, k=min(len(aux), rng.randint(1, 3))), key=aux.index)
         body = f"    return df[{cols!r}].mean(axis=1)\n".replace("'", '"')
     return "def create_target(df):\n" + body, kind
 
@@ -224,13 +220,14 @@ def _base_selection(rng: random.Random, schema: DataSchema) -> tuple[str, str]:
         return kind, f"    cols = feature_cols[:{k}]\n"
     if kind == "stride":
         return kind, f"    cols = feature_cols[::{_pick(rng, 2, 3, 4)}]\n"
-    groups = rng.sample(sorted(schema.feature_groups), k=min(len(schema.feature_groups), rng.randint(1, 3)))
+    order = sorted(schema.feature_groups)
+    groups = sorted(rng.sample(order, k=min(len(order), rng.randint(1, 3))), key=order.index)
     prefixes = [schema.group_prefix(g) for g in groups]
-    if all(prefixes):
-        tup = ", ".join(f'"{p}"' for p in prefixes)
-        return kind, f"    cols = [c for c in feature_cols if c.startswith(({tup},))]\n"
+    if all(prefixes):  # one prefix a line: each line is one token of the line tokenizer
+        lines = "".join(f'        "{p}",\n' for p in prefixes)
+        return kind, f"    prefixes = (\n{lines}    )\n    cols = [c for c in feature_cols if c.startswith(prefixes)]\n"
     names = [c for g in groups for c in schema.feature_groups[g]][:12]
-    return kind, "    cols = [" + ", ".join(f'"{c}"' for c in names) + "]\n"
+    return kind, "    cols = [\n" + "".join(f'        "{c}",\n' for c in names) + "    ]\n"
 
 
 _BASE_TRANSFORMS: dict[str, str] = {
@@ -244,20 +241,17 @@ _BASE_TRANSFORMS: dict[str, str] = {
 def _extra(rng: random.Random, kind: str, schema: DataSchema) -> str:
     k = _pick(rng, 5, 10, 20)
     if kind == "group_means":
-        groups = rng.sample(sorted(schema.feature_groups), k=min(len(schema.feature_groups), rng.randint(2, 4)))
+        order = sorted(schema.feature_groups)
+        groups = sorted(rng.sample(order, k=min(len(order), rng.randint(2, 4))), key=order.index)
         lines = ""
         stat = _pick(rng, "mean", "std")
         for g in groups:
             lines += f'    X["{stat}_{g}"] = df[{_group_cols_expr(schema, g, rng)}].{stat}(axis=1)\n'
         return lines
     if kind == "interactions":
-        lines = ""
-        for _ in range(rng.randint(1, 3)):
-            group = rng.choice(sorted(schema.feature_groups)) if schema.feature_groups else None
-            pool = list(schema.feature_groups[group]) if group else list(schema.feature_names)
-            a, b = rng.sample(pool, 2) if len(pool) >= 2 else rng.sample(list(schema.feature_names), 2)
-            lines += f'    X["{a}_x_{b}"] = df["{a}"] * df["{b}"]\n'
-        return lines
+        pairs = rng.sample(_candidate_pairs(schema), k=rng.randint(1, 3))
+        lines = "".join(f'        ("{a}", "{b}"),\n' for a, b in pairs)
+        return f'    pairs = [\n{lines}    ]\n    for a, b in pairs:\n        X[a + "_x_" + b] = df[a] * df[b]\n'
     if kind == "squares":
         return f'    X = X.join(((df[cols[:{k}]] - 2.0) ** 2).add_suffix("_sq"))\n'
     if kind == "abs_dev":
@@ -268,6 +262,15 @@ def _extra(rng: random.Random, kind: str, schema: DataSchema) -> str:
         return '    X["row_mean"] = df[cols].mean(axis=1)\n    X["row_std"] = df[cols].std(axis=1)\n'
     assert kind == "era_rank", kind
     return f'    X = X.join(df.groupby("era")[cols[:{k}]].rank(pct=True).add_suffix("_rank"))\n'
+
+
+def _candidate_pairs(schema: DataSchema) -> list[tuple[str, str]]:
+    """Within-group pairs among each group's first four features (a small, learnable set)."""
+    pools = [list(cols[:4]) for cols in schema.feature_groups.values() if len(cols) >= 2]
+    pools = pools or [list(schema.feature_names[:4])]
+    return [(a, b) for pool in pools for i, a in enumerate(pool) for b in pool[i + 1 :]] or [
+        (schema.feature_names[0], schema.feature_names[0])
+    ]
 
 
 EXTRA_KINDS: tuple[str, ...] = ("group_means", "interactions", "squares", "abs_dev", "log", "row_stats", "era_rank")

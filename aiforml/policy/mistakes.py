@@ -39,10 +39,12 @@ _TYPE_SLIPS: tuple[tuple[str, str], ...] = (
     (r"feature_cols\[::(\d+)\]", r'feature_cols[::"\1"]'),
     (r"np\.array_split\(unique, (\d+)", r'np.array_split(unique, "\1"'),
     (r"return df\[\"target\"\]\n", 'return df["target"] + "0"\n'),
-    (r"\n    return (Ridge|Lasso|ElasticNet|RandomForestRegressor|ExtraTreesRegressor|MLPRegressor|HistGradientBoostingRegressor)\(.*\)\n", r"\n    return \1\n"),
     (r"cols\[:(\d+)\]", r"cols[:\1.0]"),
     (r"range\(self\.epochs\)", "range(self.epochs / 2)"),
+    (r"self\.hidden = (\d+)", r"self.hidden = \1.0"),
     (r"hidden_layer_sizes=\((\d+)", r'hidden_layer_sizes=("\1"'),
+    # scikit-learn checks parameter types at fit (InvalidParameterError is a TypeError)
+    (r"\n        (alpha|max_iter|min_samples_leaf|max_depth)=([\d.]+),\n(?![^)]*verbose)", r'\n        \1="\2",\n'),
 )
 
 _IMPORT_LINE = re.compile(r"^    (import (\w+)(?: as (\w+))?|from [\w.]+ import (\w+))\n", re.MULTILINE)
@@ -51,7 +53,9 @@ _IMPORT_LINE = re.compile(r"^    (import (\w+)(?: as (\w+))?|from [\w.]+ import 
 def _is_read(source: str, at: int) -> bool:
     """True when the literal at ``at`` is read as a column (not a new column or a prefix)."""
     before = source[source.rfind("\n", 0, at) + 1 : at]
-    return not before.endswith("X[") and "startswith(" not in before
+    opened = source.rfind("prefixes = (", 0, at)
+    in_prefixes = opened >= 0 and source.find("\n    )", opened, at) < 0
+    return not before.endswith("X[") and "startswith(" not in before and not in_prefixes
 
 
 def _wrong_column(source: str, rng: random.Random) -> str | None:
