@@ -87,3 +87,15 @@ def test_actor_resets_the_episode_between_programs(cfg, dataset, split, baseline
         assert out["program_hash"] == Program(forbidden).hash
     finally:
         actor.session.close()
+
+
+def test_server_command_line_maps_flags_to_config_keys(tmp_path):
+    from aiforml.env.server import config_overrides, main, parse_args
+
+    args = parse_args(["--data", "synthetic", "--show-test", "--port", "9000", "--set", "env.sandbox.wall_s=30"])
+    overrides = config_overrides(args)
+    assert overrides[0] == "data=synthetic" and "env.server.show_test=true" in overrides
+    cfg = load_config(overrides)
+    assert cfg.env.server.show_test and cfg.env.server.port == 9000 and cfg.env.server.host == "127.0.0.1"
+    assert cfg.env.sandbox.wall_s == 30
+    assert main(["--data", str(tmp_path / "no-such-folder")]) == 2
