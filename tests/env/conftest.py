@@ -27,6 +27,9 @@ SMALL = ["env.pipeline.n_estimators=30", "env.pipeline.cv_folds=2", "env.sandbox
          "env.server.output_chars=1000"]
 RIDGE = "def define_model():\n    from sklearn.linear_model import Ridge\n\n    return Ridge(alpha=10.0)\n"
 SPIN = "def create_features(df, feature_cols):\n    while True:\n        pass\n"
+# Passes the static checks, then tries to read a host file that the sandbox does not show.
+HOSTILE = ("def create_features(df, feature_cols):\n    import numpy as np\n\n"
+           "    secret = np.loadtxt('/etc/shadow', dtype=str)\n    return df[feature_cols] * 0 + len(secret)\n")
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +129,8 @@ def sandbox_children() -> Callable[[Path], list[int]]:
 
 
 async def run_episode(client) -> dict[str, Any]:
-    """One episode through any MCP client: list, describe, refuse a locked step, override, run.
+    """One episode through any MCP client: list, describe, refuse a locked step, override, run,
+    and a hostile program.
 
     Returns the facts the tests assert on.
     """
@@ -140,7 +144,9 @@ async def run_episode(client) -> dict[str, Any]:
         stages.append(message or "")
 
     run = await client.call_tool("run_pipeline", {}, progress_callback=on_progress)
-    return {"tools": tools, "schema": schema, "locked": locked, "state": state, "run": run, "stages": stages}
+    hostile = await client.call_tool("evaluate_program", {"code": HOSTILE})
+    return {"tools": tools, "schema": schema, "locked": locked, "state": state, "run": run, "stages": stages,
+            "hostile": hostile}
 
 
 @pytest.fixture(scope="session")
@@ -158,6 +164,19 @@ def assert_same_scores(output: dict[str, Any], result) -> None:
     assert output["test"] is None and output["test_withheld"] is True
 
 
+def assert_hostile_is_a_result(reply) -> None:
+    """The hostile program failed inside the sandbox and came back as a normal result."""
+    assert not reply.is_error
+    out = reply.structured_content
+    assert out["status"] == "runtime_error" and not out["ran"]
+    assert "FileNotFoundError" in out["message"] and "/etc/shadow" in out["message"]
+
+
 @pytest.fixture(scope="session")
 def same_scores() -> Callable[[dict[str, Any], Any], None]:
     return assert_same_scores
+
+
+@pytest.fixture(scope="session")
+def hostile_is_a_result() -> Callable[[Any], None]:
+    return assert_hostile_is_a_result

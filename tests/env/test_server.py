@@ -39,7 +39,7 @@ def call(server, name: str, args: dict | None = None):
     return anyio.run(go)
 
 
-def test_episode_in_process_matches_library(server, episode, library_result, same_scores):
+def test_episode_in_process_matches_library(server, episode, library_result, same_scores, hostile_is_a_result):
     async def go():
         async with Client(server) as client:
             return await episode(client)
@@ -52,6 +52,7 @@ def test_episode_in_process_matches_library(server, episode, library_result, sam
     assert not facts["run"].is_error
     same_scores(facts["run"].structured_content, library_result(RIDGE))
     assert facts["stages"][0] == "static checks" and facts["stages"][-1] == "done"
+    hostile_is_a_result(facts["hostile"])
 
 
 def test_describe_data_is_the_real_schema(server, dataset, split):

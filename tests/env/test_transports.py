@@ -29,23 +29,24 @@ INSPECTOR = ROOT / "node_modules" / ".bin" / "mcp-inspector"
 RIDGE = "def define_model():\n    from sklearn.linear_model import Ridge\n\n    return Ridge(alpha=10.0)\n"
 
 
-def check_episode(facts: dict, expected, same_scores) -> None:
+def check_episode(facts: dict, expected, same_scores, hostile_is_a_result) -> None:
     assert {"describe_data", "run_pipeline", "evaluate_program"} <= set(facts["tools"])
     assert facts["schema"]["feature_columns"] and facts["schema"]["target_columns"][0] == "target"
     assert facts["locked"].is_error and "locked" in facts["locked"].content[0].text
     assert facts["state"]["overridden_steps"] == ["define_model"]
     same_scores(facts["run"].structured_content, expected)
     assert "running in sandbox" in facts["stages"]
+    hostile_is_a_result(facts["hostile"])
 
 
-def test_stdio_subprocess(server_argv, server_env, episode, library_result, same_scores):
+def test_stdio_subprocess(server_argv, server_env, episode, library_result, same_scores, hostile_is_a_result):
     params = StdioServerParameters(command=server_argv[0], args=server_argv[1:], env=server_env, cwd=str(ROOT))
 
     async def go():
         async with Client(params, read_timeout_seconds=600) as client:
             return await episode(client)
 
-    check_episode(anyio.run(go), library_result(RIDGE), same_scores)
+    check_episode(anyio.run(go), library_result(RIDGE), same_scores, hostile_is_a_result)
 
 
 def free_port() -> int:
@@ -83,12 +84,12 @@ def http_server(server_argv, server_env):
             proc.wait(timeout=15)
 
 
-def test_http_on_loopback(http_server, episode, library_result, same_scores):
+def test_http_on_loopback(http_server, episode, library_result, same_scores, hostile_is_a_result):
     async def go():
         async with Client(f"http://127.0.0.1:{http_server}/mcp", read_timeout_seconds=600) as client:
             return await episode(client)
 
-    check_episode(anyio.run(go), library_result(RIDGE), same_scores)
+    check_episode(anyio.run(go), library_result(RIDGE), same_scores, hostile_is_a_result)
     listening = subprocess.run(["ss", "-Hltn", f"sport = :{http_server}"], capture_output=True, text=True)
     if listening.returncode == 0 and listening.stdout.strip():
         assert all("127.0.0.1:" in line for line in listening.stdout.strip().splitlines())
