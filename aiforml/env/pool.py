@@ -58,6 +58,13 @@ class PoolStats:
     hung_kills: int = 0  # actors killed for exceeding deadline + grace
     replaced: int = 0  # actors started afresh after Ray's restarts ran out
 
+    def metrics(self) -> dict[str, float]:
+        """The counters as ``env/...`` metrics for the run's logger."""
+        rate = self.cache_hits / self.requested if self.requested else 0.0
+        return {"env/requested": self.requested, "env/executed": self.executed, "env/cache_hit_rate": rate,
+                "env/retries": self.retries, "env/infra_errors": self.infra_errors,
+                "env/hung_kills": self.hung_kills, "env/actors_replaced": self.replaced}
+
 
 @dataclass
 class _Job:

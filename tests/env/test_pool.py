@@ -80,6 +80,7 @@ def test_repeated_program_is_served_from_the_cache(pool):
     counts = actor_counts(pool)
     again = pool.evaluate([RIDGE + "\n# the same program with a comment\n"])[0]
     assert pool.stats.executed == executed and pool.stats.cache_hits == hits + 1
+    assert 0 < pool.stats.metrics()["env/cache_hit_rate"] <= 1
     assert actor_counts(pool) == counts  # no actor ran it
     assert again.validation.sharpe == first.validation.sharpe and again.status == "ok"
     again.validation.sharpe = 99.0  # callers cannot change the cache
