@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,6 +31,12 @@ SPIN = "def create_features(df, feature_cols):\n    while True:\n        pass\n"
 # Passes the static checks, then tries to read a host file that the sandbox does not show.
 HOSTILE = ("def create_features(df, feature_cols):\n    import numpy as np\n\n"
            "    secret = np.loadtxt('/etc/shadow', dtype=str)\n    return df[feature_cols] * 0 + len(secret)\n")
+
+
+@pytest.fixture(scope="session")
+def programs() -> SimpleNamespace:
+    """Program sources the env tests share: a Ridge model, a spinner, a hostile reader."""
+    return SimpleNamespace(ridge=RIDGE, spin=SPIN, hostile=HOSTILE)
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,6 @@ from aiforml.program import Program
 pytestmark = pytest.mark.slow  # sandboxed evaluations: seconds each
 
 
-RIDGE = "def define_model():\n    from sklearn.linear_model import Ridge\n\n    return Ridge(alpha=10.0)\n"
-SPIN = "def create_features(df, feature_cols):\n    while True:\n        pass\n"
 BROKEN = "def create_features(df, feature_cols):\n    return df['feature_that_does_not_exist']\n"
 
 
@@ -58,33 +56,33 @@ def actor_counts(pool: EnvPool) -> list[int]:
     return [s["evaluated"] for s in ray.get([a.stats.remote() for a in pool.actors], timeout=60)]
 
 
-def test_batch_runs_in_parallel_and_matches_the_library(pool, library_result, same_scores):
+def test_batch_runs_in_parallel_and_matches_the_library(pool, library_result, same_scores, programs):
     before = actor_counts(pool)
-    batch = [RIDGE, BROKEN, default_program_source(pool.cfg.env.pipeline), RIDGE]
+    batch = [programs.ridge, BROKEN, default_program_source(pool.cfg.env.pipeline), programs.ridge]
     results = pool.evaluate(batch)
     assert [r.status for r in results] == ["ok", "runtime_error", "ok", "ok"]
     after = actor_counts(pool)
     assert sum(after) - sum(before) == 3  # the duplicate ran once
     assert all(a > b for a, b in zip(after, before, strict=True)), "both actors took work"
     assert len({info["pid"] for info in pool.info}) == 2
-    expected = library_result(RIDGE)
+    expected = library_result(programs.ridge)
     for split_name in ("cv", "validation"):
         assert getattr(results[0], split_name).sharpe == pytest.approx(getattr(expected, split_name).sharpe, rel=1e-12)
     assert results[0].test is None  # the pool, like the RL loop, never sees sealed-test scores
-    assert results[0].program_hash == Program(RIDGE).hash
+    assert results[0].program_hash == Program(programs.ridge).hash
 
 
-def test_repeated_program_is_served_from_the_cache(pool):
-    first = pool.evaluate([RIDGE])[0]
+def test_repeated_program_is_served_from_the_cache(pool, programs):
+    first = pool.evaluate([programs.ridge])[0]
     executed, hits = pool.stats.executed, pool.stats.cache_hits
     counts = actor_counts(pool)
-    again = pool.evaluate([RIDGE + "\n# the same program with a comment\n"])[0]
+    again = pool.evaluate([programs.ridge + "\n# the same program with a comment\n"])[0]
     assert pool.stats.executed == executed and pool.stats.cache_hits == hits + 1
     assert 0 < pool.stats.metrics()["env/cache_hit_rate"] <= 1
     assert actor_counts(pool) == counts  # no actor ran it
     assert again.validation.sharpe == first.validation.sharpe and again.status == "ok"
     again.validation.sharpe = 99.0  # callers cannot change the cache
-    assert pool.evaluate([RIDGE])[0].validation.sharpe == first.validation.sharpe
+    assert pool.evaluate([programs.ridge])[0].validation.sharpe == first.validation.sharpe
 
 
 def kill_when_running(pool: EnvPool, program: Program, sandbox_children, work_root, kills: list[int]) -> None:
@@ -100,13 +98,13 @@ def kill_when_running(pool: EnvPool, program: Program, sandbox_children, work_ro
         time.sleep(0.1)
 
 
-def test_actor_killed_mid_evaluation_is_restarted_and_the_program_retried(pool, sandbox_children, pool_jobs):
+def test_actor_killed_mid_evaluation_is_restarted_and_the_program_retried(pool, sandbox_children, pool_jobs, programs):
     victim = Program(slow(4))
     kills: list[int] = []
     killer = threading.Thread(target=kill_when_running, args=(pool, victim, sandbox_children, pool_jobs, kills))
     retries = pool.stats.retries
     killer.start()
-    results = pool.evaluate([victim, Program(RIDGE + "\n# cache miss\nX = 1\n")])
+    results = pool.evaluate([victim, Program(programs.ridge + "\n# cache miss\nX = 1\n")])
     killer.join(60)
     assert kills, "the victim's actor was never seen running it"
     assert [r.status for r in results] == ["ok", "ok"], results[0].message
@@ -116,7 +114,7 @@ def test_actor_killed_mid_evaluation_is_restarted_and_the_program_retried(pool, 
     assert pool.stats.replaced == 0
 
 
-def test_program_whose_actor_keeps_dying_is_an_infra_error(pool, sandbox_children, pool_jobs):
+def test_program_whose_actor_keeps_dying_is_an_infra_error(pool, sandbox_children, pool_jobs, programs):
     victim = Program(slow(5) + "\n# another one\n")
     kills: list[int] = []
     pool.pool_cfg.retries = 0
@@ -129,14 +127,14 @@ def test_program_whose_actor_keeps_dying_is_an_infra_error(pool, sandbox_childre
         pool.pool_cfg.retries = 1
     assert kills and result.status == "infra_error" and "actor" in result.message
     assert victim.hash not in {k[0] for k in pool.cache._entries}  # infra failures are not cached
-    assert pool.evaluate([RIDGE + "\n# after the failure\nY = 2\n"])[0].status == "ok"
+    assert pool.evaluate([programs.ridge + "\n# after the failure\nY = 2\n"])[0].status == "ok"
 
 
-def test_deadline_stops_a_spinning_program(pool, sandbox_children, pool_jobs):
+def test_deadline_stops_a_spinning_program(pool, sandbox_children, pool_jobs, programs):
     deadline = pool.deadline_s
     pool.deadline_s = 8.0
     try:
-        result = pool.evaluate([SPIN])[0]
+        result = pool.evaluate([programs.spin])[0]
     finally:
         pool.deadline_s = deadline
     assert result.status == "timeout" and "deadline" in result.message

@@ -20,8 +20,6 @@ from aiforml.env.server import build_server
 pytestmark = pytest.mark.slow  # sandboxed evaluations: seconds each
 
 
-RIDGE = "def define_model():\n    from sklearn.linear_model import Ridge\n\n    return Ridge(alpha=10.0)\n"
-SPIN = "def create_features(df, feature_cols):\n    while True:\n        pass\n"
 TOOLS = {"describe_data", "get_pipeline", "set_override", "clear_override", "run_pipeline", "evaluate_program"}
 
 
@@ -39,7 +37,8 @@ def call(server, name: str, args: dict | None = None):
     return anyio.run(go)
 
 
-def test_episode_in_process_matches_library(server, episode, library_result, same_scores, hostile_is_a_result):
+def test_episode_in_process_matches_library(server, episode, library_result, same_scores, hostile_is_a_result,
+                                              programs):
     async def go():
         async with Client(server) as client:
             return await episode(client)
@@ -50,7 +49,7 @@ def test_episode_in_process_matches_library(server, episode, library_result, sam
     assert facts["locked"].is_error and "locked" in facts["locked"].content[0].text
     assert facts["state"]["overridden_steps"] == ["define_model"]
     assert not facts["run"].is_error
-    same_scores(facts["run"].structured_content, library_result(RIDGE))
+    same_scores(facts["run"].structured_content, library_result(programs.ridge))
     assert facts["stages"][0] == "static checks" and facts["stages"][-1] == "done"
     hostile_is_a_result(facts["hostile"])
 
@@ -79,7 +78,8 @@ def test_get_pipeline_lists_six_steps_with_locks_and_defaults(server):
     ("run_optimization", "def run_optimization():\n    pass\n", "locked"),
     ("train_model", "def train_model():\n    pass\n", "unknown step"),
     ("define_model", "def create_features(df, feature_cols):\n    return df\n", "must define"),
-    ("define_model", RIDGE + "\ndef define_cv(eras, embargo):\n    return []\n", "also defines"),
+    ("define_model", "def define_model():\n    return None\n\ndef define_cv(eras, embargo):\n    return []\n",
+     "also defines"),
 ])
 def test_bad_overrides_are_clear_tool_errors(server, session, step, code, words):
     reply = call(server, "set_override", {"step": step, "code": code})
@@ -87,17 +87,17 @@ def test_bad_overrides_are_clear_tool_errors(server, session, step, code, words)
     assert session.overrides == {}
 
 
-def test_overrides_set_clear_and_show_in_the_spec(server, session):
+def test_overrides_set_clear_and_show_in_the_spec(server, session, programs):
     async def go():
         async with Client(server) as client:
-            await client.call_tool("set_override", {"step": "define_model", "code": RIDGE})
+            await client.call_tool("set_override", {"step": "define_model", "code": programs.ridge})
             spec = (await client.call_tool("get_pipeline", {})).structured_content
             cleared = (await client.call_tool("clear_override", {"step": "define_model"})).structured_content
             broken = (await client.call_tool("set_override", {"step": "create_features", "code": "def create_features(:"})).structured_content
             return spec, cleared, broken
 
     spec, cleared, broken = anyio.run(go)
-    assert next(s for s in spec["steps"] if s["name"] == "define_model")["override"] == RIDGE
+    assert next(s for s in spec["steps"] if s["name"] == "define_model")["override"] == programs.ridge
     assert cleared["overridden_steps"] == [] and cleared["action"] == "cleared"
     assert "syntax_error" in broken["note"] and session.overridden() == ["create_features"]
 
@@ -138,7 +138,7 @@ def test_resources_and_prompt(server, dataset):
     assert any(group in text for group in dataset.feature_groups)
 
 
-def test_client_cancel_kills_the_running_sandbox(server, work_root, sandbox_children):
+def test_client_cancel_kills_the_running_sandbox(server, work_root, sandbox_children, programs):
     """Cancel mid-run: the sandboxed child is gone within seconds, no orphan left."""
     seen: list[int] = []
 
@@ -146,7 +146,7 @@ def test_client_cancel_kills_the_running_sandbox(server, work_root, sandbox_chil
         async with Client(server) as client:
             with anyio.move_on_after(120) as outer:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(client.call_tool, "evaluate_program", {"code": SPIN})
+                    tg.start_soon(client.call_tool, "evaluate_program", {"code": programs.spin})
                     for _ in range(600):  # until the child runs (a busy machine starts it late)
                         await anyio.sleep(0.1)
                         seen.extend(sandbox_children(work_root))

@@ -26,7 +26,6 @@ pytestmark = pytest.mark.slow  # sandboxed evaluations: seconds each
 
 ROOT = Path(__file__).resolve().parents[2]
 INSPECTOR = ROOT / "node_modules" / ".bin" / "mcp-inspector"
-RIDGE = "def define_model():\n    from sklearn.linear_model import Ridge\n\n    return Ridge(alpha=10.0)\n"
 
 
 def check_episode(facts: dict, expected, same_scores, hostile_is_a_result) -> None:
@@ -39,14 +38,14 @@ def check_episode(facts: dict, expected, same_scores, hostile_is_a_result) -> No
     hostile_is_a_result(facts["hostile"])
 
 
-def test_stdio_subprocess(server_argv, server_env, episode, library_result, same_scores, hostile_is_a_result):
+def test_stdio_subprocess(server_argv, server_env, episode, library_result, same_scores, hostile_is_a_result, programs):
     params = StdioServerParameters(command=server_argv[0], args=server_argv[1:], env=server_env, cwd=str(ROOT))
 
     async def go():
         async with Client(params, read_timeout_seconds=600) as client:
             return await episode(client)
 
-    check_episode(anyio.run(go), library_result(RIDGE), same_scores, hostile_is_a_result)
+    check_episode(anyio.run(go), library_result(programs.ridge), same_scores, hostile_is_a_result)
 
 
 def free_port() -> int:
@@ -84,12 +83,12 @@ def http_server(server_argv, server_env):
             proc.wait(timeout=15)
 
 
-def test_http_on_loopback(http_server, episode, library_result, same_scores, hostile_is_a_result):
+def test_http_on_loopback(http_server, episode, library_result, same_scores, hostile_is_a_result, programs):
     async def go():
         async with Client(f"http://127.0.0.1:{http_server}/mcp", read_timeout_seconds=600) as client:
             return await episode(client)
 
-    check_episode(anyio.run(go), library_result(RIDGE), same_scores, hostile_is_a_result)
+    check_episode(anyio.run(go), library_result(programs.ridge), same_scores, hostile_is_a_result)
     listening = subprocess.run(["ss", "-Hltn", f"sport = :{http_server}"], capture_output=True, text=True)
     if listening.returncode == 0 and listening.stdout.strip():
         assert all("127.0.0.1:" in line for line in listening.stdout.strip().splitlines())
@@ -113,16 +112,16 @@ def test_inspector_cli_lists_tools(server_argv, server_env):
     assert tools["evaluate_program"]["outputSchema"]["properties"]["status"]
 
 
-def test_inspector_cli_evaluates_a_program(server_argv, server_env, library_result, same_scores):
+def test_inspector_cli_evaluates_a_program(server_argv, server_env, library_result, same_scores, programs):
     args = ["--method", "tools/call", "--tool-name", "evaluate_program",
-            "--tool-args-json", json.dumps({"code": RIDGE})]
+            "--tool-args-json", json.dumps({"code": programs.ridge})]
     done = inspector(args, server_argv, server_env)
     assert done.returncode == 0, done.stderr[-2000:]
     reply = json.loads(done.stdout)
     assert reply["isError"] is False
     output = reply["structuredContent"]
-    assert output["program_hash"] == Program(RIDGE).hash
-    same_scores(output, library_result(RIDGE))
+    assert output["program_hash"] == Program(programs.ridge).hash
+    same_scores(output, library_result(programs.ridge))
 
 
 def test_inspector_cli_sees_a_failing_program_as_a_result(server_argv, server_env):
@@ -134,13 +133,12 @@ def test_inspector_cli_sees_a_failing_program_as_a_result(server_argv, server_en
     assert output["status"] == "runtime_error" and "undefined_name" in output["message"]
 
 
-def test_stdio_client_timeout_kills_the_sandbox(server_argv, server_env, tmp_path, sandbox_children):
+def test_stdio_client_timeout_kills_the_sandbox(server_argv, server_env, tmp_path, sandbox_children, programs):
     """A client that times out over stdio: the server kills the child and keeps serving."""
     jobs = tmp_path / "tmp"  # the server's TMPDIR: its job folders, so we see only its children
     jobs.mkdir()
     params = StdioServerParameters(command=server_argv[0], args=server_argv[1:], cwd=str(ROOT),
                                    env={**server_env, "TMPDIR": str(jobs)})
-    spin = "def create_features(df, feature_cols):\n    while True:\n        pass\n"
     seen: list[int] = []
 
     async def go():
@@ -148,7 +146,7 @@ def test_stdio_client_timeout_kills_the_sandbox(server_argv, server_env, tmp_pat
             await client.call_tool("describe_data", {})
             try:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(lambda: client.call_tool("evaluate_program", {"code": spin}, read_timeout_seconds=20))
+                    tg.start_soon(lambda: client.call_tool("evaluate_program", {"code": programs.spin}, read_timeout_seconds=20))
                     for _ in range(200):
                         await anyio.sleep(0.1)
                         seen.extend(sandbox_children(jobs))
