@@ -91,18 +91,26 @@ def simulate(spec: SyntheticSpec, design: Design, rng: np.random.Generator) -> P
 def draw_regimes(
     spec: SyntheticSpec, n_weeks: int, era_week: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
-    """3-state Markov chain; the sealed test block restarts with its own draws."""
+    """3-state Markov chain; the sealed test block switches to a chain of its own draws.
+
+    Both chains are drawn over every week, so the path before the test block does not
+    depend on how long the test block is.
+    """
     main_rng, test_rng = rng.spawn(2)
     test_start = int(era_week[max(0, spec.n_eras - spec.test_eras)])
-    out = np.empty(n_weeks, dtype=np.int64)
-    for lo, hi, r in ((0, test_start, main_rng), (test_start, n_weeks, test_rng)):
-        state = int(r.integers(3))
-        moves = r.random(hi - lo) > spec.regime_stay
-        jumps = r.integers(1, 3, hi - lo)  # to one of the two other states
-        for i in range(hi - lo):
-            if moves[i]:
-                state = (state + int(jumps[i])) % 3
-            out[lo + i] = state
+    main, test = _markov_chain(spec, n_weeks, main_rng), _markov_chain(spec, n_weeks, test_rng)
+    return np.concatenate([main[:test_start], test[: n_weeks - test_start]])
+
+
+def _markov_chain(spec: SyntheticSpec, n: int, rng: np.random.Generator) -> np.ndarray:
+    state = int(rng.integers(3))
+    moves = rng.random(n) > spec.regime_stay
+    jumps = rng.integers(1, 3, n)  # to one of the two other states
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        if moves[i]:
+            state = (state + int(jumps[i])) % 3
+        out[i] = state
     return out
 
 

@@ -19,7 +19,9 @@ from aiforml.config import SyntheticConfig
 
 @dataclass(frozen=True)
 class SyntheticSpec:
-    """Every knob of the generator. ``GENERATOR_VERSION`` + this record key the cache."""
+    """Every knob of the generator. ``GENERATOR_VERSION`` + this record key the cache.
+
+    Defaults are the ``fast`` preset's strengths; ``realistic`` overrides them."""
 
     preset: str
     n_eras: int  # total eras (train + validation + test + 2 embargoes)
@@ -31,9 +33,9 @@ class SyntheticSpec:
     n_groups: int  # feature groups (each latent and its features belong to one)
     n_risk: int = 6  # risk factors: dominate raw returns, removed from the targets
     signal_scale: float = 1.0  # multiplies every planted signal weight
-    w_linear: float = 0.10  # stable linear premia (a quarter flip sign with the regime)
-    w_nonlinear: float = 0.08  # U-shapes and within-group products: trees find them
-    w_drift: float = 0.04  # slowly drifting linear premia: the leaky-CV bait
+    w_linear: float = 0.05  # stable linear premia (a quarter flip sign with the regime)
+    w_nonlinear: float = 0.16  # U-shapes and within-group products: trees find them
+    w_drift: float = 0.04  # slowly drifting linear premia (AR drift_phi): features that fade
     style_std: float = 0.35  # weekly iid returns on the characteristics (era-level noise)
     risk_std: float = 2.0  # weekly factor-return std (raw returns are mostly risk)
     regime_stay: float = 0.98  # Markov stay probability: spells of about 50 eras
@@ -41,7 +43,7 @@ class SyntheticSpec:
     slow_share: float = 0.5  # share of slow characteristics (AR phi 0.98-0.995, else 0.7-0.9)
     drift_phi: float = 0.98  # AR coefficient of the drifting premia
     noise_min: float = 0.4  # feature noise std range (per feature, persistent per stock)
-    noise_max: float = 1.5
+    noise_max: float = 1.0
     risk_feature_share: float = 0.10  # features that are noisy proxies of risk exposures
     lag_share: float = 0.2  # features that show a characteristic 1-8 weeks late
     missing_share: float = 0.10  # features missing (all 2) in the early eras
@@ -61,9 +63,6 @@ PRESETS: dict[str, SyntheticSpec] = {
         test_eras=60,
         n_latents=24,
         n_groups=8,
-        w_linear=0.05,
-        w_nonlinear=0.16,
-        noise_max=1.0,
     ),
     # Numerai-calibrated statistics at Numerai-like sizes (see synthetic.py for figures).
     "realistic": SyntheticSpec(
@@ -75,9 +74,11 @@ PRESETS: dict[str, SyntheticSpec] = {
         test_eras=52,
         n_latents=48,
         n_groups=10,
-        w_linear=0.022,
-        w_nonlinear=0.016,
-        w_drift=0.012,
+        w_linear=0.025,
+        w_nonlinear=0.055,
+        w_drift=0.009,
+        style_std=0.15,
+        noise_max=1.5,
     ),
 }
 

@@ -9,6 +9,7 @@ import pytest
 
 from aiforml.config import SyntheticConfig
 from aiforml.data import Dataset
+from aiforml.data.market import draw_regimes
 from aiforml.data.presets import PRESETS, resolve_spec
 from aiforml.data.quantize import quantize_target, residualize
 from aiforml.data.synthetic import generate, simulate_panel
@@ -101,6 +102,8 @@ def test_presets_resolve_with_overrides(preset: str) -> None:
     assert (spec.n_eras, spec.rows_per_era, spec.n_features) == (60, 200, 30)
     assert spec.validation_eras <= 15 and spec.test_eras <= 15
     assert spec.n_latents < 30 and spec.w_linear == base.w_linear
+    data = generate(spec, 0)
+    assert data.features.shape[1] == 30 and data.name == f"synthetic-{preset}"
 
 
 def test_targets_overlap_within_the_horizon_only() -> None:
@@ -118,3 +121,14 @@ def test_targets_overlap_within_the_horizon_only() -> None:
     near = np.mean([same_stock_corr(t, 1) for t in range(20, 40)])
     far = np.mean([same_stock_corr(t, 5) for t in range(20, 40)])
     assert near > 0.5 and far < 0.2, (near, far)
+
+
+def test_regimes_have_long_spells_and_the_test_block_its_own_draws() -> None:
+    spec = replace(resolve_spec(SMALL), n_eras=3000, test_eras=1000)
+    weeks = np.arange(3000) + 8
+    regimes = draw_regimes(spec, 3020, weeks, np.random.default_rng(0))
+    spells = np.diff(np.flatnonzero(np.diff(regimes) != 0))
+    assert set(regimes.tolist()) == {0, 1, 2} and 30 < spells.mean() < 80
+    other = draw_regimes(replace(spec, test_eras=500), 3020, weeks, np.random.default_rng(0))
+    assert np.array_equal(regimes[:1000], other[:1000])  # the path before the test block is kept
+    assert not np.array_equal(regimes[-500:], other[-500:])  # the test block redraws its own
