@@ -21,7 +21,7 @@ FEATURE_VALUES = (0, 1, 2, 3, 4)
 TARGET_VALUES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: arrays have no truth value; identity hash
 class Dataset:
     """Tournament data held as plain arrays, rows sorted by era ascending."""
 
@@ -119,7 +119,7 @@ class Dataset:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EraSplit:
     """Era numbers of each block, ascending; ``embargo`` eras are dropped between blocks."""
 

@@ -41,13 +41,15 @@ per-era ``numerai_corr``; LightGBM = the default program's 200 trees, lr 0.05, d
   (mean 0.86); random-row CV scores 2.9-3.7x (mean 3.3x) the era-forward CV with embargo.
 - ``realistic``: Numerai-calibrated statistics at Numerai-like sizes: 260 eras = 148 train
   + 4 + 52 validation + 4 + 52 test, 2400-3600 rows per era (about 444k training rows,
-  779k in all), 200 features (small 50 / medium 120), 10 groups. Generation 15-30 s on a
-  busy 2-core machine, 156 MB of features. Measured like the NOTES.md prototype, with
-  LightGBM on a random 40-feature subset, generator seeds 0 / 1 / 2 (targets from the
-  prototype and real data in brackets): mean corr REALISTIC_CORR (0.0145),
-  std REALISTIC_STD (0.016), Sharpe REALISTIC_SHARPE (0.92); Ridge Sharpe REALISTIC_RIDGE;
-  feature-neutral / plain ratio REALISTIC_FN (0.70; real about 0.6); random-row CV
-  REALISTIC_LEAK the era-forward CV (3.4x), a stronger leak than the prototype's.
+  779k in all), 200 features (small 50 / medium 120), 10 groups. Generation 15-33 s on a
+  busy 2-core machine, 156 MB of features, cached load 0.5 s. Measured like the NOTES.md
+  prototype, with LightGBM on a random 40-feature subset, generator seeds 0 / 1 / 2
+  (the prototype's figures in brackets):
+  mean corr 0.0196 / 0.0167 / 0.0115, mean 0.0159 (0.0145);
+  std 0.019 / 0.018 / 0.018 (0.016); Sharpe 1.03 / 0.95 / 0.63, mean 0.87 (0.92);
+  Ridge Sharpe 0.43 / 0.37 / 0.39; two LightGBM model seeds differ by 0.16-0.36 in Sharpe;
+  feature-neutral / plain ratio 0.86 / 0.93 / 0.74 (0.70; real data about 0.6);
+  random-row CV 3.9 / 3.7 / 3.9x the era-forward CV (3.4x).
 
 ``GENERATOR_VERSION`` is part of every cache key: bump it whenever the generated data
 changes for the same spec and seed.
