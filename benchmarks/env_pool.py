@@ -59,7 +59,7 @@ def with_pool(cfg: Config, actors: int) -> Config:
 def pool_throughput(cfg: Config, data, programs: list[Program], rounds: int, dirs: dict[str, str]) -> dict:
     """Batches through a 1-actor and a 2-actor pool in turns (noise from other work hits both
     alike); each batch has programs neither pool has seen. Start-up is outside the timing."""
-    seconds = {1: 0.0, 2: 0.0}
+    seconds, busy = {1: 0.0, 2: 0.0}, {1: 0.0, 2: 0.0}  # busy: evaluation seconds measured in the actors
     with EnvPool(with_pool(cfg, 1), *data, **dirs) as one, EnvPool(with_pool(cfg, 2), *data, **dirs) as two:
         batches = [programs[i::2 * rounds] for i in range(2 * rounds)]
         for i, batch in enumerate(batches):
@@ -67,6 +67,7 @@ def pool_throughput(cfg: Config, data, programs: list[Program], rounds: int, dir
             started = time.perf_counter()
             results = pool.evaluate(batch)
             seconds[n] += time.perf_counter() - started
+            busy[n] += sum(r.timings["total"] for r in results)
             assert all(r.status == "ok" for r in results), [r.message for r in results]
         hits = []
         for _ in range(20):
@@ -75,6 +76,8 @@ def pool_throughput(cfg: Config, data, programs: list[Program], rounds: int, dir
             hits.append(time.perf_counter() - t)
     per_pool = len(programs) / 2
     return {"seconds": seconds, "per_s": {n: per_pool / seconds[n] for n in seconds},
+            "busy_share": {n: busy[n] / (n * seconds[n]) for n in seconds},
+            "eval_s": {n: busy[n] / per_pool for n in seconds},
             "cache_hit_ms": 1000 * statistics.median(hits)}
 
 
@@ -137,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| pool, 1 actor | {rate[1]:.3f} programs/s ({secs[1]:.1f} s for {args.rounds * args.programs}) |")
     print(f"| pool, 2 actors | {rate[2]:.3f} programs/s ({secs[2]:.1f} s for {args.rounds * args.programs}) |")
     print(f"| scaling 2 vs 1 actors | {rate[2] / rate[1]:.2f}x (target >= 1.7x) |")
+    busy, each = pools["busy_share"], pools["eval_s"]
+    print(f"| actors busy (evaluation time / actors x wall) | {100 * busy[1]:.0f} % with 1, {100 * busy[2]:.0f} % with 2 |")
+    print(f"| one evaluation inside the actor | {each[1]:.2f} s alone, {each[2]:.2f} s when two run at once |")
     print(f"| evaluation, library | {overhead['library_s']:.2f} s (mean of {args.repeats}) |")
     print(f"| evaluation, through MCP | {overhead['mcp_s']:.2f} s ({overhead['diff_pct']:+.1f} %) |")
     print(f"| MCP layer per call (wall - inner time) | {overhead['layer_ms']:.1f} ms "
