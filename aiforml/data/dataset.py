@@ -18,6 +18,11 @@ import numpy as np
 from aiforml.config import DataConfig
 
 FEATURE_VALUES = (0, 1, 2, 3, 4)
+# Numerai's feature group names (features.json lists each as a feature set).
+GROUP_NAMES = (
+    "intelligence", "charisma", "strength", "dexterity", "constitution", "wisdom",
+    "agility", "serenity", "sunshine", "rain", "midnight", "wind",
+)  # fmt: skip
 TARGET_VALUES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 

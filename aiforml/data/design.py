@@ -12,12 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aiforml.data.dataset import GROUP_NAMES
 from aiforml.data.presets import SyntheticSpec
 
-GROUP_NAMES = (
-    "intelligence", "charisma", "strength", "dexterity", "constitution",
-    "wisdom", "agility", "serenity", "sunshine", "rain", "midnight", "wind",
-)  # fmt: skip
 MAX_LAG = 8  # weeks: the latest a lagged feature shows its characteristic
 
 

@@ -20,13 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aiforml.config import DataConfig
-from aiforml.data.dataset import Dataset, restrict
+from aiforml.data.dataset import GROUP_NAMES, Dataset, restrict
 
 LOADER_VERSION = "1"
-GROUP_NAMES = (
-    "intelligence", "charisma", "strength", "dexterity", "constitution", "wisdom",
-    "agility", "serenity", "sunshine", "rain", "midnight", "wind",
-)  # fmt: skip
 FILES = ("train.parquet", "validation.parquet")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from aiforml.config import DataConfig, from_dict
 from aiforml.data import Dataset, load_dataset, split_dataset, split_eras
+from aiforml.data.cache import load_cached, save_dataset
 
 
 def test_blocks_are_ordered_disjoint_and_embargoed() -> None:
@@ -52,7 +54,7 @@ def test_default_fast_split_sizes(fast_data: Dataset, fast_cfg: DataConfig) -> N
 
 def test_describe_lists_schema_and_split(small_data: Dataset, small_cfg: DataConfig) -> None:
     split = split_dataset(small_data, small_cfg)
-    desc = small_data.describe(split)
+    desc = json.loads(json.dumps(small_data.describe(split)))  # plain JSON data
     assert desc["feature_columns"] == list(small_data.feature_names)
     assert desc["target_columns"][0] == "target"
     assert set(desc["feature_sets"]) >= {"small", "medium", "all"}
@@ -95,3 +97,15 @@ def test_config_validation_names_the_key() -> None:
         from_dict(DataConfig, {"synthetic": {"rows_per_era": 2}}, prefix="data.")
     cfg = from_dict(DataConfig, {"synthetic": {"preset": "realistic", "seed": 3}}, prefix="data.")
     assert cfg.synthetic.preset == "realistic" and cfg.synthetic.seed == 3
+
+
+def test_cache_save_is_idempotent_and_reloads(small_data: Dataset, tmp_path) -> None:
+    path = tmp_path / "synthetic-x"
+    save_dataset(small_data, path)
+    save_dataset(small_data, path)  # a concurrent writer that lost the race keeps the winner
+    again = load_cached(path)
+    assert again is not None and again.version == small_data.version
+    assert np.array_equal(again.features, small_data.features)
+    assert np.array_equal(again.targets, small_data.targets, equal_nan=True)
+    assert again.feature_groups == small_data.feature_groups
+    assert load_cached(tmp_path / "absent") is None
