@@ -112,6 +112,8 @@ def _read_file(
     kind = np.asarray(table.column("data_type").to_numpy(zero_copy_only=False)) if extra else None
     eras = _era_array(table, path)
     x = _features_array(table, features, path)
+    if keep.all():  # the usual case: no copy of the feature block
+        return eras, x, y, kind
     return eras[keep], x[keep], y[keep], None if kind is None else kind[keep]
 
 
@@ -121,17 +123,17 @@ def load_numerai(path: str | Path, feature_set: str = "all") -> Dataset:
     meta = json.loads(meta_path.read_text()) if meta_path else {}
     features, targets = choose_columns(pq.read_schema(files[0]).names, meta, feature_set, files[0])
     parts = [_read_file(f, features, targets) for f in files]
-    eras = np.concatenate([p[0] for p in parts])
-    order = np.argsort(eras, kind="stable")
-    x = np.ascontiguousarray(np.concatenate([p[1] for p in parts])[order])
-    y = np.ascontiguousarray(np.concatenate([p[2] for p in parts])[order])
+    eras, x, y = (_join([p[i] for p in parts]) for i in range(3))
+    if np.any(np.diff(eras) < 0):  # files are normally sorted already: sort only if needed
+        order = np.argsort(eras, kind="stable")
+        eras, x, y = eras[order], x[order], y[order]
     names = tuple(features)
     sets = {k: tuple(v) for k, v in meta.get("feature_sets", {}).items()}
     groups = {k: v for k, v in restrict(sets, names).items() if k in GROUP_NAMES and v}
     sets = restrict({"small": names, "medium": names, **sets, "all": names}, names)
     n_val, n_test = _default_blocks(parts)
     return Dataset(
-        eras=eras[order],
+        eras=eras,
         features=x,
         targets=y,
         feature_names=names,
@@ -143,6 +145,10 @@ def load_numerai(path: str | Path, feature_set: str = "all") -> Dataset:
         default_validation_eras=n_val,
         default_test_eras=n_test,
     )
+
+
+def _join(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _default_blocks(parts: list) -> tuple[int, int]:

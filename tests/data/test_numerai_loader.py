@@ -118,3 +118,13 @@ def test_out_of_range_values_are_rejected(tmp_path: Path) -> None:
     pq.write_table(pa.table({"era": [1, 1], "feature_a": np.array([0, 7], np.int8), "target": [0.5, 0.5]}), tmp_path / "d.parquet")
     with pytest.raises(ValueError, match="feature_a must hold integers 0..4"):
         load_numerai(tmp_path / "d.parquet")
+
+
+def test_unsorted_rows_are_sorted_by_era(tmp_path: Path) -> None:
+    era = np.repeat(np.arange(10)[::-1], 5)
+    feat = (era % 5).astype(np.int8)
+    pq.write_table(pa.table({"era": era, "feature_a": feat, "target": era / 10.0}), tmp_path / "d.parquet")
+    data = load_numerai(tmp_path / "d.parquet")
+    assert np.all(np.diff(data.eras) >= 0)
+    assert np.array_equal(data.features[:, 0], data.eras % 5)  # rows moved together
+    assert np.allclose(data.targets[:, 0], data.eras / 10.0)
