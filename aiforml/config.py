@@ -50,7 +50,7 @@ class DataConfig:
     validation_eras: int | None = None  # eras in the validation block (None: the preset's)
     test_eras: int | None = None  # eras in the sealed test block (None: the preset's)
     embargo_eras: int = 4  # eras dropped between train/validation and validation/test
-    cache_dir: str | None = None  # where generated data is cached (None: ~/.cache/aiforml)
+    cache_dir: str | None = None  # where generated data is cached (None: $AIFORML_CACHE or ~/.cache/aiforml)
 
     def validate(self) -> None:
         check(
