@@ -68,7 +68,7 @@ from aiforml.data.market import Panel, simulate
 from aiforml.data.presets import SyntheticSpec, spec_key
 from aiforml.data.quantize import quantize_target, residualize
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 # name -> (weeks summed, risk columns regressed out (None: all, 0: only the mean), first
 # era share where the target is known)
