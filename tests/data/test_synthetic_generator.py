@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +13,7 @@ from aiforml.data import Dataset
 from aiforml.data.market import draw_regimes
 from aiforml.data.presets import PRESETS, resolve_spec
 from aiforml.data.quantize import quantize_target, residualize
-from aiforml.data.synthetic import generate, simulate_panel
+from aiforml.data.synthetic import GENERATOR_VERSION, generate, simulate_panel
 
 SMALL = SyntheticConfig(n_eras=60, rows_per_era=200, n_features=30)
 
@@ -132,3 +133,19 @@ def test_regimes_have_long_spells_and_the_test_block_its_own_draws() -> None:
     other = draw_regimes(replace(spec, test_eras=500), 3020, weeks, np.random.default_rng(0))
     assert np.array_equal(regimes[:1000], other[:1000])  # the path before the test block is kept
     assert not np.array_equal(regimes[-500:], other[-500:])  # the test block redraws its own
+
+
+# Content of generate(SMALL, seed 0) under each GENERATOR_VERSION. When this test fails
+# after a generator change, bump GENERATOR_VERSION (so stale caches are not served) and
+# record the new fingerprint here.
+FINGERPRINTS = {"3": "be9d233299800a89"}
+
+
+def test_generated_content_matches_the_generator_version() -> None:
+    d = _small(0)
+    digest = hashlib.sha256()
+    for arr in (d.eras, d.features, d.targets, d.ids):
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    assert FINGERPRINTS.get(GENERATOR_VERSION) == digest.hexdigest()[:16], (
+        "generated data changed: bump GENERATOR_VERSION in aiforml/data/synthetic.py"
+    )
