@@ -47,7 +47,7 @@ def pool_jobs(tmp_path_factory):
 def pool(ray_cluster, cfg, dataset, split, baseline_dir, pool_jobs, session):
     # `session` warmed the baseline on disk, so the actors start without recomputing it.
     small = dataclasses.replace(cfg, env=dataclasses.replace(
-        cfg.env, pool=dataclasses.replace(cfg.env.pool, num_actors=2, cpus_per_actor=1.0)))
+        cfg.env, pool=dataclasses.replace(cfg.env.pool, num_actors=2, cpus_per_actor=0.5)))  # 1 CPU left
     with EnvPool(small, dataset, split, baseline_dir=str(baseline_dir), work_root=str(pool_jobs)) as env_pool:
         yield env_pool
 
@@ -128,6 +128,23 @@ def test_program_whose_actor_keeps_dying_is_an_infra_error(pool, sandbox_childre
     assert kills and result.status == "infra_error" and "actor" in result.message
     assert victim.hash not in {k[0] for k in pool.cache._entries}  # infra failures are not cached
     assert pool.evaluate([programs.ridge + "\n# after the failure\nY = 2\n"])[0].status == "ok"
+
+
+def test_actor_whose_restarts_ran_out_is_replaced(ray_cluster, cfg, dataset, split, baseline_dir, pool_jobs,
+                                                  sandbox_children, programs):
+    """With env.pool.max_restarts=0 a killed actor stays dead: the pool starts a fresh one."""
+    pool_cfg = dataclasses.replace(cfg.env.pool, num_actors=1, cpus_per_actor=0.5, max_restarts=0)
+    no_restarts = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, pool=pool_cfg))
+    victim = Program(slow(4) + "\n# replaced\n")
+    kills: list[int] = []
+    with EnvPool(no_restarts, dataset, split, baseline_dir=str(baseline_dir), work_root=str(pool_jobs)) as pool:
+        old_actor = pool.actors[0]
+        killer = threading.Thread(target=kill_when_running, args=(pool, victim, sandbox_children, pool_jobs, kills))
+        killer.start()
+        result = pool.evaluate([victim])[0]
+        killer.join(60)
+        assert kills and result.status == "ok", result.message
+        assert pool.stats.replaced == 1 and pool.stats.retries == 1 and pool.actors[0] is not old_actor
 
 
 def test_deadline_stops_a_spinning_program(pool, sandbox_children, pool_jobs, programs):
