@@ -10,7 +10,9 @@ Tools: ``describe_data``, ``get_pipeline``, ``set_override(step, code)``,
 each with a typed output schema (``models.py``). Resources ``data://schema``,
 ``pipeline://spec`` and ``pipeline://default-program``; the prompt ``task_instructions``.
 A locked or unknown step is a tool error; a failing program is a normal result with a
-status. Runs report progress; a cancelled or timed-out call kills its sandbox.
+status. Runs report progress; a cancelled or timed-out call kills its sandbox. One server
+holds one episode (the 2026 protocol has no sessions): over HTTP every client shares its
+overrides, and evaluations run one at a time.
 
 Sealed-test scores are withheld unless the server is started with ``--show-test``
 (``env.server.show_test``): the RL loop and any agent see cross-validation and validation
