@@ -12,7 +12,9 @@ Measures, on the fast synthetic preset with a local Ray of 2 CPUs:
   library (``Evaluator.evaluate``) and through the in-process MCP client
   (``evaluate_program``); reported as the difference of the means and, less noisy, as each
   MCP call's wall time minus the evaluation time measured inside it. Target: < 5 %;
-- cache-hit latency: ``EnvPool.evaluate([a program evaluated before])``.
+- cache-hit latency: ``EnvPool.evaluate([a program evaluated before])``;
+- the machine's own ceiling: two CPU-bound processes side by side against one after the
+  other (2.0x on two idle cores), before and after, since other work caps any pool's scaling.
 Prints a Markdown table for benchmarks/README.md, with the machine's load average, since
 other work on the machine moves every figure.
 """
@@ -24,6 +26,7 @@ import dataclasses
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +50,26 @@ def variants(cfg: Config, n: int) -> list[Program]:
     """``n`` distinct programs that cost the same: the default program with a different constant."""
     base = default_program_source(cfg.env.pipeline)
     return [Program(f"{base}\nVARIANT = {i}\n") for i in range(n)]
+
+
+SPIN = "s = 0\nfor i in range(20_000_000):\n    s += i\n"
+
+
+def machine_ceiling(rounds: int = 2) -> float:
+    """How much faster two CPU-bound processes finish side by side than one after the other
+    (2.0 on two idle cores): the most any 2-actor pool can gain on this machine right now."""
+    sequential = parallel = 0.0
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(2):
+            subprocess.run([sys.executable, "-c", SPIN], check=True)
+        sequential += time.perf_counter() - t
+        t = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(2)]
+        for proc in procs:
+            proc.wait(timeout=600)
+        parallel += time.perf_counter() - t
+    return sequential / parallel
 
 
 def with_pool(cfg: Config, actors: int) -> Config:
@@ -124,12 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="env-pool-bench-") as tmp:
         dirs = {"baseline_dir": f"{tmp}/baselines", "work_root": f"{tmp}/jobs"}
+        ceiling_before = machine_ceiling()
         overhead = mcp_overhead(cfg, data, args.repeats, dirs)
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
             pools = pool_throughput(cfg, data, variants(cfg, 2 * args.rounds * args.programs), args.rounds, dirs)
         finally:
             ray.shutdown()
+    ceiling = (ceiling_before + machine_ceiling()) / 2
     load_after = os.getloadavg()
     print(f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, {os.cpu_count()} CPUs, "
           f"Python {sys.version.split()[0]}, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after")
@@ -140,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| pool, 1 actor | {rate[1]:.3f} programs/s ({secs[1]:.1f} s for {args.rounds * args.programs}) |")
     print(f"| pool, 2 actors | {rate[2]:.3f} programs/s ({secs[2]:.1f} s for {args.rounds * args.programs}) |")
     print(f"| scaling 2 vs 1 actors | {rate[2] / rate[1]:.2f}x (target >= 1.7x) |")
+    print(f"| machine ceiling: 2 CPU-bound processes side by side vs one after the other | {ceiling:.2f}x |")
     busy, each = pools["busy_share"], pools["eval_s"]
     print(f"| actors busy (evaluation time / actors x wall) | {100 * busy[1]:.0f} % with 1, {100 * busy[2]:.0f} % with 2 |")
     print(f"| one evaluation inside the actor | {each[1]:.2f} s alone, {each[2]:.2f} s when two run at once |")
