@@ -9,8 +9,23 @@ through the sandboxed evaluator (``aiforml.pipeline.evaluate``) on the synthetic
 of ``tests/policy/program_check.py`` on a random frame shaped like the schema.
 Not responsible for: asserting anything; it prints figures to write down.
 
-Run: ``python benchmarks/tiny_build.py [--samples 100] [--set key=value ...]``
-(``--set`` overrides TinyPolicyConfig fields, e.g. ``--set epochs=2``).
+Run: ``python benchmarks/tiny_build.py [--samples 100] [--rows-per-era 150] [--set key=value ...]``
+(``--set`` overrides TinyPolicyConfig fields, e.g. ``--set epochs=2``; ``--cache-dir`` reuses
+a build, so a second run with ``--evaluator real`` measures the same policy).
+
+Results, 2026-11-28, default TinyPolicyConfig (corpus v2, line tokenizer, vocab 2048,
+hidden 128 x 4 layers, 1.25M parameters), the default synthetic schema (80 features, 8 groups),
+on the shared 2-core machine with a load average of 4-11 from other work:
+- first build 890 s (282 SFT steps; 1.6 s/step when the load dropped, 4-8 s/step under it;
+  the same steps on an idle 2-core machine should take a few minutes); cached call 0.3 ms.
+- 35.1 tokens per completion on average, prompt 18 tokens; SFT loss 7.64 -> 0.74.
+- 100 samples at temperature 1 (identical through both evaluators, same seed): parse 99 %,
+  run 65 % through the sandboxed evaluator (synthetic fast preset, rows_per_era=150) and
+  65 % through the quick check; create_features 70 %, define_model 71 %, create_target 38 %,
+  define_cv 34 % (a sample with a syntax error counts as defining nothing); families: forest
+  25 %, gbm 20 % (LightGBM 8 %), torch 17 %, mlp 16 %, linear 11 %, default 6 %, other 4 %;
+  99 distinct programs. Failures: syntax errors from stitched partial-line tokens about
+  16 %, NameError (np without its import) 4 %, duplicated ``join`` columns 2 %.
 """
 
 from __future__ import annotations
@@ -50,7 +65,7 @@ def sample(path: Path, prompt: str, n: int, seed: int, max_new_tokens: int = 256
     return tok.batch_decode(out[:, ids.input_ids.shape[1] :], skip_special_tokens=True)
 
 
-def make_runner(kind: str, schema_source: str) -> tuple[DataSchema, Any, str]:
+def make_runner(kind: str, schema_source: str, rows_per_era: int | None) -> tuple[DataSchema, Any, str]:
     """(schema, run(source) -> (ran, status), name of the evaluator)."""
     if kind == "real":
         from aiforml.config import EnvConfig
@@ -58,6 +73,7 @@ def make_runner(kind: str, schema_source: str) -> tuple[DataSchema, Any, str]:
         from aiforml.pipeline.evaluate import Evaluator
 
         data_cfg = DataConfig()
+        data_cfg.synthetic.rows_per_era = rows_per_era  # fewer rows: same columns, faster fits
         dataset = load_dataset(data_cfg)
         evaluator = Evaluator(dataset, split_dataset(dataset, data_cfg), EnvConfig())
 
@@ -67,7 +83,8 @@ def make_runner(kind: str, schema_source: str) -> tuple[DataSchema, Any, str]:
             result = evaluator.evaluate(Program(source), with_baseline=False)
             return result.ran, f"{result.status}: {result.message[:80]}"
 
-        return DataSchema.from_dataset(dataset), run_real, "aiforml.pipeline.evaluate.Evaluator (sandboxed)"
+        name = f"aiforml.pipeline.evaluate.Evaluator (sandboxed), synthetic fast preset, rows_per_era={rows_per_era}"
+        return DataSchema.from_dataset(dataset), run_real, name
     from program_check import check_program
 
     schema = stand_in_schema()
@@ -117,6 +134,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--evaluator", choices=["real", "quick"], default="real")
     parser.add_argument("--schema", choices=["data", "stand_in"], default="data", help="quick check only")
+    parser.add_argument("--rows-per-era", type=int, default=None, help="real evaluator: synthetic rows per era")
     parser.add_argument("--cache-dir", default=None, help="reuse a cache (default: a fresh temporary one)")
     parser.add_argument("--set", action="append", default=[], help="TinyPolicyConfig field=value (YAML value)")
     args = parser.parse_args()
@@ -126,10 +144,10 @@ def main() -> None:
     cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="aiforml-tiny-bench-")
     cfg = from_dict(TinyPolicyConfig, {**overrides, "cache_dir": cache_dir}, prefix="policy.tiny.")
     try:
-        schema, run, evaluator_name = make_runner(args.evaluator, args.schema)
+        schema, run, evaluator_name = make_runner(args.evaluator, args.schema, args.rows_per_era)
     except ImportError as exc:
         print(f"real evaluator unavailable ({exc}); using the quick check", file=sys.stderr)
-        schema, run, evaluator_name = make_runner("quick", args.schema)
+        schema, run, evaluator_name = make_runner("quick", args.schema, None)
     print(f"building in {cache_dir} ...", file=sys.stderr)
     t0 = time.perf_counter()
     path = build_tiny_policy(cfg, schema)
