@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from aiforml.config import EnvConfig
+from aiforml.data.cache import default_cache_dir
 from aiforml.data.dataset import Dataset, EraSplit
 from aiforml.metrics import score_split
 from aiforml.pipeline import checks
@@ -51,7 +52,7 @@ class Evaluator:
         self.sandbox = Sandbox(cfg.sandbox)
         self.work_root = Path(work_root or Path(tempfile.gettempdir()) / "aiforml-evals")
         self.work_root.mkdir(parents=True, exist_ok=True)
-        self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "aiforml" / "baselines")
+        self.cache_dir = Path(cache_dir or default_cache_dir() / "baselines")
         self.defaults = default_sources(cfg.pipeline)
         self._baseline: np.ndarray | None = None
         rows = self.handoff
