@@ -1,0 +1,464 @@
+"""Every program ever evaluated, in one SQLite file in the run directory.
+
+Responsible for: storing each evaluated program with its code, normalized hash, cycle,
+sample index, policy version, status, error class and message, all metrics (cross-
+validation, validation, and sealed test in their own columns), reward and its terms,
+descriptors read from the code's AST, timings and per-era correlations; per-cycle
+summaries; the leaderboard of the best programs *by a validation or CV metric only*; a
+small CLI. Uses the standard library's ``sqlite3`` (one table, plain SQL: no ORM needed).
+Writes are one transaction per cycle, so a crash loses at most the cycle in flight, and
+re-adding a cycle replaces its rows (resume never duplicates).
+Not responsible for: evaluating, rewarding, or plotting (``aiforml.report``).
+
+The default program's evaluation (the baseline the report compares against) is stored
+apart from the policy's samples with ``Archive.set_baseline``; it never enters summaries
+or the leaderboard.
+
+Run: ``python -m aiforml.archive RUN_DIR [--top N] [--by val_sharpe] [--export DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import math
+import re
+import sqlite3
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiforml.pipeline.defaults import default_sources
+from aiforml.program import PROGRAM_FAILURES, EvalResult, Program, SplitMetrics
+from aiforml.reward import RewardBreakdown
+
+ARCHIVE_FILE = "archive.sqlite"
+SCHEMA_VERSION = 1
+COMPLETION_CHARS = 20_000
+MESSAGE_CHARS = 2_000
+TRACEBACK_CHARS = 4_000
+MODEL_FAMILIES = ("lightgbm", "sklearn_gbm", "linear", "random_forest", "extra_trees", "mlp",
+                  "torch", "knn", "svm", "other", "default")
+SPLITS = {"cv": "cv", "val": "validation", "test": "test"}  # column prefix -> EvalResult field
+METRICS = ("mean_corr", "std_corr", "sharpe", "max_drawdown", "feature_neutral_corr",
+           "baseline_corr", "n_eras")
+METRIC_COLUMNS = tuple(f"{p}_{m}" for p in SPLITS for m in METRICS)
+DESCRIPTORS = ("model_family", "defines_features", "defines_target", "defines_cv", "defines_model")
+COLUMNS: dict[str, str] = {
+    "role": "TEXT NOT NULL",  # 'sample' (the policy's) or 'baseline' (the default program)
+    "cycle": "INTEGER NOT NULL", "sample_index": "INTEGER NOT NULL",
+    "policy_version": "INTEGER NOT NULL", "program_hash": "TEXT NOT NULL",
+    "data_version": "TEXT", "status": "TEXT NOT NULL", "error_class": "TEXT",
+    "message": "TEXT", "traceback": "TEXT", "program": "TEXT NOT NULL", "completion": "TEXT",
+    "steps_overridden": "TEXT", "libraries": "TEXT",
+    **{d: "TEXT" if d == "model_family" else "INTEGER" for d in DESCRIPTORS},
+    "reward": "REAL", "reward_compile": "REAL", "reward_performance": "REAL",
+    "reward_uniqueness": "REAL",
+    **{c: "INTEGER" if c.endswith("n_eras") else "REAL" for c in METRIC_COLUMNS},
+    "val_per_era": "TEXT", "test_per_era": "TEXT",  # JSON lists of per-era corr (null = NaN era)
+    "timings": "TEXT", "time_total": "REAL", "isolation": "TEXT", "created_at": "TEXT NOT NULL",
+}
+
+
+@dataclass
+class ArchiveRecord:
+    """One evaluated completion of the policy, as the loop hands it over."""
+
+    cycle: int
+    sample_index: int
+    policy_version: int
+    program: str  # source ('' when the completion had no code)
+    completion: str  # the model's raw text (capped at COMPLETION_CHARS when stored)
+    result: EvalResult
+    reward: RewardBreakdown | None  # None for infra_error
+
+
+# --- descriptors ---------------------------------------------------------------------------
+_FAMILY_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("torch", r"^torch\b"),
+    ("lightgbm", r"^lightgbm\b|(^|\.)LGBM\w*$"),
+    ("sklearn_gbm", r"(^|\.)(Hist)?GradientBoosting\w*$"),
+    ("random_forest", r"(^|\.)RandomForest\w*$"),
+    ("extra_trees", r"(^|\.)ExtraTrees\w*$"),
+    ("mlp", r"(^|\.)MLP\w*$"),
+    ("knn", r"(^|\.)(KNeighbors|RadiusNeighbors)\w*$"),
+    ("svm", r"^sklearn\.svm\.|(^|\.)(SVR|NuSVR|LinearSVR)$"),
+    ("linear", r"^sklearn\.linear_model\.|(^|\.)(Ridge|RidgeCV|Lasso|LassoCV|ElasticNet\w*|"
+               r"LinearRegression|SGDRegressor|BayesianRidge|HuberRegressor|Lars)$"),
+    ("other", r"^(xgboost|catboost)\b"),
+)
+
+
+def _family_of(name: str) -> str | None:
+    for family, pattern in _FAMILY_PATTERNS:
+        if re.search(pattern, name):
+            return family
+    return None
+
+
+def _aliases(tree: ast.AST) -> dict[str, str]:
+    """Local name -> qualified name, from every import in the program."""
+    out: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                out[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for a in node.names:
+                out[a.asname or a.name] = f"{node.module}.{a.name}"
+    return out
+
+
+def _qualified(node: ast.AST, aliases: dict[str, str]) -> str | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([aliases.get(node.id, node.id), *reversed(parts)])
+
+
+def _model_family(fn: ast.FunctionDef, aliases: dict[str, str]) -> str:
+    """The first model family referenced inside ``define_model``, in source order."""
+    names = [(n.lineno, n.col_offset, _qualified(n, aliases)) for n in ast.walk(fn)
+             if isinstance(n, ast.Attribute | ast.Name)]
+    names += [(n.lineno, n.col_offset, f"{n.module}.{a.name}") for n in ast.walk(fn)
+              if isinstance(n, ast.ImportFrom) and n.module for a in n.names]
+    families = [_family_of(q) for _, _, q in sorted(names, key=lambda t: t[:2]) if q]
+    if "torch" in families:  # a torch net may use sklearn helpers; the net is the model
+        return "torch"
+    return next((f for f in families if f), "other")
+
+
+def _default_dumps() -> dict[str, str]:
+    out = {}
+    for step, source in default_sources().items():
+        fn = ast.parse(source).body[0]
+        out[step] = ast.dump(fn)
+    return out
+
+
+_DEFAULT_DUMPS = _default_dumps()
+_STEP_FLAGS = {"create_features": "defines_features", "create_target": "defines_target",
+               "define_cv": "defines_cv", "define_model": "defines_model"}
+
+
+def describe_program(source: str) -> dict[str, Any]:
+    """Descriptors read from the program's AST (never by running it).
+
+    ``defines_features|target|cv`` are true only when the step is defined *and* differs
+    from the default step (restating the default is not owning the step);
+    ``defines_model`` is true whenever ``define_model`` is defined. ``model_family`` is
+    "default" without a ``define_model``, else one of MODEL_FAMILIES. Unparsable source
+    falls back to a regex over its identifiers.
+    """
+    out: dict[str, Any] = {flag: False for flag in _STEP_FLAGS.values()}
+    out.update(model_family="default", libraries=[])
+    if not source.strip():
+        return out
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return _describe_unparsable(source, out)
+    aliases = _aliases(tree)
+    out["libraries"] = sorted({q.split(".")[0] for q in aliases.values()})
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in _STEP_FLAGS:
+            own = node.name == "define_model" or ast.dump(node) != _DEFAULT_DUMPS.get(node.name)
+            out[_STEP_FLAGS[node.name]] = own
+            if node.name == "define_model":
+                out["model_family"] = _model_family(node, aliases)
+    return out
+
+
+def _describe_unparsable(source: str, out: dict[str, Any]) -> dict[str, Any]:
+    for step, flag in _STEP_FLAGS.items():
+        out[flag] = re.search(rf"^def {step}\b", source, re.MULTILINE) is not None
+    chunk = re.search(r"^def define_model\b.*?(?=^def |\Z)", source, re.DOTALL | re.MULTILINE)
+    if chunk:
+        words = re.findall(r"[A-Za-z_][\w.]*", chunk.group(0))
+        out["model_family"] = next((f for f in map(_family_of, words) if f), "other")
+    return out
+
+
+def error_class(result: EvalResult) -> str | None:
+    """The exception type when the message starts with one (KeyError, ...), else the status."""
+    if result.status == "ok":
+        return None
+    if result.status == "syntax_error":
+        return "SyntaxError"
+    match = re.match(r"([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Iteration|Warning)):",
+                     result.message)
+    return match.group(1).split(".")[-1] if match else result.status
+
+
+# --- rows ----------------------------------------------------------------------------------
+def _finite(x: float | None) -> float | None:
+    return x if x is None or math.isfinite(x) else None
+
+
+def _split_columns(prefix: str, split: SplitMetrics | None) -> dict[str, Any]:
+    return {f"{prefix}_{m}": (_finite(getattr(split, m)) if m != "n_eras" else split.n_eras)
+            if split is not None else None for m in METRICS}
+
+
+def _per_era(split: SplitMetrics | None) -> str | None:
+    return json.dumps([_finite(x) for x in split.per_era_corr]) if split is not None else None
+
+
+def _row(record: ArchiveRecord, role: str) -> dict[str, Any]:
+    r, rw = record.result, record.reward
+    row: dict[str, Any] = {
+        "role": role, "cycle": record.cycle, "sample_index": record.sample_index,
+        "policy_version": record.policy_version,
+        "program_hash": Program(record.program).hash if record.program.strip() else "",
+        "data_version": r.data_version, "status": r.status, "error_class": error_class(r),
+        "message": r.message[:MESSAGE_CHARS], "traceback": r.traceback[-TRACEBACK_CHARS:],
+        "program": record.program, "completion": record.completion[:COMPLETION_CHARS],
+        "steps_overridden": json.dumps(r.steps_overridden),
+        "reward": rw.reward if rw else None, "reward_compile": rw.compile if rw else None,
+        "reward_performance": rw.performance if rw else None,
+        "reward_uniqueness": rw.uniqueness if rw else None,
+        "val_per_era": _per_era(r.validation), "test_per_era": _per_era(r.test),
+        "timings": json.dumps(r.timings), "time_total": sum(r.timings.values()),
+        "isolation": r.isolation, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    for prefix, name in SPLITS.items():
+        row.update(_split_columns(prefix, getattr(r, name)))
+    desc = describe_program(record.program)
+    row.update({d: desc[d] for d in DESCRIPTORS}, libraries=json.dumps(desc["libraries"]))
+    return row
+
+
+# --- the store -----------------------------------------------------------------------------
+class Archive:
+    """The run's archive: one SQLite file (WAL mode), one row per evaluated completion."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None)  # explicit transactions
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            cols = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
+            self._db.executescript(
+                f"BEGIN; CREATE TABLE programs (id INTEGER PRIMARY KEY, {cols});"
+                " CREATE INDEX programs_cycle ON programs(role, cycle);"
+                f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        elif version != SCHEMA_VERSION:
+            self._db.close()
+            raise RuntimeError(f"{self.path} holds archive schema v{version}; this code reads "
+                               f"v{SCHEMA_VERSION}: open it with a matching aiforml version")
+
+    def _replace(self, where: str, params: tuple, records: list[ArchiveRecord], role: str) -> None:
+        """Delete the rows matching ``where`` and insert ``records``, all or nothing."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(f"DELETE FROM programs WHERE {where}", params)
+            for record in records:  # rows are built inside the transaction: a bad one rolls back
+                row = _row(record, role)
+                marks = ", ".join("?" * len(row))
+                self._db.execute(f"INSERT INTO programs ({', '.join(row)}) VALUES ({marks})",
+                                 tuple(row.values()))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def add_cycle(self, cycle: int, records: list[ArchiveRecord]) -> None:
+        """Store one cycle's records in one transaction, replacing any earlier rows of it."""
+        wrong = [r.cycle for r in records if r.cycle != cycle]
+        if wrong:
+            raise ValueError(f"add_cycle({cycle}) got records of cycles {sorted(set(wrong))}")
+        self._replace("role = 'sample' AND cycle = ?", (cycle,), records, "sample")
+
+    def set_baseline(self, record: ArchiveRecord) -> None:
+        """Store the default program's evaluation (replaces the previous baseline)."""
+        self._replace("role = 'baseline'", (), [record], "baseline")
+
+    def truncate_after(self, cycle: int) -> int:
+        """Delete the rows of cycles after ``cycle`` (resume from a checkpoint); rows removed."""
+        self._db.execute("BEGIN IMMEDIATE")
+        n = self._db.execute("DELETE FROM programs WHERE role = 'sample' AND cycle > ?",
+                             (cycle,)).rowcount
+        self._db.execute("COMMIT")
+        return n
+
+    def last_cycle(self) -> int | None:
+        return self._db.execute("SELECT MAX(cycle) FROM programs WHERE role = 'sample'").fetchone()[0]
+
+    def rows(self, columns: tuple[str, ...] = tuple(COLUMNS), role: str = "sample") -> list[dict]:
+        """Rows of ``role`` in insertion order, as dicts of the named columns."""
+        unknown = set(columns) - set(COLUMNS) - {"id"}
+        if unknown:
+            raise ValueError(f"unknown archive columns {sorted(unknown)}")
+        sql = f"SELECT {', '.join(columns)} FROM programs WHERE role = ? ORDER BY cycle, id"
+        return [dict(r) for r in self._db.execute(sql, (role,))]
+
+    def baseline(self) -> dict | None:
+        rows = self.rows(role="baseline")
+        return _decode(rows[0]) if rows else None
+
+    def cycle_summary(self) -> list[dict]:
+        """Per cycle, in order: the figures of ``summarize_cycle`` plus the best val Sharpe so far."""
+        cols = ("cycle", "status", "error_class", "reward", "val_sharpe", "program",
+                *DESCRIPTORS)
+        by_cycle: dict[int, list[dict]] = {}
+        for row in self.rows(cols):
+            by_cycle.setdefault(row["cycle"], []).append(row)
+        out, best = [], None
+        for cycle, rows in by_cycle.items():
+            summary = summarize_cycle(rows)
+            if summary["best_val_sharpe"] is not None:
+                best = max(best, summary["best_val_sharpe"]) if best is not None else summary["best_val_sharpe"]
+            out.append({"cycle": cycle, **summary, "best_val_sharpe_so_far": best})
+        return out
+
+    def top(self, n: int = 10, by: str = "val_sharpe") -> list[dict]:
+        """The best distinct ``ok`` programs by a validation or CV metric; test metrics beside.
+
+        Sealed test scores never select: ``by`` must be a ``val_*``/``cv_*`` metric or
+        ``reward``. Each program hash appears once (its first evaluation).
+        """
+        allowed = [c for c in METRIC_COLUMNS if c.startswith(("val_", "cv_"))] + ["reward"]
+        if by not in allowed:
+            raise ValueError(f"top(by={by!r}): rank by one of {allowed}; test scores never select")
+        sql = (f"SELECT id, * FROM programs WHERE role = 'sample' AND status = 'ok' AND {by} IS NOT NULL"
+               f" ORDER BY {by} DESC, id ASC")
+        out, seen = [], set()
+        for row in self._db.execute(sql):
+            if row["program_hash"] in seen:
+                continue
+            seen.add(row["program_hash"])
+            out.append(_decode(dict(row)))
+            if len(out) == n:
+                break
+        return out
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _decode(row: dict) -> dict:
+    """JSON columns parsed, descriptor flags as bools."""
+    for key in ("val_per_era", "test_per_era", "timings", "steps_overridden", "libraries"):
+        if key in row:
+            row[key] = json.loads(row[key]) if row[key] else None
+    for key in DESCRIPTORS[1:]:
+        if key in row and row[key] is not None:
+            row[key] = bool(row[key])
+    return row
+
+
+def summarize_cycle(rows: list[dict]) -> dict[str, Any]:
+    """Figures of one cycle's rows (dicts with status, error_class, reward, val_sharpe,
+    program and the descriptors). Rates exclude infra errors; shares count only rows that
+    hold code."""
+    n_infra = sum(r["status"] == "infra_error" for r in rows)
+    judged = len(rows) - n_infra
+    rewards = [r["reward"] for r in rows if r["reward"] is not None]
+    sharpes = [r["val_sharpe"] for r in rows if r["status"] == "ok" and r["val_sharpe"] is not None]
+    coded = [r for r in rows if r["program"].strip()]
+
+    def share(key: str) -> float | None:
+        return sum(bool(r[key]) for r in coded) / len(coded) if coded else None
+
+    families = Counter(r["model_family"] for r in coded)
+    return {
+        "n": len(rows), "n_infra": n_infra,
+        "compile_rate": sum(r["status"] == "ok" for r in rows) / judged if judged else None,
+        "error_classes": dict(Counter(r["error_class"] for r in rows
+                                      if r["status"] in PROGRAM_FAILURES).most_common()),
+        "mean_reward": sum(rewards) / len(rewards) if rewards else None,
+        "max_reward": max(rewards) if rewards else None,
+        "best_val_sharpe": max(sharpes) if sharpes else None,
+        "family_shares": {f: k / len(coded) for f, k in families.most_common()},
+        "share_own_features": share("defines_features"),
+        "share_own_target": share("defines_target"),
+        "share_own_cv": share("defines_cv"),
+    }
+
+
+# --- CLI -----------------------------------------------------------------------------------
+def open_run(run_dir: Path) -> Archive:
+    """The archive of a run directory (or an archive file); FileNotFoundError naming the path."""
+    path = Path(run_dir)
+    path = path if path.is_file() else path / ARCHIVE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no archive at {path} (expected {ARCHIVE_FILE} in the run directory)")
+    return Archive(path)
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def export_programs(rows: list[dict], out_dir: Path) -> list[Path]:
+    """Write each row's program as ``NN_<hash>.py`` with a header comment of its scores."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for rank, row in enumerate(rows, 1):
+        header = (f"# rank {rank} | cycle {row['cycle']} sample {row['sample_index']} | "
+                  f"hash {row['program_hash']} | model {row['model_family']}\n"
+                  f"# validation: sharpe {_fmt(row['val_sharpe'])} mean_corr {_fmt(row['val_mean_corr'], 4)}"
+                  f" | cv sharpe {_fmt(row['cv_sharpe'])} | reward {_fmt(row['reward'])}\n"
+                  f"# sealed test: sharpe {_fmt(row['test_sharpe'])} mean_corr {_fmt(row['test_mean_corr'], 4)}\n\n")
+        path = out_dir / f"{rank:02d}_{row['program_hash']}.py"
+        path.write_text(header + row["program"])
+        paths.append(path)
+    return paths
+
+
+def print_leaderboard(rows: list[dict], by: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"top programs by {by} (test: sealed, never used to rank)")
+    for col in ("#", "cycle", "hash", "model", "own feats", "val sharpe", "val corr",
+                "cv sharpe", "test sharpe", "test corr", "reward"):
+        table.add_column(col, justify="left" if col in ("hash", "model") else "right")
+    for rank, r in enumerate(rows, 1):
+        table.add_row(str(rank), str(r["cycle"]), r["program_hash"], r["model_family"],
+                      "yes" if r["defines_features"] else "no", _fmt(r["val_sharpe"]),
+                      _fmt(r["val_mean_corr"], 4), _fmt(r["cv_sharpe"]), _fmt(r["test_sharpe"]),
+                      _fmt(r["test_mean_corr"], 4), _fmt(r["reward"]))
+    Console(width=140).print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aiforml.archive", description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a run directory (or its archive file)")
+    parser.add_argument("--top", type=int, default=10, help="how many programs to show/export")
+    parser.add_argument("--by", default="val_sharpe", help="validation/CV column to rank by")
+    parser.add_argument("--export", type=Path, default=None, help="write the top programs here as .py")
+    args = parser.parse_args(argv)
+    try:
+        archive = open_run(args.run_dir)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with archive:
+        rows = archive.top(args.top, by=args.by)
+    print_leaderboard(rows, args.by)
+    if args.export is not None:
+        paths = export_programs(rows, args.export)
+        print(f"wrote {len(paths)} programs to {args.export}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
