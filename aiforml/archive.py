@@ -366,13 +366,13 @@ def _decode(row: dict) -> dict:
 
 def summarize_cycle(rows: list[dict]) -> dict[str, Any]:
     """Figures of one cycle's rows (dicts with status, error_class, reward, val_sharpe,
-    program and the descriptors). Rates exclude infra errors; shares count only rows that
-    hold code."""
+    program and the descriptors). Infra errors are left out of the rates and shares;
+    shares count only rows that hold code."""
     n_infra = sum(r["status"] == "infra_error" for r in rows)
     judged = len(rows) - n_infra
     rewards = [r["reward"] for r in rows if r["reward"] is not None]
     sharpes = [r["val_sharpe"] for r in rows if r["status"] == "ok" and r["val_sharpe"] is not None]
-    coded = [r for r in rows if r["program"].strip()]
+    coded = [r for r in rows if r["program"].strip() and r["status"] != "infra_error"]
 
     def share(key: str) -> float | None:
         return sum(bool(r[key]) for r in coded) / len(coded) if coded else None
