@@ -1,0 +1,298 @@
+"""The end-of-run report: PNG plots and a Markdown summary built from a run's archive.
+
+Responsible for: reading the archive (``aiforml.archive``) and writing, under
+``RUN_DIR/report/``: ``progress.png`` (compile rate, mean and max reward, best validation
+Sharpe per cycle), ``errors.png`` (error classes per cycle, stacked), ``families.png``
+(model-family shares per cycle, stacked), ``per_era.png`` (cumulative per-era correlation
+of the top programs and of the default program, on validation and on the sealed test
+eras), and ``report.md`` (run facts, first vs last quarter of cycles so a collapse shows,
+the top programs with validation and sealed-test scores side by side, links to the plots).
+The top programs are chosen by validation only; test scores are shown, never used.
+Not responsible for: computing metrics or rewards (the archive holds them), TensorBoard.
+
+Run: ``python -m aiforml.report RUN_DIR [--top N]`` (the loop calls ``write_report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure  # object API on the Agg canvas: no pyplot state
+from matplotlib.ticker import MaxNLocator
+
+from aiforml.archive import DESCRIPTORS, Archive, open_run, summarize_cycle
+from aiforml.pipeline.defaults import default_program_source
+from aiforml.program import Program
+
+REPORT_DIR = "report"
+PLOTS = {
+    "progress": "Compile rate, reward and best validation Sharpe per cycle",
+    "errors": "Error classes per cycle",
+    "families": "Model families per cycle",
+    "per_era": "Cumulative per-era correlation: top programs vs the default program",
+}
+MAX_ERROR_CLASSES = 8  # the rest are drawn as "other errors"
+_ROW_COLUMNS = ("cycle", "status", "error_class", "reward", "val_sharpe", "test_sharpe",
+                "program", "program_hash", *DESCRIPTORS)
+
+
+# --- figures of the run (pure) -------------------------------------------------------------
+def quarter_figures(rows: list[dict]) -> dict[str, float | str | None]:
+    """Pooled figures of the rows of some cycles: rates, rewards, best programs, collapse."""
+    s = summarize_cycle(rows)
+    ok = [r for r in rows if r["status"] == "ok" and r["val_sharpe"] is not None]
+    best = max(ok, key=lambda r: r["val_sharpe"], default=None)  # by validation, never test
+    family, share = next(iter(s["family_shares"].items()), (None, None))
+    return {
+        "cycles": f"{rows[0]['cycle']}-{rows[-1]['cycle']}" if rows else "-",
+        "programs": len(rows), "compile_rate": s["compile_rate"], "mean_reward": s["mean_reward"],
+        "best_val_sharpe": best["val_sharpe"] if best else None,
+        "test_sharpe_of_best": best["test_sharpe"] if best else None,
+        "share_own_features": s["share_own_features"], "share_own_target": s["share_own_target"],
+        "share_own_cv": s["share_own_cv"],
+        "top_family": family, "top_family_share": share,
+    }
+
+
+def first_last_quarters(rows: list[dict]) -> tuple[dict, dict]:
+    """Figures of the first and the last quarter of cycles (at least one cycle each)."""
+    cycles = sorted({r["cycle"] for r in rows})
+    q = max(1, math.ceil(len(cycles) / 4))
+    first, last = set(cycles[:q]), set(cycles[-q:])
+    return (quarter_figures([r for r in rows if r["cycle"] in first]),
+            quarter_figures([r for r in rows if r["cycle"] in last]))
+
+
+def cumulative(per_era: list[float | None] | None) -> list[float]:
+    """Running sum of per-era correlations; an era that scored NaN adds 0."""
+    total, out = 0.0, []
+    for x in per_era or []:
+        total += x if x is not None else 0.0
+        out.append(total)
+    return out
+
+
+def find_baseline(archive: Archive) -> dict | None:
+    """The default program's row: the stored baseline, else an ok sample with its code."""
+    base = archive.baseline()
+    if base is not None:
+        return base
+    default_hash = Program(default_program_source()).hash
+    for row in archive.top(n=10**9):
+        if row["program_hash"] == default_hash:
+            return row
+    return None
+
+
+# --- plots ---------------------------------------------------------------------------------
+def _save(fig: Figure, path: Path) -> Path:
+    for ax in fig.axes:  # cycles and eras are whole numbers
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_progress(summary: list[dict], path: Path) -> Path:
+    cycles = [s["cycle"] for s in summary]
+    fig = Figure(figsize=(12, 3.6))
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    ax1.plot(cycles, [s["compile_rate"] for s in summary], marker="o")
+    ax1.set(title="compile rate (infra errors excluded)", xlabel="cycle", ylim=(-0.02, 1.02))
+    ax2.plot(cycles, [s["mean_reward"] for s in summary], marker="o", label="mean")
+    ax2.plot(cycles, [s["max_reward"] for s in summary], marker="^", label="max")
+    ax2.set(title="reward", xlabel="cycle")
+    ax2.legend()
+    ax3.plot(cycles, [s["best_val_sharpe"] for s in summary], marker="o", alpha=0.6, label="this cycle")
+    ax3.plot(cycles, [s["best_val_sharpe_so_far"] for s in summary], drawstyle="steps-post",
+             label="best so far")
+    ax3.set(title="best validation Sharpe", xlabel="cycle")
+    ax3.legend()
+    for ax in (ax1, ax2, ax3):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _stacked(ax: Axes, cycles: list[int], series: dict[str, list[float]]) -> None:
+    bottom = [0.0] * len(cycles)
+    colors = _palette(len(series))
+    for (name, values), color in zip(series.items(), colors, strict=True):
+        ax.bar(cycles, values, bottom=bottom, label=name, color=color, width=0.85)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    ax.set_xlabel("cycle")
+    ax.grid(alpha=0.3, axis="y")
+
+
+def _palette(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def plot_errors(summary: list[dict], path: Path) -> Path:
+    totals = Counter()
+    for s in summary:
+        totals.update(s["error_classes"])
+    keep = [name for name, _ in totals.most_common(MAX_ERROR_CLASSES)]
+    series = {name: [s["error_classes"].get(name, 0) for s in summary] for name in keep}
+    rest = [sum(v for k, v in s["error_classes"].items() if k not in keep) for s in summary]
+    if any(rest):
+        series["other errors"] = rest
+    fig = Figure(figsize=(10, 4))
+    ax = fig.subplots()
+    if series:
+        _stacked(ax, [s["cycle"] for s in summary], series)
+    else:
+        ax.text(0.5, 0.5, "no program failed", ha="center", va="center", transform=ax.transAxes)
+    ax.set(title="failed programs per cycle, by error class", ylabel="programs")
+    return _save(fig, path)
+
+
+def plot_families(summary: list[dict], path: Path) -> Path:
+    names = sorted({f for s in summary for f in s["family_shares"]})
+    series = {f: [s["family_shares"].get(f, 0.0) for s in summary] for f in names}
+    fig = Figure(figsize=(10, 4))
+    ax = fig.subplots()
+    if series:
+        _stacked(ax, [s["cycle"] for s in summary], series)
+    ax.set(title="model families per cycle (share of programs with code)", ylabel="share",
+           ylim=(0, 1.0))
+    return _save(fig, path)
+
+
+def plot_per_era(top: list[dict], baseline: dict | None, path: Path) -> Path:
+    fig = Figure(figsize=(12, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, split, title in zip(axes, ("val", "test"), ("validation eras", "sealed test eras"),
+                                strict=True):
+        for rank, row in enumerate(top, 1):
+            label = f"#{rank} {row['model_family']} (val Sharpe {row['val_sharpe']:.2f})"
+            ax.plot(cumulative(row[f"{split}_per_era"]), label=label)
+        if baseline is not None:
+            ax.plot(cumulative(baseline[f"{split}_per_era"]), color="black", linestyle="--",
+                    linewidth=2, label="default program")
+        ax.set(title=f"cumulative per-era corr, {title}", xlabel="era")
+        ax.axhline(0.0, color="grey", linewidth=0.8)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("cumulative corr")
+    axes[1].legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+# --- markdown ------------------------------------------------------------------------------
+def _f(x: float | str | None, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    return x if isinstance(x, str) else f"{x:.{digits}f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f} %"
+
+
+def facts_section(run_dir: Path, rows: list[dict], baseline: dict | None) -> list[str]:
+    statuses = Counter(r["status"] for r in rows)
+    cycles = sorted({r["cycle"] for r in rows})
+    base = (f"validation Sharpe {_f(baseline['val_sharpe'])}, sealed test Sharpe "
+            f"{_f(baseline['test_sharpe'])}" if baseline else "not in the archive")
+    return [
+        "## Run", "",
+        f"- run directory: `{run_dir}`",
+        f"- cycles archived: {len(cycles)}" + (f" ({cycles[0]} to {cycles[-1]})" if cycles else ""),
+        f"- programs evaluated: {len(rows)}, distinct programs: "
+        f"{len({r['program_hash'] for r in rows if r['program_hash']})}",
+        "- statuses: " + (", ".join(f"{k} {v}" for k, v in statuses.most_common()) or "-"),
+        f"- default program: {base}", "",
+    ]
+
+
+QUARTER_ROWS = (
+    ("compile rate", "compile_rate", _pct), ("mean reward", "mean_reward", _f),
+    ("best validation Sharpe", "best_val_sharpe", _f),
+    ("sealed test Sharpe of the best-by-validation program", "test_sharpe_of_best", _f),
+    ("share defining own features", "share_own_features", _pct),
+    ("share defining own target", "share_own_target", _pct),
+    ("share defining own CV", "share_own_cv", _pct),
+    ("top model family", "top_family", _f), ("top model family share", "top_family_share", _pct),
+)
+
+
+def quarter_section(rows: list[dict]) -> list[str]:
+    first, last = first_last_quarters(rows)
+    lines = ["## First vs last quarter of cycles", "",
+             f"| | first (cycles {first['cycles']}) | last (cycles {last['cycles']}) |",
+             "|---|---:|---:|"]
+    lines += [f"| {label} | {fmt(first[key])} | {fmt(last[key])} |" for label, key, fmt in QUARTER_ROWS]
+    lines += ["", "A rising top-family share with a falling share of own features means the "
+                  "policy collapsed onto one recipe instead of discovering new ones.", ""]
+    return lines
+
+
+def top_section(top: list[dict], baseline: dict | None) -> list[str]:
+    lines = ["## Top programs (chosen by validation Sharpe; sealed test shown, never used)", "",
+             "| # | cycle | hash | model | own features | val Sharpe | val corr | test Sharpe |"
+             " test corr | val - test Sharpe |", "|---:|---:|---|---|---|---:|---:|---:|---:|---:|"]
+    shown = [(str(i), r) for i, r in enumerate(top, 1)] + ([("default", baseline)] if baseline else [])
+    for rank, r in shown:
+        gap = (r["val_sharpe"] - r["test_sharpe"]
+               if r["val_sharpe"] is not None and r["test_sharpe"] is not None else None)
+        lines.append(f"| {rank} | {r['cycle']} | `{r['program_hash']}` | {r['model_family']} | "
+                     f"{'yes' if r['defines_features'] else 'no'} | {_f(r['val_sharpe'])} | "
+                     f"{_f(r['val_mean_corr'], 4)} | {_f(r['test_sharpe'])} | "
+                     f"{_f(r['test_mean_corr'], 4)} | {_f(gap)} |")
+    if not top:
+        lines.append("\nNo program ran successfully.")
+    lines += ["", "A large validation - test gap means the search overfit the validation eras.",
+              "Export the code with `python -m aiforml.archive RUN_DIR --export DIR`.", ""]
+    return lines
+
+
+# --- entry points --------------------------------------------------------------------------
+def write_report(run_dir: Path, top_n: int = 5) -> Path:
+    """Write the plots and ``report.md`` under ``RUN_DIR/report``; returns report.md's path."""
+    run_dir = Path(run_dir)
+    with open_run(run_dir) as archive:
+        rows = archive.rows(_ROW_COLUMNS)
+        summary = archive.cycle_summary()
+        top = archive.top(top_n, by="val_sharpe")
+        baseline = find_baseline(archive)
+    out = run_dir / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# aiforml run report", ""] + facts_section(run_dir, rows, baseline)
+    if summary:
+        plot_progress(summary, out / "progress.png")
+        plot_errors(summary, out / "errors.png")
+        plot_families(summary, out / "families.png")
+        plot_per_era(top, baseline, out / "per_era.png")
+        lines += quarter_section(rows) + top_section(top, baseline) + ["## Plots", ""]
+        lines += [f"![{title}]({name}.png)\n" for name, title in PLOTS.items()]
+    else:
+        lines.append("No cycle was archived yet: nothing to plot.")
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aiforml.report", description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a run directory holding archive.sqlite")
+    parser.add_argument("--top", type=int, default=5, help="programs in the table and the per-era plot")
+    args = parser.parse_args(argv)
+    try:
+        path = write_report(args.run_dir, top_n=args.top)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
