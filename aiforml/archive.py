@@ -46,6 +46,7 @@ MODEL_FAMILIES = ("lightgbm", "sklearn_gbm", "linear", "random_forest", "extra_t
 SPLITS = {"cv": "cv", "val": "validation", "test": "test"}  # column prefix -> EvalResult field
 METRICS = ("mean_corr", "std_corr", "sharpe", "max_drawdown", "feature_neutral_corr",
            "baseline_corr", "n_eras")
+RANKABLE = ("sharpe", "mean_corr", "feature_neutral_corr")  # higher is better
 METRIC_COLUMNS = tuple(f"{p}_{m}" for p in SPLITS for m in METRICS)
 DESCRIPTORS = ("model_family", "defines_features", "defines_target", "defines_cv", "defines_model")
 COLUMNS: dict[str, str] = {
@@ -135,15 +136,7 @@ def _model_family(fn: ast.FunctionDef, aliases: dict[str, str]) -> str:
     return next((f for f in families if f), "other")
 
 
-def _default_dumps() -> dict[str, str]:
-    out = {}
-    for step, source in default_sources().items():
-        fn = ast.parse(source).body[0]
-        out[step] = ast.dump(fn)
-    return out
-
-
-_DEFAULT_DUMPS = _default_dumps()
+_DEFAULT_DUMPS = {step: ast.dump(ast.parse(src).body[0]) for step, src in default_sources().items()}
 _STEP_FLAGS = {"create_features": "defines_features", "create_target": "defines_target",
                "define_cv": "defines_cv", "define_model": "defines_model"}
 
@@ -258,11 +251,11 @@ class Archive:
             raise RuntimeError(f"{self.path} holds archive schema v{version}; this code reads "
                                f"v{SCHEMA_VERSION}: open it with a matching aiforml version")
 
-    def _replace(self, where: str, params: tuple, records: list[ArchiveRecord], role: str) -> None:
-        """Delete the rows matching ``where`` and insert ``records``, all or nothing."""
+    def _replace(self, where: str, params: tuple, records: list[ArchiveRecord], role: str) -> int:
+        """Delete the rows matching ``where``, insert ``records``, all or nothing; rows deleted."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute(f"DELETE FROM programs WHERE {where}", params)
+            deleted = self._db.execute(f"DELETE FROM programs WHERE {where}", params).rowcount
             for record in records:  # rows are built inside the transaction: a bad one rolls back
                 row = _row(record, role)
                 marks = ", ".join("?" * len(row))
@@ -272,6 +265,7 @@ class Archive:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        return deleted
 
     def add_cycle(self, cycle: int, records: list[ArchiveRecord]) -> None:
         """Store one cycle's records in one transaction, replacing any earlier rows of it."""
@@ -286,11 +280,7 @@ class Archive:
 
     def truncate_after(self, cycle: int) -> int:
         """Delete the rows of cycles after ``cycle`` (resume from a checkpoint); rows removed."""
-        self._db.execute("BEGIN IMMEDIATE")
-        n = self._db.execute("DELETE FROM programs WHERE role = 'sample' AND cycle > ?",
-                             (cycle,)).rowcount
-        self._db.execute("COMMIT")
-        return n
+        return self._replace("role = 'sample' AND cycle > ?", (cycle,), [], "sample")
 
     def last_cycle(self) -> int | None:
         return self._db.execute("SELECT MAX(cycle) FROM programs WHERE role = 'sample'").fetchone()[0]
@@ -309,7 +299,7 @@ class Archive:
 
     def cycle_summary(self) -> list[dict]:
         """Per cycle, in order: the figures of ``summarize_cycle`` plus the best val Sharpe so far."""
-        cols = ("cycle", "status", "error_class", "reward", "val_sharpe", "program",
+        cols = ("cycle", "status", "error_class", "reward", "val_sharpe", "program_hash",
                 *DESCRIPTORS)
         by_cycle: dict[int, list[dict]] = {}
         for row in self.rows(cols):
@@ -322,13 +312,14 @@ class Archive:
             out.append({"cycle": cycle, **summary, "best_val_sharpe_so_far": best})
         return out
 
-    def top(self, n: int = 10, by: str = "val_sharpe") -> list[dict]:
+    def top(self, n: int = 10, by: str = "val_sharpe", include_test: bool = True) -> list[dict]:
         """The best distinct ``ok`` programs by a validation or CV metric; test metrics beside.
 
-        Sealed test scores never select: ``by`` must be a ``val_*``/``cv_*`` metric or
-        ``reward``. Each program hash appears once (its first evaluation).
+        Sealed test scores never select: ``by`` must be a ``val_*``/``cv_*`` score or
+        ``reward``. Each program hash appears once (its best evaluation). Pass
+        ``include_test=False`` for anything the policy may see (a prompt): test columns dropped.
         """
-        allowed = [c for c in METRIC_COLUMNS if c.startswith(("val_", "cv_"))] + ["reward"]
+        allowed = [f"{p}_{m}" for p in ("val", "cv") for m in RANKABLE] + ["reward"]
         if by not in allowed:
             raise ValueError(f"top(by={by!r}): rank by one of {allowed}; test scores never select")
         sql = (f"SELECT id, * FROM programs WHERE role = 'sample' AND status = 'ok' AND {by} IS NOT NULL"
@@ -338,7 +329,8 @@ class Archive:
             if row["program_hash"] in seen:
                 continue
             seen.add(row["program_hash"])
-            out.append(_decode(dict(row)))
+            out.append(_decode({k: row[k] for k in row.keys()
+                                if include_test or not k.startswith("test_")}))
             if len(out) == n:
                 break
         return out
@@ -366,13 +358,13 @@ def _decode(row: dict) -> dict:
 
 def summarize_cycle(rows: list[dict]) -> dict[str, Any]:
     """Figures of one cycle's rows (dicts with status, error_class, reward, val_sharpe,
-    program and the descriptors). Infra errors are left out of the rates and shares;
+    program_hash and the descriptors). Infra errors are left out of the rates and shares;
     shares count only rows that hold code."""
     n_infra = sum(r["status"] == "infra_error" for r in rows)
     judged = len(rows) - n_infra
     rewards = [r["reward"] for r in rows if r["reward"] is not None]
     sharpes = [r["val_sharpe"] for r in rows if r["status"] == "ok" and r["val_sharpe"] is not None]
-    coded = [r for r in rows if r["program"].strip() and r["status"] != "infra_error"]
+    coded = [r for r in rows if r["program_hash"] and r["status"] != "infra_error"]
 
     def share(key: str) -> float | None:
         return sum(bool(r[key]) for r in coded) / len(coded) if coded else None

@@ -38,7 +38,7 @@ PLOTS = {
 }
 MAX_ERROR_CLASSES = 8  # the rest are drawn as "other errors"
 _ROW_COLUMNS = ("cycle", "status", "error_class", "reward", "val_sharpe", "test_sharpe",
-                "program", "program_hash", *DESCRIPTORS)
+                "program_hash", *DESCRIPTORS)
 
 
 # --- figures of the run (pure) -------------------------------------------------------------

@@ -210,6 +210,8 @@ def test_top_selects_by_validation_never_test(archive: Archive) -> None:
     assert [r["val_sharpe"] for r in archive.top(1)] == [2.0]
     with pytest.raises(ValueError, match="test scores never select"):
         archive.top(by="test_sharpe")
+    hidden = archive.top(1, include_test=False)[0]  # what a prompt may show
+    assert hidden["val_sharpe"] == 2.0 and not [k for k in hidden if k.startswith("test_")]
 
 
 def test_cli_leaderboard_and_export(archive: Archive, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -60,8 +60,7 @@ def synthetic_archive(path: Path, cycles: int = 8, samples: int = 6, seed: int =
 def row(cycle: int, status: str, family: str, own: bool, reward: float, val: float | None,
         test: float | None) -> dict:
     return {"cycle": cycle, "status": status, "error_class": None if status == "ok" else "KeyError",
-            "reward": reward, "val_sharpe": val, "test_sharpe": test, "program": "x",
-            "program_hash": "h", "model_family": family, "defines_features": own,
+            "reward": reward, "val_sharpe": val, "test_sharpe": test, "program_hash": "h", "model_family": family, "defines_features": own,
             "defines_target": False, "defines_cv": False, "defines_model": True}
 
 
