@@ -218,7 +218,7 @@ def _row(record: ArchiveRecord, role: str) -> dict[str, Any]:
         "reward_performance": rw.performance if rw else None,
         "reward_uniqueness": rw.uniqueness if rw else None,
         "val_per_era": _per_era(r.validation), "test_per_era": _per_era(r.test),
-        "timings": json.dumps(r.timings), "time_total": sum(r.timings.values()),
+        "timings": json.dumps(r.timings), "time_total": r.timings.get("total"),
         "isolation": r.isolation, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     for prefix, name in SPLITS.items():

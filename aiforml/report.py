@@ -182,7 +182,10 @@ def plot_per_era(top: list[dict], baseline: dict | None, path: Path) -> Path:
         ax.axhline(0.0, color="grey", linewidth=0.8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("cumulative corr")
-    axes[1].legend(loc="upper left", fontsize=8)
+    if top or baseline is not None:
+        axes[1].legend(loc="upper left", fontsize=8)
+    else:
+        axes[0].text(0.5, 0.5, "no program ran", ha="center", va="center", transform=axes[0].transAxes)
     return _save(fig, path)
 
 

@@ -115,3 +115,15 @@ def test_report_without_cycles_and_cli(tmp_path: Path, capsys: pytest.CaptureFix
     assert not (tmp_path / REPORT_DIR / "progress.png").exists()
     assert main([str(tmp_path / "missing")]) == 2
     assert str(tmp_path / "missing" / ARCHIVE_FILE) in capsys.readouterr().err
+
+
+def test_report_of_a_run_where_nothing_ran(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / ARCHIVE_FILE)
+    archive.add_cycle(0, [ArchiveRecord(0, 0, 0, "", "no code", EvalResult(status="parse_error"),
+                                        RewardBreakdown(-0.3, -1.0, 0.0, 0.0))])
+    archive.add_cycle(1, [ArchiveRecord(1, 0, 1, RIDGE.format(n=1), "", EvalResult(status="infra_error"), None)])
+    archive.close()
+    text = write_report(tmp_path).read_text()
+    assert "No program ran successfully." in text and "default program: not in the archive" in text
+    assert "| compile rate | 0 % | - |" in text  # cycle 1 held only an infra error: no rate
+    assert (tmp_path / REPORT_DIR / "per_era.png").is_file()
