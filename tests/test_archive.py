@@ -232,3 +232,19 @@ def test_cli_without_archive_names_the_path(tmp_path: Path, capsys: pytest.Captu
     err = capsys.readouterr().err
     assert str(tmp_path / "run" / ARCHIVE_FILE) in err
     assert not (tmp_path / "run").exists()
+
+
+def test_descriptors_agree_with_the_corpus_labels() -> None:
+    from aiforml.policy.corpus import generate_corpus
+    from aiforml.policy.schema import default_schema
+
+    family = {"lightgbm": "lightgbm", "hist_gbm": "sklearn_gbm", "ridge": "linear", "lasso": "linear",
+              "elastic_net": "linear", "random_forest": "random_forest", "extra_trees": "extra_trees",
+              "mlp": "mlp", "torch_net": "torch", "default": "default"}
+    programs = generate_corpus(default_schema(), 300, seed=3, mistake_rate=0.2)
+    described = [describe_program(p.source) for p in programs]
+    assert [d["model_family"] for d in described] == [family[p.model] for p in programs]
+    assert [d["defines_features"] for d in described] == [bool(p.features) for p in programs]
+    # a target the grammar labels "rank", "blend" or "mean" is always the program's own
+    assert all(d["defines_target"] for d, p in zip(described, programs, strict=True)
+               if p.target in ("rank", "blend", "mean"))
