@@ -21,11 +21,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # object API on the Agg canvas: no pyplot state
 from matplotlib.ticker import MaxNLocator
 
-from aiforml.archive import DESCRIPTORS, Archive, open_run, summarize_cycle
+from aiforml.archive import DESCRIPTORS, MODEL_FAMILIES, Archive, open_run, summarize_cycle
 from aiforml.pipeline.defaults import default_program_source
 from aiforml.program import Program
 
@@ -118,9 +119,8 @@ def plot_progress(summary: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def _stacked(ax: Axes, cycles: list[int], series: dict[str, list[float]]) -> None:
+def _stacked(ax: Axes, cycles: list[int], series: dict[str, list[float]], colors: list) -> None:
     bottom = [0.0] * len(cycles)
-    colors = _palette(len(series))
     for (name, values), color in zip(series.items(), colors, strict=True):
         ax.bar(cycles, values, bottom=bottom, label=name, color=color, width=0.85)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
@@ -130,8 +130,6 @@ def _stacked(ax: Axes, cycles: list[int], series: dict[str, list[float]]) -> Non
 
 
 def _palette(n: int) -> list:
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
@@ -148,20 +146,26 @@ def plot_errors(summary: list[dict], path: Path) -> Path:
     fig = Figure(figsize=(10, 4))
     ax = fig.subplots()
     if series:
-        _stacked(ax, [s["cycle"] for s in summary], series)
+        _stacked(ax, [s["cycle"] for s in summary], series, _palette(len(series)))
     else:
         ax.text(0.5, 0.5, "no program failed", ha="center", va="center", transform=ax.transAxes)
     ax.set(title="failed programs per cycle, by error class", ylabel="programs")
     return _save(fig, path)
 
 
+def _family_color(family: str) -> tuple:
+    i = MODEL_FAMILIES.index(family)  # dark hues of tab20 first, then the light ones
+    return colormaps["tab20"]((2 * i) % 20 + (2 * i) // 20)
+
+
 def plot_families(summary: list[dict], path: Path) -> Path:
-    names = sorted({f for s in summary for f in s["family_shares"]})
+    names = [f for f in MODEL_FAMILIES if any(f in s["family_shares"] for s in summary)]
     series = {f: [s["family_shares"].get(f, 0.0) for s in summary] for f in names}
     fig = Figure(figsize=(10, 4))
     ax = fig.subplots()
-    if series:
-        _stacked(ax, [s["cycle"] for s in summary], series)
+    if series:  # one fixed colour per family, the same in every run's report
+        _stacked(ax, [s["cycle"] for s in summary], series,
+                 [_family_color(f) for f in names])
     ax.set(title="model families per cycle (share of programs with code)", ylabel="share",
            ylim=(0, 1.0))
     return _save(fig, path)
