@@ -299,6 +299,73 @@ class EnvConfig:
     pool: PoolConfig = field(default_factory=PoolConfig)
 
 
+# --- the RL loop, its trackers and its Ray cluster ----------------------------------------
+@dataclass
+class LoopConfig:
+    """The training loop's budget and rhythm (aiforml.loop)."""
+
+    cycles: int = 12  # cycles of prompt -> generate -> evaluate -> reward -> update
+    prompts_per_cycle: int = 4  # prompts per cycle (GRPO groups)
+    samples_per_prompt: int = 4  # completions sampled per prompt
+    checkpoint_every: int = 1  # save a checkpoint every k cycles (and always after the last)
+    keep_checkpoints: int = 2  # complete checkpoints kept; older ones are deleted
+    timeout_s: float = 1800.0  # limit of one learner call (generate, update, save, load)
+    progress: bool = True  # show the rich progress bar
+    report: bool = True  # write the report (aiforml.report) at the end of the run
+
+    def validate(self) -> None:
+        for key in ("cycles", "prompts_per_cycle", "samples_per_prompt", "checkpoint_every", "keep_checkpoints"):
+            check(getattr(self, key) >= 1, f"loop.{key} must be >= 1, got {getattr(self, key)}")
+        check(self.timeout_s > 0, f"loop.timeout_s must be > 0, got {self.timeout_s}")
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases tracking: optional, off by default (needs ``pip install wandb``)."""
+
+    enabled: bool = False  # log every metric to W&B too
+    project: str = "aiforml"  # W&B project
+    entity: str | None = None  # W&B team or user (None: the default of the logged-in account)
+    mode: Literal["online", "offline", "disabled"] = "offline"  # offline: write locally, sync later
+
+
+@dataclass
+class MlflowConfig:
+    """MLflow tracking: optional, off by default (needs ``pip install mlflow``)."""
+
+    enabled: bool = False  # log every metric to MLflow too
+    tracking_uri: str | None = None  # None: ./mlruns under the run directory
+    experiment: str = "aiforml"  # MLflow experiment name
+
+
+@dataclass
+class LoggerConfig:
+    """Where metrics go: TensorBoard always (run_dir/tensorboard), W&B and MLflow optionally."""
+
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    flush_every: int = 1  # flush the TensorBoard writer every k cycles
+
+    def validate(self) -> None:
+        check(self.flush_every >= 1, f"logger.flush_every must be >= 1, got {self.flush_every}")
+
+
+@dataclass
+class RayConfig:
+    """The Ray cluster the run uses: local by default, or an existing one."""
+
+    address: str | None = None  # None: start a local Ray with this machine's resources; "auto" or host:port joins a cluster
+    num_cpus: int | None = None  # local Ray only: CPUs it may use (None: all of the machine's)
+    learner_cpus: float = 0.0  # CPU request of the learner actor; 0: it works in turns with the env actors, which get the cores
+    include_dashboard: bool = False  # start Ray's dashboard (local Ray only)
+
+    def validate(self) -> None:
+        check(self.num_cpus is None or self.num_cpus >= 1, f"ray.num_cpus must be >= 1 or null, got {self.num_cpus}")
+        check(self.learner_cpus >= 0, f"ray.learner_cpus must be >= 0, got {self.learner_cpus}")
+        check(self.address is None or self.num_cpus is None,
+              "ray.num_cpus applies to a local Ray only: set ray.num_cpus=null with ray.address")
+
+
 @dataclass
 class Config:
     """The whole run."""
@@ -308,8 +375,12 @@ class Config:
     reward: RewardConfig = field(default_factory=RewardConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     seed: int = 0  # global seed
     run_dir: str | None = None  # output directory (None: Hydra's)
+    resume: str | None = None  # a run directory to continue from its last complete checkpoint (its archive too)
 
 
 # --- conversion and validation ------------------------------------------------------------
