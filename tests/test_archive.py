@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -116,6 +119,29 @@ def test_failure_mid_cycle_leaves_no_partial_cycle(archive: Archive) -> None:
     # cycle 0 keeps its old rows (the delete and first insert were rolled back), cycle 1 has none
     assert [r["val_sharpe"] for r in archive.rows(("val_sharpe",))] == [1.0, 2.0]
     assert archive.last_cycle() == 0
+
+
+def test_process_killed_mid_cycle_loses_only_that_cycle(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import aiforml.archive as archive_module
+        from test_archive import ok, rec
+        archive = archive_module.Archive(archive_module.Path({str(tmp_path / ARCHIVE_FILE)!r}))
+        archive.add_cycle(1, [rec(1, i, ok(1.0)) for i in range(3)])
+        build, built = archive_module._row, []
+        def dying_row(record, role):  # the process dies after two rows of cycle 2 were inserted
+            built.append(record)
+            if len(built) == 3:
+                os._exit(9)
+            return build(record, role)
+        archive_module._row = dying_row
+        archive.add_cycle(2, [rec(2, i, ok(2.0)) for i in range(3)])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 9, done.stderr
+    with Archive(tmp_path / ARCHIVE_FILE) as archive:
+        assert archive.last_cycle() == 1 and count(archive, 1) == 3 and count(archive, 2) == 0
 
 
 def test_readding_a_cycle_replaces_it_and_truncate_after(archive: Archive) -> None:
