@@ -61,7 +61,8 @@ COLUMNS: dict[str, str] = {
     "reward_uniqueness": "REAL",
     **{c: "INTEGER" if c.endswith("n_eras") else "REAL" for c in METRIC_COLUMNS},
     "val_per_era": "TEXT", "test_per_era": "TEXT",  # JSON lists of per-era corr (null = NaN era)
-    "timings": "TEXT", "time_total": "REAL", "isolation": "TEXT", "created_at": "TEXT NOT NULL",
+    "timings": "TEXT",  # JSON of the evaluator's phase timings; time_total is its "total"
+    "time_total": "REAL", "isolation": "TEXT", "created_at": "TEXT NOT NULL",
 }
 
 
@@ -286,7 +287,7 @@ class Archive:
         return self._db.execute("SELECT MAX(cycle) FROM programs WHERE role = 'sample'").fetchone()[0]
 
     def rows(self, columns: tuple[str, ...] = tuple(COLUMNS), role: str = "sample") -> list[dict]:
-        """Rows of ``role`` in insertion order, as dicts of the named columns."""
+        """Rows of ``role`` by cycle, then insertion order, as dicts of the named columns."""
         unknown = set(columns) - set(COLUMNS) - {"id"}
         if unknown:
             raise ValueError(f"unknown archive columns {sorted(unknown)}")
