@@ -1,0 +1,64 @@
+"""Every experiment in conf/experiment composes through the real Hydra config, holds only
+what it changes, and the design's experiments carry the design's settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from aiforml.compose import CONF_DIR, load_config
+
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def test_the_issue_experiments_exist() -> None:
+    assert {"ppo_sharpe", "grpo_sharpe", "smoke"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes(name: str) -> None:
+    text = (CONF_DIR / "experiment" / f"{name}.yaml").read_text()
+    assert text.startswith("# @package _global_"), "experiments are deltas at the global package"
+    cfg = load_config([f"+experiment={name}"])
+    assert cfg.loop.cycles >= 1 and cfg.loop.samples_per_prompt >= 1
+
+
+def test_defaults_list_does_not_null_the_experiment_group() -> None:
+    assert "experiment: null" not in (CONF_DIR / "config.yaml").read_text()
+
+
+def test_ppo_sharpe_is_the_designs_experiment() -> None:
+    cfg = load_config(["+experiment=ppo_sharpe"])
+    assert cfg.algo.name == "ppo" and cfg.algo.vf_coef > 0
+    assert (cfg.reward.w_compile, cfg.reward.w_perf, cfg.reward.performance) == (0.3, 0.7, "sharpe")
+    assert cfg.policy.name == "auto" and cfg.data.source == "synthetic" and cfg.ray.address is None
+
+
+def test_grpo_sharpe_uses_groups() -> None:
+    cfg = load_config(["+experiment=grpo_sharpe"])
+    assert cfg.algo.name == "grpo" and cfg.reward.performance == "sharpe"
+    assert cfg.loop.samples_per_prompt >= 2, "GRPO needs several samples per prompt"
+
+
+def test_smoke_is_two_tiny_cycles() -> None:
+    cfg = load_config(["+experiment=smoke"])
+    assert cfg.loop.cycles == 2 and cfg.policy.name == "tiny"
+    assert cfg.loop.prompts_per_cycle * cfg.loop.samples_per_prompt <= 8
+    assert cfg.env.pipeline.n_estimators <= 20 and cfg.ray.num_cpus == 2
+
+
+def test_command_line_overrides_win_over_the_experiment() -> None:
+    cfg = load_config(["+experiment=smoke", "loop.cycles=5", "algo=grpo"])
+    assert cfg.loop.cycles == 5 and cfg.algo.name == "grpo"
+
+
+@pytest.mark.parametrize("override, key", [
+    ("+loop.cyclez=3", "loop.cyclez"),  # a new key: the typed config names it
+    ("loop.cyclez=3", "loop.cyclez"),  # a key Hydra does not know
+    ("loop.cycles=0", "loop.cycles"),
+    ("ray.learner_cpus=-1", "ray.learner_cpus"),
+    ("logger.wandb.mode=sometimes", "logger.wandb.mode"),
+])
+def test_a_bad_config_key_or_value_fails_naming_it(override: str, key: str) -> None:
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        load_config(["+experiment=smoke", override])
+
