@@ -1,0 +1,145 @@
+"""The real entry point (``python launch.py +experiment=smoke``) in subprocesses: a 2-cycle
+run leaves an archive, checkpoints, TensorBoard events and the report; resume extends a
+run and survives a SIGKILL mid-run with no duplicated or lost cycles; bad input fails at
+start naming the key. Each run starts its own local Ray on 2 CPUs and takes about a minute."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT_S = 600
+SAMPLES_PER_CYCLE = 4  # smoke: 2 prompts x 2 samples
+
+pytestmark = pytest.mark.slow
+
+
+def launch_cmd(run_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, str(ROOT / "launch.py"), "+experiment=smoke", "loop.progress=false",
+            f"hydra.run.dir={run_dir.parent / (run_dir.name + '-hydra')}", *overrides]
+
+
+def launch(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(launch_cmd(run_dir, f"run_dir={run_dir}", *overrides), cwd=run_dir.parent,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    return proc
+
+
+def resume(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(launch_cmd(run_dir, f"resume={run_dir}", *overrides), cwd=run_dir.parent,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+
+
+def archived(run_dir: Path) -> list[tuple[int, int]]:
+    """(cycle, sample_index) of every sample row, read-only (safe while a run writes)."""
+    path = run_dir / "archive.sqlite"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        return db.execute("SELECT cycle, sample_index FROM programs WHERE role = 'sample' "
+                          "ORDER BY cycle, sample_index").fetchall()
+    except sqlite3.OperationalError:  # the table is not created yet
+        return []
+    finally:
+        db.close()
+
+
+def assert_complete_cycles(run_dir: Path, cycles: int) -> None:
+    rows = archived(run_dir)
+    assert rows == [(c, i) for c in range(1, cycles + 1) for i in range(SAMPLES_PER_CYCLE)], \
+        "each cycle exactly once, each sample exactly once"
+
+
+def scalar_steps(run_dir: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
+def check(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, f"launch.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "smoke"
+    check(launch(run_dir))
+    return run_dir
+
+
+def test_smoke_run_leaves_archive_checkpoints_tensorboard_and_report(smoke_run: Path) -> None:
+    from aiforml.archive import open_run
+    from aiforml.checkpoint import latest_checkpoint
+
+    assert_complete_cycles(smoke_run, 2)
+    with open_run(smoke_run) as archive:
+        assert archive.baseline()["status"] == "ok", "the default program is the report's baseline"
+        assert archive.baseline()["test_sharpe"] is not None, "sealed-test scores reach the archive"
+    last = latest_checkpoint(smoke_run)
+    assert last is not None and last.cycle == 2
+    assert (last.learner_dir / "learner_state.pt").is_file() and (last.path / "rng.pt").is_file()
+    assert (smoke_run / "config.yaml").is_file() and (last.path / "config.yaml").is_file()
+    for tag in ("env/compile_rate", "reward/mean", "reward/max", "time/rollout", "time/evaluate",
+                "ppo/policy_loss", "env/errors/parse_error"):
+        assert scalar_steps(smoke_run, tag) == [1, 2], tag
+    report = smoke_run / "report"
+    assert (report / "report.md").is_file() and (report / "progress.png").stat().st_size > 0
+
+
+def test_resume_extends_a_finished_run_without_duplicates(smoke_run: Path) -> None:
+    proc = resume(smoke_run, "loop.cycles=3", "loop.report=false")
+    check(proc)
+    assert "resume: from cycle-000002" in proc.stdout
+    assert_complete_cycles(smoke_run, 3)
+    assert scalar_steps(smoke_run, "reward/mean") == [1, 2, 3]
+    from aiforml.checkpoint import list_checkpoints
+
+    assert [p.name for p in list_checkpoints(smoke_run)] == ["cycle-000002", "cycle-000003"]
+
+
+def test_sigkill_mid_run_then_resume_reaches_the_same_cycles(tmp_path: Path) -> None:
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen(launch_cmd(run_dir, f"run_dir={run_dir}", "loop.cycles=3", "loop.report=false"),
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not any(c == 2 for c, _ in archived(run_dir)):  # cycle 2 archived, its checkpoint maybe not
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "cycle 2 never reached the archive"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        proc.wait(timeout=60)
+    check(resume(run_dir, "loop.cycles=3", "loop.report=false"))
+    assert_complete_cycles(run_dir, 3)
+    assert scalar_steps(run_dir, "reward/mean") == [1, 2, 3]
+
+
+@pytest.mark.parametrize("override, key", [
+    ("+loop.cyclez=3", "loop.cyclez"),
+    ("loop.cyclez=3", "loop.cyclez"),
+])
+def test_a_bad_config_key_fails_at_start_naming_it(tmp_path: Path, override: str, key: str) -> None:
+    proc = launch(tmp_path / "bad", override)
+    assert proc.returncode != 0 and key in proc.stderr + proc.stdout
+    assert not (tmp_path / "bad" / "archive.sqlite").exists()
+
+
+def test_a_missing_data_path_fails_at_start_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-numerai"
+    proc = launch(tmp_path / "bad", "data=numerai", f"data.path={missing}")
+    output = proc.stderr + proc.stdout
+    assert proc.returncode != 0 and "data.path" in output and str(missing) in output
+    assert "Started a local Ray" not in output, "it fails before anything starts"
