@@ -255,7 +255,7 @@ class AlgoConfig:
 class ServerConfig:
     """The environment's MCP server (aiforml.env.server)."""
 
-    show_test: bool = False  # return sealed-test scores too (for a person; the RL loop never sets it)
+    show_test: bool = False  # return sealed-test scores too (a person, or a run's archive; never the policy)
     output_chars: int = 4000  # captured stdout / traceback characters returned per evaluation
     host: str = "127.0.0.1"  # HTTP transport: bind address (loopback only unless changed on purpose)
     port: int = 8765  # HTTP transport: port

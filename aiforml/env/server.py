@@ -15,8 +15,8 @@ holds one episode (the 2026 protocol has no sessions): over HTTP every client sh
 overrides, and evaluations run one at a time.
 
 Sealed-test scores are withheld unless the server is started with ``--show-test``
-(``env.server.show_test``): the RL loop and any agent see cross-validation and validation
-only, so test eras stay out of every reward, prompt and selection decision.
+(``env.server.show_test``): an agent sees cross-validation and validation only, so test
+eras stay out of every reward, prompt and selection decision.
 
 Responsible for: the MCP surface and the command line. Not responsible for episode state
 and cancellation (``session.py``) or evaluation itself (``aiforml.pipeline``).

@@ -68,7 +68,7 @@ def test_batch_runs_in_parallel_and_matches_the_library(pool, library_result, sa
     expected = library_result(programs.ridge)
     for split_name in ("cv", "validation"):
         assert getattr(results[0], split_name).sharpe == pytest.approx(getattr(expected, split_name).sharpe, rel=1e-12)
-    assert results[0].test is None  # the pool, like the RL loop, never sees sealed-test scores
+    assert results[0].test is None  # env.server.show_test is off: no sealed-test scores
     assert results[0].program_hash == Program(programs.ridge).hash
 
 
