@@ -135,7 +135,7 @@ class TinyPolicyConfig:
     n_programs: int = 3000  # programs in the warm-start corpus
     mistake_rate: float = 0.2  # share of corpus programs with one injected, labelled mistake
     tokenizer_split: Literal["line", "identifier"] = "line"  # BPE pre-token: whole lines or identifiers
-    vocab_size: int = 2048  # BPE vocabulary, special tokens included
+    vocab_size: int = 4096  # BPE vocabulary cap, special tokens included (the line corpus saturates near 2.4k)
     hidden_size: int = 128  # model width
     num_layers: int = 4  # transformer blocks
     num_heads: int = 4  # attention heads
