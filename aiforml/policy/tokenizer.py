@@ -14,6 +14,12 @@ pre-token boundaries, so vocabularies stall at about 650 and programs cost many 
 - ``line``: one pre-token per line (its indentation included), so BPE merges frequent
   phrases, often whole lines, into one token. Far fewer tokens per program, which lets a
   small model see more programs in the same minutes.
+
+Measured on 3000 corpus programs: the identifier split reaches a vocabulary of about 1700
+and about 233 tokens per program (prompt 227); the line split, about 34 tokens per program
+(prompt 18) at a cap of 2048, where 6 % of tokens are pieces of lines, and about 33 with
+every line whole once the cap is above the 2.4k merges the corpus offers. Pieces of lines
+are what a small model stitches wrongly (unterminated strings), hence the default cap 4096.
 """
 
 from __future__ import annotations
