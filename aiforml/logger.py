@@ -50,21 +50,36 @@ class TensorBoardTracker:
         self.writer.close()
 
 
-def _require(module: str, key: str) -> Any:
+_OPTIONAL = {"wandb": "logger.wandb.enabled", "mlflow": "logger.mlflow.enabled"}
+
+
+def _missing(module: str) -> ValueError:
+    key = _OPTIONAL[module]
+    return ValueError(f"{key}=true but the '{module}' package is not installed: `pip install {module}` "
+                      f"or set {key}=false (TensorBoard logging is always on)")
+
+
+def check_trackers(cfg: LoggerConfig) -> None:
+    """Fail at start, naming the key, when an enabled optional tracker is not installed."""
+    import importlib.util
+
+    for module, enabled in (("wandb", cfg.wandb.enabled), ("mlflow", cfg.mlflow.enabled)):
+        if enabled and importlib.util.find_spec(module) is None:
+            raise _missing(module)
+
+
+def _require(module: str) -> Any:
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ValueError(
-            f"{key}=true but the '{module}' package is not installed: `pip install {module}` "
-            f"or set {key}=false (TensorBoard logging is always on)"
-        ) from exc
+        raise _missing(module) from exc
 
 
 class WandbTracker:
     def __init__(self, cfg: LoggerConfig, run_dir: Path, run_config: dict[str, Any]) -> None:
-        wandb = _require("wandb", "logger.wandb.enabled")
+        wandb = _require("wandb")
         self.run = wandb.init(
             project=cfg.wandb.project, entity=cfg.wandb.entity, mode=cfg.wandb.mode, dir=str(run_dir),
             config=run_config, id=run_dir.name, resume="allow",
@@ -79,7 +94,7 @@ class WandbTracker:
 
 class MlflowTracker:
     def __init__(self, cfg: LoggerConfig, run_dir: Path, run_config: dict[str, Any]) -> None:
-        self.mlflow = _require("mlflow", "logger.mlflow.enabled")
+        self.mlflow = _require("mlflow")
         self.mlflow.set_tracking_uri(cfg.mlflow.tracking_uri or (run_dir / "mlruns").resolve().as_uri())
         self.mlflow.set_experiment(cfg.mlflow.experiment)
         self.mlflow.start_run(run_name=run_dir.name)

@@ -31,6 +31,7 @@ from rich.console import Console
 
 from aiforml.checkpoint import latest_checkpoint, list_checkpoints, restore_rng
 from aiforml.config import Config, RayConfig
+from aiforml.logger import check_trackers
 from aiforml.loop import LoopState, train
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def check_start(cfg: Config, run_dir: Path) -> None:
     """Fail at start, naming the key, on what would otherwise fail minutes in."""
     if cfg.data.source == "numerai" and cfg.data.path and not Path(cfg.data.path).expanduser().exists():
         raise ValueError(f"data.path={cfg.data.path} does not exist: point it at a folder of Numerai parquet files")
+    check_trackers(cfg.logger)
     if not cfg.resume and list_checkpoints(run_dir):
         raise ValueError(f"run_dir={run_dir} already holds a run with checkpoints: continue it with "
                          f"resume={run_dir}, or choose another run_dir")

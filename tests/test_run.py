@@ -143,3 +143,26 @@ def test_a_missing_data_path_fails_at_start_naming_it(tmp_path: Path) -> None:
     output = proc.stderr + proc.stdout
     assert proc.returncode != 0 and "data.path" in output and str(missing) in output
     assert "Started a local Ray" not in output, "it fails before anything starts"
+
+
+def test_an_enabled_tracker_that_is_not_installed_fails_at_start(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    proc = launch(tmp_path / "bad", "logger.wandb.enabled=true")
+    output = proc.stderr + proc.stdout
+    assert proc.returncode != 0 and "logger.wandb.enabled" in output and "pip install wandb" in output
+    assert "Started a local Ray" not in output
+
+
+def test_tensorboard_gets_every_defined_metric(tmp_path: Path) -> None:
+    from aiforml.config import LoggerConfig
+    from aiforml.logger import RunLogger
+
+    logger = RunLogger(LoggerConfig(), tmp_path, {})
+    logger.log({"reward/mean": 0.5, "val/best_sharpe": None}, 1)  # None: nothing ran yet
+    logger.log({"reward/mean": 0.7, "val/best_sharpe": 1.2}, 2)
+    logger.close()
+    assert scalar_steps(tmp_path, "reward/mean") == [1, 2]
+    assert scalar_steps(tmp_path, "val/best_sharpe") == [2]
