@@ -166,3 +166,31 @@ def test_tensorboard_gets_every_defined_metric(tmp_path: Path) -> None:
     logger.close()
     assert scalar_steps(tmp_path, "reward/mean") == [1, 2]
     assert scalar_steps(tmp_path, "val/best_sharpe") == [2]
+
+
+def session_processes(sid: int) -> list[str]:
+    """Live (not zombie) processes of session ``sid``: what a run left behind."""
+    out = subprocess.run(["ps", "-eo", "sid=,stat=,args="], capture_output=True, text=True, timeout=30).stdout
+    rows = [line.split(None, 2) for line in out.splitlines()]
+    return [row[2] for row in rows if len(row) == 3 and int(row[0]) == sid and not row[1].startswith("Z")]
+
+
+def test_ctrl_c_mid_run_closes_every_actor_and_ray(tmp_path: Path) -> None:
+    run_dir = tmp_path / "interrupted"
+    proc = subprocess.Popen(launch_cmd(run_dir, f"run_dir={run_dir}", "loop.cycles=3", "loop.report=false"),
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not archived(run_dir):
+            assert proc.poll() is None and time.monotonic() < deadline, "cycle 1 never reached the archive"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the driver
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode != 0 and "KeyboardInterrupt" in stderr
+        time.sleep(2)  # Ray's processes exit asynchronously after shutdown
+        assert session_processes(proc.pid) == [], "the driver left processes running"
+    finally:
+        if proc.poll() is None or session_processes(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not list(run_dir.glob("checkpoints/.tmp-*")), "no half-written checkpoint is left"
