@@ -164,13 +164,16 @@ class ProgressDisplay:
         """Show which phase of the current cycle is running."""
         self.progress.update(self.task, description=f"{self.summary} [cyan]{name}...")
 
-    def cycle_done(self, metrics: dict[str, float]) -> None:
-        """Advance one cycle and show its headline figures and phase times."""
+    def cycle_done(self, cycle: int, metrics: dict[str, float | None]) -> None:
+        """Advance one cycle, show its headline figures, and print them with the phase times."""
         best = metrics.get("val/best_sharpe")
-        times = " ".join(f"{k.split('/', 1)[1]} {v:.1f}s" for k, v in metrics.items()
-                         if k.startswith("time/") and k.count("/") == 1)
         self.summary = (
-            f"compile {metrics.get('env/compile_rate', 0.0):.0%} | reward {metrics.get('reward/mean', 0.0):+.3f} | "
-            f"best val Sharpe {'-' if best is None else f'{best:.2f}'} | {times}"
+            f"compile {metrics.get('env/compile_rate') or 0.0:.0%} | reward {metrics.get('reward/mean') or 0.0:+.3f} | "
+            f"best val Sharpe {'-' if best is None else f'{best:.2f}'}"
         )
         self.progress.update(self.task, advance=1, description=self.summary)
+        times = " ".join(f"{k[5:]} {v:.1f}s" for k, v in metrics.items() if k.startswith("time/") and v is not None)
+        if self.progress.disable:
+            return
+        total = self.progress.tasks[0].total
+        self.progress.console.print(f"cycle {cycle}/{total:g}: {self.summary} | {times}")

@@ -136,7 +136,7 @@ def train(cfg: Config, learner: Learner, pool: Pool, archive: Archive, logger: L
                     save_checkpoint(run_dir, cycle, learner.save, state.to_dict(), config_dict,
                                     loop.keep_checkpoints)
                 logger.log({"time/checkpoint": timer.times["time/checkpoint"]}, cycle)
-            progress.cycle_done(metrics)
+            progress.cycle_done(cycle, {**metrics, **timer.times})
     return state
 
 
