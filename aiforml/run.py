@@ -29,7 +29,7 @@ import ray
 import yaml
 from rich.console import Console
 
-from aiforml.checkpoint import latest_checkpoint, list_checkpoints, restore_rng
+from aiforml.checkpoint import latest_checkpoint, list_checkpoints, restore_rng, seed_rngs
 from aiforml.config import Config, RayConfig
 from aiforml.logger import check_trackers
 from aiforml.loop import LoopState, train
@@ -117,6 +117,7 @@ def run(cfg: Config) -> int:
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
     console = Console()
     console.print(f"run directory: {run_dir}")
+    seed_rngs(cfg.seed)
     with ExitStack() as stack:
         stack.enter_context(ray_session(cfg.ray))
         state = _run_in_ray(cfg, run_dir, console, stack)
