@@ -4,8 +4,10 @@ Hydra composes ``conf/``; the composed config is converted once to the typed
 :class:`aiforml.config.Config` and handed to :func:`aiforml.run.run`. Nothing else
 happens here.
 
-    python launch.py                                  # embedded default: synthetic data, local CPU
-    python launch.py data=synthetic_realistic env.sandbox.wall_s=300
+    python launch.py +experiment=ppo_sharpe                  # the RL loop: local Ray, synthetic data
+    python launch.py +experiment=smoke run_dir=/tmp/smoke     # two tiny cycles in a chosen directory
+    python launch.py +experiment=ppo_sharpe resume=RUN_DIR    # continue from the last checkpoint
+    python launch.py +experiment=ppo_sharpe ray.address=auto  # on a running Ray cluster
 """
 
 from __future__ import annotations

@@ -125,9 +125,9 @@ class RunLogger:
             raise
 
     def log(self, metrics: dict[str, float], step: int) -> None:
-        finite = {k: float(v) for k, v in metrics.items() if v is not None}
+        defined = {k: float(v) for k, v in metrics.items() if v is not None}
         for tracker in self.trackers:
-            tracker.log(finite, step)
+            tracker.log(defined, step)
         if step % self.cfg.flush_every == 0:
             self.tensorboard.flush()
 
