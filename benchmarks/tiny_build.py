@@ -13,19 +13,23 @@ Run: ``python benchmarks/tiny_build.py [--samples 100] [--rows-per-era 150] [--s
 (``--set`` overrides TinyPolicyConfig fields, e.g. ``--set epochs=2``; ``--cache-dir`` reuses
 a build, so a second run with ``--evaluator real`` measures the same policy).
 
-Results, 2026-11-28, default TinyPolicyConfig (corpus v2, line tokenizer, vocab 2048,
-hidden 128 x 4 layers, 1.25M parameters), the default synthetic schema (80 features, 8 groups),
-on the shared 2-core machine with a load average of 4-11 from other work:
-- first build 890 s (282 SFT steps; 1.6 s/step when the load dropped, 4-8 s/step under it;
-  the same steps on an idle 2-core machine should take a few minutes); cached call 0.3 ms.
-- 35.1 tokens per completion on average, prompt 18 tokens; SFT loss 7.64 -> 0.74.
-- 100 samples at temperature 1 (identical through both evaluators, same seed): parse 99 %,
-  run 65 % through the sandboxed evaluator (synthetic fast preset, rows_per_era=150) and
-  65 % through the quick check; create_features 70 %, define_model 71 %, create_target 38 %,
-  define_cv 34 % (a sample with a syntax error counts as defining nothing); families: forest
-  25 %, gbm 20 % (LightGBM 8 %), torch 17 %, mlp 16 %, linear 11 %, default 6 %, other 4 %;
-  99 distinct programs. Failures: syntax errors from stitched partial-line tokens about
-  16 %, NameError (np without its import) 4 %, duplicated ``join`` columns 2 %.
+Results, 2026-11-28, default TinyPolicyConfig (corpus v2, line tokenizer capped at 4096,
+2435 tokens used, hidden 128 x 4 layers, 1.30M parameters), the default synthetic schema
+(80 features, 8 groups), on the shared 2-core machine with a load average of 3-6 from
+other work:
+- first build 673 s (282 SFT steps of 32 sequences: 2.6-5 s/step under that load, 1.6 s in
+  quieter stretches; an idle 2-core machine should take a few minutes); cached call 0.1-0.3 ms.
+- 33.9 tokens per completion on average, prompt 18 tokens; SFT loss 7.77 -> 0.75.
+- 100 samples at temperature 1 (the same samples through both evaluators): parse 100 %,
+  run 75 % through the sandboxed evaluator (synthetic fast preset, rows_per_era=150) and
+  75 % through the quick check; create_features 86 %, define_model 87 %, create_target 35 %,
+  define_cv 45 % (a sample with a syntax error counts as defining nothing); families: gbm
+  24 % (LightGBM 10 %), linear 23 %, torch 17 %, mlp 17 %, forest 16 %, default 3 %;
+  100 distinct programs. Failures: the corpus's own mistakes (TypeError 4 %, KeyError,
+  misspelled method) and 5 % syntax errors.
+- The same with the cap at 2048 (6 % of tokens pieces of lines): build 890 s under a load
+  of 6-11, run 65 % through both evaluators, create_features 70 %, define_model 71 %;
+  16 % syntax errors, mostly stitched pieces of lines.
 """
 
 from __future__ import annotations
