@@ -210,13 +210,13 @@ def cycle_metrics(batch: Cycle, state: LoopState, update_stats: dict[str, float]
     sharpes = [r.validation.sharpe for r in batch.results
                if r.status == "ok" and r.validation and r.validation.sharpe is not None]
     metrics: dict[str, float | None] = {
-        "env/compile_rate": charged.count("ok") / len(charged) if charged else 0.0,
+        "env/compile_rate": charged.count("ok") / len(charged) if charged else None,
         "env/parse_rate": sum(p is not None for p in batch.programs) / n,
         "env/unique_programs": len({p.hash for p in batch.programs if p is not None}),
-        "reward/mean": sum(rewards) / len(rewards) if rewards else 0.0,
-        "reward/max": max(rewards) if rewards else 0.0,
-        "reward/min": min(rewards) if rewards else 0.0,
-        "val/sharpe_mean": sum(sharpes) / len(sharpes) if sharpes else 0.0,
+        "reward/mean": sum(rewards) / len(rewards) if rewards else None,
+        "reward/max": max(rewards) if rewards else None,
+        "reward/min": min(rewards) if rewards else None,
+        "val/sharpe_mean": sum(sharpes) / len(sharpes) if sharpes else None,
         "val/best_sharpe": state.best_val_sharpe,
     }
     for status in sorted(PROGRAM_FAILURES | {"infra_error"}):

@@ -126,6 +126,8 @@ def test_sealed_test_scores_change_no_reward_and_no_selection(cfg: Config, tmp_p
 def test_a_cycle_with_no_reward_skips_the_update(cfg: Config, tmp_path: Path) -> None:
     state, learner, _, logger, rows = run_loop(cfg, tmp_path, learner=FakeLearner([INFRA] * 4))
     assert learner.updates == [] and logger.logged[1]["update/skipped"] == 1.0
+    assert logger.logged[1]["reward/mean"] is None and logger.logged[1]["env/compile_rate"] is None, \
+        "no sample was charged: undefined, not 0"
     assert state.cycle == 3 and state.best_val_sharpe is None and logger.logged[1]["val/best_sharpe"] is None
     assert all(r["reward"] is None for r in rows)
 
