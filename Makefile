@@ -30,8 +30,9 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The main job on its embedded default: local Ray, CPU, synthetic data, the RL loop.
 demo: install
-	$(PY) -m aiforml.evaluate --default
+	$(PY) launch.py +experiment=ppo_sharpe
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
