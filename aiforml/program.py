@@ -160,10 +160,6 @@ class EvalResult:
         """True when the program ran to the end and produced valid predictions."""
         return self.status in ("ok", "leakage_suspected")
 
-    @property
-    def program_failed(self) -> bool:
-        return self.status in PROGRAM_FAILURES
-
     def to_dict(self, include_test: bool = True) -> dict[str, Any]:
         from dataclasses import asdict
 

@@ -262,13 +262,3 @@ def load_array(path: Path, shape: tuple[int, ...], integer: bool = False) -> np.
         return np.load(buffer, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise ValueError(f"{path.name} is truncated or corrupt: {exc}") from exc
-
-
-def evaluate_program(program: Program | str, dataset: Dataset, split: EraSplit,
-                     cfg: EnvConfig | None = None) -> EvalResult:
-    """Evaluate one program with a fresh Evaluator (convenience for scripts and tests)."""
-    evaluator = Evaluator(dataset, split, cfg or EnvConfig())
-    try:
-        return evaluator.evaluate(program if isinstance(program, Program) else Program(program))
-    finally:
-        evaluator.close()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,14 @@ def _training_run(box: Sandbox, tmp_path: Path) -> tuple[SandboxResult, Path]:
     rw.mkdir(exist_ok=True)
     argv = [sys.executable, "-c", TRAIN, "marker", str(data_dir / "train.npy"), str(rw / "pred.npy")]
     return box.run(argv, ro_paths=[data_dir], rw_dir=rw), rw / "pred.npy"
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A loopback TCP socket the test listens on; a sandboxed connect must never reach it."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.setblocking(False)
+    yield server
+    server.close()

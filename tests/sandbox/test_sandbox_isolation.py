@@ -10,7 +10,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,16 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 def _needs_bwrap(require: Callable[..., None]) -> None:
     require("bwrap")
 
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    """A loopback TCP socket the test listens on; a sandboxed connect must never reach it."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.setblocking(False)
-    yield server
-    server.close()
 
 
 def test_network_is_unreachable(run_script: Runner, listener: socket.socket) -> None:
