@@ -159,13 +159,16 @@ class LearnerActor:
         return {n: p.detach().cpu().clone() for n, p in self.policy.named_parameters() if p.requires_grad}
 
     def save(self, path: str) -> str:
-        """Checkpoint adapters, value head, optimizer and KL state to directory ``path``."""
+        """Checkpoint adapters, value head, optimizer, KL state and RNGs to directory ``path``."""
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         self.policy.save(out)
         state = {
             "optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(),
             "updates": self.updates, "generator": self.generator.get_state(),
+            # Sampling draws from this process's global RNGs: saved so a resume samples the same.
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
         torch.save(state, out / _STATE_FILE)
         return str(out)
@@ -178,6 +181,9 @@ class LearnerActor:
         self.kl_ctl.load_state_dict(state["kl_ctl"])
         self.updates = int(state["updates"])
         self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
 
     def optimizer_state(self) -> dict[str, Any]:
         """The optimizer's state dict (for checks and diagnostics)."""

@@ -97,6 +97,7 @@ def test_save_load_round_trip(tiny_model_dir: str, ray_local: None, tmp_path: Pa
         path = ray.get(learner.save.remote(str(tmp_path / "ckpt")), timeout=TIMEOUT)
         saved = ray.get(learner.trainable_state.remote(), timeout=TIMEOUT)
         saved_opt = ray.get(learner.optimizer_state.remote(), timeout=TIMEOUT)
+        next_texts = ray.get(learner.generate.remote(PROMPTS[:2], 4), timeout=TIMEOUT).texts
     finally:
         ray.kill(learner)
     fresh = LearnerActor(POLICY, algo, tiny_model_dir, seed=1)
@@ -111,6 +112,7 @@ def test_save_load_round_trip(tiny_model_dir: str, ray_local: None, tmp_path: Pa
         for name in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(state[name], opt["state"][index][name])
     assert fresh.updates == 2
+    assert fresh.generate(PROMPTS[:2], 4).texts == next_texts, "a resumed learner samples the same"
 
 
 def test_gpu_request_follows_device_and_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
