@@ -216,6 +216,7 @@ class AlgoConfig:
     epochs: int = 4  # passes over each rollout batch
     minibatch_size: int = 8  # sequences per optimizer step (accumulated over policy.micro_batch_size)
     max_grad_norm: float = 1.0  # gradient clipping by global norm
+    early_stop_kl: float | None = None  # end an update's epochs once their approx KL to the rollout policy passes this (null: never)
     clip_range: float = 0.2  # surrogate clip: ratio kept in [1 - c, 1 + c]
     clip_range_value: float = 0.2  # PPO value clip around the rollout values
     vf_coef: float = 0.1  # PPO weight of the value loss
@@ -246,6 +247,8 @@ class AlgoConfig:
         for key in ("max_grad_norm", "kl_target"):
             value = getattr(self, key)
             check(value > 0.0, f"algo.{key} must be > 0, got {value}")
+        stop = self.early_stop_kl
+        check(stop is None or stop > 0, f"algo.early_stop_kl must be > 0 (or null: never stop early), got {stop}")
         for key in ("vf_coef", "entropy_coef", "kl_coef"):
             value = getattr(self, key)
             check(value >= 0.0, f"algo.{key} must be >= 0 (0 turns it off), got {value}")

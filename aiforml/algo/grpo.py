@@ -78,5 +78,6 @@ def grpo_update(
     stats = run_epochs(
         batch, loss_fn, optimizer, params, epochs=cfg.epochs, minibatch_size=cfg.minibatch_size,
         micro_batch_size=micro_batch_size, max_grad_norm=cfg.max_grad_norm, generator=generator,
+        early_stop_kl=cfg.early_stop_kl,
     )
     return {f"grpo/{key}": value for key, value in stats.items()}

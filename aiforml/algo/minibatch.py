@@ -35,8 +35,13 @@ def run_epochs(
     micro_batch_size: int,
     max_grad_norm: float,
     generator: torch.Generator | None = None,
+    early_stop_kl: float | None = None,
 ) -> dict[str, float]:
     """Optimise ``loss_fn`` over ``batch``; return each stat averaged over micro-batches.
+
+    ``early_stop_kl``: after each epoch, stop when that epoch's mean ``approx_kl`` stat (KL
+    from the rollout policy to the updated one) exceeds it, so a large step cannot run away
+    over the remaining epochs (CleanRL's ``target_kl``); also returns ``epochs_run``.
 
     A micro-batch's loss is weighted by its share of the minibatch, so the accumulated
     gradient equals that of the whole minibatch's (sample-weighted) mean loss.
@@ -45,8 +50,9 @@ def run_epochs(
     params = [p for p in params if p.requires_grad]
     size = next(iter(batch.values())).shape[0]
     sums: dict[str, float] = defaultdict(float)
-    n_micro, norms = 0, []
+    n_micro, norms, epochs_run = 0, [], 0
     for _ in range(epochs):
+        epoch_kl, epoch_micro = 0.0, 0
         order = torch.randperm(size, generator=generator)
         for start in range(0, size, minibatch_size):
             minibatch = order[start : start + minibatch_size]
@@ -56,11 +62,17 @@ def run_epochs(
                 (loss * (len(micro) / len(minibatch))).backward()
                 for key, value in stats.items():
                     sums[key] += float(value)
+                epoch_kl += float(stats.get("approx_kl", 0.0))
+                epoch_micro += 1
                 n_micro += 1
             norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             norms.append(float(norm))
             optimizer.step()
+        epochs_run += 1
+        if early_stop_kl is not None and epoch_kl / epoch_micro > early_stop_kl:
+            break
     out = {key: value / n_micro for key, value in sums.items()}
+    out["epochs_run"] = float(epochs_run)
     out["grad_norm"] = sum(norms) / len(norms)
     out["optimizer_steps"] = float(len(norms))
     return out

@@ -40,3 +40,22 @@ def test_gradient_is_clipped() -> None:
                        micro_batch_size=2, max_grad_norm=0.5)
     assert abs(stats["grad_norm"] - 1000.0) < 1e-3  # reported before clipping
     assert torch.isclose(w.detach(), torch.tensor([0.5]))  # step of the clipped norm
+
+
+def test_early_stop_kl_ends_the_epochs_once_the_step_is_too_large() -> None:
+    w = torch.nn.Parameter(torch.zeros(1))
+    batch = {"x": torch.ones(4)}
+
+    def loss_fn(mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # a stand-in for KL(rollout || current): grows with the distance travelled
+        return -(w * mb["x"]).mean(), {"approx_kl": (w.detach() ** 2).sum()}
+
+    def steps(stop: float | None) -> tuple[float, float]:
+        w.data.zero_()
+        stats = run_epochs(batch, loss_fn, torch.optim.SGD([w], lr=1.0), [w], epochs=5,
+                           minibatch_size=2, micro_batch_size=2, max_grad_norm=100.0, early_stop_kl=stop)
+        return stats["optimizer_steps"], stats["epochs_run"]
+
+    # epoch 1 sees w = 0 then 1 (mean KL 0.5); epoch 2 sees 2 and 3 (mean 6.5) > 1.0: stop
+    assert steps(1.0) == (4.0, 2.0)
+    assert steps(None) == (10.0, 5.0)
