@@ -20,6 +20,16 @@ from aiforml.config import Config, from_dict
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
+def _first_set(*values: Any) -> Any:
+    """``${aiforml_first_set:a,b,c}``: the first value that is not null (conf/config.yaml's
+    ``hydra.run.dir`` uses it so Hydra writes into ``resume`` or ``run_dir`` when one is given)."""
+    return next((v for v in values if v is not None), None)
+
+
+if not OmegaConf.has_resolver("aiforml_first_set"):
+    OmegaConf.register_new_resolver("aiforml_first_set", _first_set)
+
+
 def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
     """Convert a composed config (Hydra's, without its own ``hydra`` node) to the typed one."""
     data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)

@@ -23,8 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def launch_cmd(run_dir: Path, *overrides: str) -> list[str]:
-    return [sys.executable, str(ROOT / "launch.py"), "+experiment=smoke", "loop.progress=false",
-            f"hydra.run.dir={run_dir.parent / (run_dir.name + '-hydra')}", *overrides]
+    return [sys.executable, str(ROOT / "launch.py"), "+experiment=smoke", "loop.progress=false", *overrides]
 
 
 def launch(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -83,6 +82,8 @@ def test_smoke_run_leaves_archive_checkpoints_tensorboard_and_report(smoke_run: 
     from aiforml.checkpoint import latest_checkpoint
 
     assert_complete_cycles(smoke_run, 2)
+    assert [p.name for p in smoke_run.parent.iterdir()] == ["smoke"], "no second output folder (outputs/)"
+    assert (smoke_run / ".hydra" / "overrides.yaml").is_file(), "Hydra writes into run_dir"
     with open_run(smoke_run) as archive:
         assert archive.baseline()["status"] == "ok", "the default program is the report's baseline"
         assert archive.baseline()["test_sharpe"] is not None, "sealed-test scores reach the archive"
