@@ -212,7 +212,7 @@ class AlgoConfig:
     """
 
     name: Literal["ppo", "grpo"] = "ppo"  # ppo: value head + GAE; grpo: group-relative, no critic
-    learning_rate: float | None = None  # AdamW lr of LoRA + value head (None: policy preset, tiny 1e-3, 7B 1e-5)
+    learning_rate: float | None = None  # AdamW lr of LoRA + value head (None: policy preset, tiny 3e-3, 7B 1e-5)
     epochs: int = 4  # passes over each rollout batch
     minibatch_size: int = 8  # sequences per optimizer step (accumulated over policy.micro_batch_size)
     max_grad_norm: float = 1.0  # gradient clipping by global norm
