@@ -118,3 +118,27 @@ def test_guard_cuts_lie_between_validation_and_the_end(evaluator, prices) -> Non
     cuts = evaluator.guard_cuts()
     assert len(cuts) == 3 and all(c % len(data.asset_names) == 0 for c in cuts)
     assert cuts[0] == split.validation[0] * 2 and cuts[-1] == (len(data.dates) - 1) * 2
+
+
+def test_a_model_that_keeps_the_future_aside_is_caught_by_the_sharpe_band(evaluator) -> None:
+    # Honest-looking features (the row number); the model peeks at tomorrow's price, which
+    # create_features kept aside. The guard compares features only; the band catches it.
+    result = evaluate(evaluator, '''
+STASH = {}
+
+def create_features(df, feature_cols):
+    import numpy as np
+    import pandas as pd
+    STASH["next"] = (df.groupby("asset")["close"].shift(-1) / df["close"] - 1).fillna(0).to_numpy()
+    return pd.DataFrame({"row": np.arange(len(df))})
+
+def define_model():
+    class Peek:
+        def fit(self, X, y):
+            return self
+        def predict(self, X):
+            return STASH["next"][X["row"].to_numpy()]
+    return Peek()
+''')
+    assert result.status == "leakage_suspected", (result.message, result.traceback)
+    assert "above the leakage band" in result.message
