@@ -6,8 +6,8 @@
 
 Responsible for: reading OHLCV tables (CSV or parquet, one file per asset or one long
 table with an ``asset`` column), refusing bad ones with a message that says what is wrong
-and where (missing columns, unsorted or duplicated timestamps, gaps: an asset missing on a
-date other assets trade, or a missing value), the forward-return target over a horizon,
+and where (missing columns, unsorted or duplicated timestamps, gaps: a hole in time, an
+asset missing on a date other assets trade, or a missing value), the forward-return target over a horizon,
 and a JSON-able ``describe()`` for prompts and tools. ``PriceData`` has the fields of
 ``aiforml.data.Dataset`` that splitting and the policy's schema read (``eras``,
 ``features``, ``targets``, names, default block sizes), so ``split_dataset`` cuts it by
@@ -29,6 +29,9 @@ from aiforml.data.dataset import EraSplit
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 TIME_COLUMNS = ("date", "timestamp", "time", "datetime")
+# A step between timestamps over this many times the median step is a gap (daily data: 10
+# days; the S&P 500's longest closure since 1999, after 2001-09-11, was 7 days).
+MAX_STEP_RATIO = 10
 DEFAULT_BLOCK = 504  # two years of trading days for validation and for the sealed test
 
 
@@ -168,7 +171,8 @@ def normalize_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
 
 
 def check_order(frame: pd.DataFrame, source: str) -> None:
-    """Timestamps strictly increasing within each asset: no duplicates, no unsorted rows."""
+    """Timestamps strictly increasing within each asset (no duplicates, no unsorted rows) and
+    no hole in time: a step over ``MAX_STEP_RATIO`` times the median step is a gap."""
     for asset, dates in frame.groupby("asset", sort=False)["date"]:
         step = np.diff(dates.to_numpy().astype("datetime64[ns]").astype(np.int64))
         if (step == 0).any():
@@ -178,6 +182,11 @@ def check_order(frame: pd.DataFrame, source: str) -> None:
             k = int(np.flatnonzero(step < 0)[0])
             raise ValueError(f"{source}: timestamps not sorted for asset {asset!r}: "
                              f"{dates.iloc[k + 1]} comes after {dates.iloc[k]}; sort the table by date")
+        if len(step) and (step > MAX_STEP_RATIO * np.median(step)).any():
+            k = int(np.argmax(step))
+            raise ValueError(f"{source}: gap: asset {asset!r} has no rows between {dates.iloc[k]} and "
+                             f"{dates.iloc[k + 1]} (over {MAX_STEP_RATIO} times its usual step); "
+                             "fill the missing periods or cut the series there")
 
 
 def _first_true(mask: pd.DataFrame) -> tuple[Any, Any]:

@@ -59,6 +59,13 @@ def test_bad_tables_fail_saying_what_is_wrong(tmp_path, mutate, message) -> None
         load_prices(path, 1)
 
 
+def test_a_hole_in_time_is_a_gap(tmp_path) -> None:
+    table = ohlcv(n=100).drop(index=range(40, 70))
+    table.to_csv(tmp_path / "x.csv", index=False)
+    with pytest.raises(ValueError, match="gap: asset 'x' has no rows between 2020-02-09 .* and 2020-03-11"):
+        load_prices(tmp_path / "x.csv", 1)
+
+
 def test_an_asset_missing_on_a_date_the_others_trade_is_a_gap(tmp_path) -> None:
     table = pd.concat([ohlcv(asset="a"), ohlcv(asset="b").drop(index=4)])
     table.to_csv(tmp_path / "t.csv", index=False)
