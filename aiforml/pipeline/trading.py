@@ -60,7 +60,7 @@ class TradingEvaluator(Evaluator):
         return handoff
 
     def _job_extras(self) -> dict:
-        return {"save_features": True}
+        return {"save_features": True, "feature_hint": ", ".join(["date", "asset", *self.dataset.feature_names])}
 
     def _run_child(self, program: Program, job_dir: Path):
         self._program = program  # the guard runs the same program once the main run succeeded

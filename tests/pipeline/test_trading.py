@@ -142,3 +142,9 @@ def define_model():
 ''')
     assert result.status == "leakage_suspected", (result.message, result.traceback)
     assert "above the leakage band" in result.message
+
+
+def test_a_missing_column_names_the_price_columns(evaluator) -> None:
+    result = evaluate(evaluator, "def create_features(df, feature_cols):\n    return df[['Close']]\n")
+    assert result.status == "runtime_error"
+    assert "KeyError" in result.message and "date, asset, open, high, low, close, volume" in result.message
