@@ -47,6 +47,7 @@ def test_print_default_is_a_program(capsys):
     (["--default", "--set", "env.sandbox.wal_s=3"], "wal_s"),
     (["--default", "--data", "/no/such/folder"], "/no/such/folder"),
     ([], "give a program file"),
+    (["--default", "--task", "trading"], "data.task=trading does not fit data.source=synthetic"),
 ])
 def test_bad_input_exits_2_naming_the_problem(argv, needle, capsys):
     assert main(argv) == 2
