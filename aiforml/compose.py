@@ -47,3 +47,34 @@ def load_config(overrides: list[str] | None = None, config_name: str = "config")
     except HydraException as exc:
         raise ValueError(f"bad configuration override: {exc}") from exc
     return to_config(composed)
+
+
+DATA_CHOICES = {name: f"data={name}" for name in ("synthetic", "synthetic_realistic", "sp500", "synthetic_prices")}
+
+
+def data_overrides(data: str, task: str | None = None) -> list[str]:
+    """Config overrides for a command line's ``--data``: a named data set, or a path.
+
+    A path is price data (task trading) or Numerai parquet (task numerai): ``task`` when
+    given, else inferred by :func:`infer_task`.
+    """
+    if data in DATA_CHOICES:
+        return [DATA_CHOICES[data]] + ([f"++data.task={task}"] if task else [])
+    path = Path(data).expanduser().resolve()
+    if not path.exists():
+        raise ValueError(f"--data: no such file or folder {path} (or use one of {sorted(DATA_CHOICES)})")
+    if (task or infer_task(path)) == "trading":
+        return ["data=prices", f"data.path={path}"]
+    return ["data=numerai", f"data.path={path}"]
+
+
+def infer_task(path: Path) -> str:
+    """numerai for a folder with train.parquet or a parquet file without a close column; else trading."""
+    if path.is_dir():
+        return "numerai" if (path / "train.parquet").exists() else "trading"
+    if path.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        names = {name.strip().lower() for name in pq.read_schema(path).names}
+        return "trading" if "close" in names else "numerai"
+    return "trading"

@@ -40,11 +40,32 @@ class SyntheticConfig:
 
 
 @dataclass
+class SyntheticPricesConfig:
+    """The synthetic multi-asset price generator (aiforml.data.price_synthetic)."""
+
+    seed: int = 0  # generator seed: same seed, same prices
+    n_assets: int = 3  # assets traded side by side
+    n_days: int = 2000  # trading days per asset
+    signal: float = 0.05  # strength of the planted momentum (share of a day's vol carried by the last 5 days' return)
+
+    def validate(self) -> None:
+        check(self.n_assets >= 1, f"data.prices.n_assets must be >= 1, got {self.n_assets}")
+        check(self.n_days >= 100, f"data.prices.n_days must be >= 100, got {self.n_days}")
+        check(self.signal >= 0, f"data.prices.signal must be >= 0, got {self.signal}")
+
+
+PRICE_SOURCES = ("sp500", "prices", "synthetic_prices")
+
+
+@dataclass
 class DataConfig:
     """Which data set, which features, and how eras are split."""
 
-    source: Literal["synthetic", "numerai"] = "synthetic"  # synthetic generator or Numerai parquet
-    path: str | None = None  # numerai: directory with train.parquet, validation.parquet, features.json
+    source: Literal["synthetic", "numerai", "sp500", "prices", "synthetic_prices"] = "synthetic"  # data set; the last three are price series (task trading)
+    path: str | None = None  # numerai: directory with train.parquet, ...; prices: an OHLCV CSV/parquet file or a folder of them
+    task: Literal["auto", "numerai", "trading"] = "auto"  # what is scored; auto: trading for price sources, else numerai
+    horizon: int = 5  # trading: the target is the forward return over this many periods (embargo_eras must be >= it)
+    prices: SyntheticPricesConfig = field(default_factory=SyntheticPricesConfig)
     feature_set: str = "all"  # a feature set name from features.json (small, medium, all) or "all"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     validation_eras: int | None = None  # eras in the validation block (None: the preset's)
@@ -59,9 +80,26 @@ class DataConfig:
             "(and validation.parquet, features.json) or one parquet file",
         )
         check(self.embargo_eras >= 0, f"data.embargo_eras must be >= 0, got {self.embargo_eras}")
+        check(self.source != "prices" or bool(self.path),
+              "data.path is required when data.source is prices: an OHLCV CSV/parquet file or a folder of them")
+        trading = self.source in PRICE_SOURCES
+        check(self.task in ("auto", "trading" if trading else "numerai"),
+              f"data.task={self.task} does not fit data.source={self.source}: price sources "
+              f"({', '.join(PRICE_SOURCES)}) are task trading, the others task numerai")
+        check(self.horizon >= 1, f"data.horizon must be >= 1, got {self.horizon}")
+        check(not trading or self.embargo_eras >= self.horizon,
+              f"data.embargo_eras ({self.embargo_eras}) must be >= data.horizon ({self.horizon}) for "
+              "price data, or training targets overlap validation: raise data.embargo_eras")
         for name in ("validation_eras", "test_eras"):
             value = getattr(self, name)
             check(value is None or value >= 1, f"data.{name} must be >= 1 or null, got {value}")
+
+    @property
+    def resolved_task(self) -> Literal["numerai", "trading"]:
+        """The task this data is scored as: ``task`` unless auto, then by the source."""
+        if self.task != "auto":
+            return self.task
+        return "trading" if self.source in PRICE_SOURCES else "numerai"
 
 
 # --- sandbox and pipeline -----------------------------------------------------------------
@@ -110,14 +148,33 @@ class PipelineConfig:
 
 
 @dataclass
+class TradingConfig:
+    """Locked scoring of the trading task: predictions -> positions -> returns net of costs."""
+
+    position_rule: Literal["sign", "clip", "long_only"] = "sign"  # sign: -1/0/+1; clip: clip(scale * pred, -1, 1); long_only: 1 when pred > 0
+    position_scale: float = 100.0  # clip rule: position per unit of prediction (100: a predicted 1 % return is fully invested)
+    cost_bps: float = 1.0  # transaction cost per unit of position traded, in basis points
+    periods_per_year: int = 252  # annualizes the Sharpe ratio (252 trading days)
+    guard_cuts: int = 3  # look-ahead guard: features recomputed on the data cut at this many points
+    leakage_sharpe: float = 6.0  # annualized Sharpe above this (CV or validation) is suspected leakage
+
+    def validate(self) -> None:
+        check(self.position_scale > 0, f"env.trading.position_scale must be > 0, got {self.position_scale}")
+        check(self.cost_bps >= 0, f"env.trading.cost_bps must be >= 0, got {self.cost_bps}")
+        check(self.periods_per_year >= 1, f"env.trading.periods_per_year must be >= 1, got {self.periods_per_year}")
+        check(self.guard_cuts >= 1, f"env.trading.guard_cuts must be >= 1 (the look-ahead guard stays on), got {self.guard_cuts}")
+        check(self.leakage_sharpe > 0, f"env.trading.leakage_sharpe must be > 0, got {self.leakage_sharpe}")
+
+
+@dataclass
 class RewardConfig:
     """reward = w_compile * compile + w_perf * performance (+ w_unique * uniqueness)."""
 
     w_compile: float = 0.3  # weight of the compile score (-1 failed, 0 ran)
     w_perf: float = 0.7  # weight of the performance score
     w_unique: float = 0.0  # weight of the uniqueness score (1 - |corr with baseline|)
-    performance: Literal["sharpe", "mean_corr"] = "sharpe"  # validation statistic used
-    scale: float | None = None  # performance = tanh(statistic / scale); None: 1.0 for sharpe, 0.02 for mean_corr
+    performance: Literal["sharpe", "mean_corr", "total_return"] = "sharpe"  # validation statistic used (total_return: trading only)
+    scale: float | None = None  # performance = tanh(statistic / scale); None: 1.0 for sharpe, 0.02 for mean_corr, 0.2 for total_return
 
     def validate(self) -> None:
         for name in ("w_compile", "w_perf", "w_unique"):
@@ -300,6 +357,7 @@ class EnvConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    trading: TradingConfig = field(default_factory=TradingConfig)
 
 
 # --- the RL loop, its trackers and its Ray cluster ----------------------------------------

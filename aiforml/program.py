@@ -124,7 +124,13 @@ def parse_completion(text: str) -> Program | None:
 
 @dataclass
 class SplitMetrics:
-    """Scores of one split's predictions against its official target, per era aggregated."""
+    """Scores of one split's predictions against its official target, per era aggregated.
+
+    Numerai task: the per-era corr statistics. Trading task: ``sharpe`` is the strategy's
+    annualized Sharpe, ``max_drawdown`` its largest fall of equity (a fraction), ``n_eras``
+    the periods traded, the ``total_return``/``turnover``/``hit_rate`` fields are set and
+    ``bh_*`` hold the same statistics of buy-and-hold, the benchmark.
+    """
 
     mean_corr: float | None = None
     std_corr: float | None = None
@@ -134,6 +140,14 @@ class SplitMetrics:
     baseline_corr: float | None = None  # mean per-era corr with the default program's preds
     n_eras: int = 0
     per_era_corr: list[float | None] = field(default_factory=list)  # None where an era scored NaN
+    total_return: float | None = None  # trading: compounded return net of costs
+    turnover: float | None = None  # trading: mean |position change| per period and asset
+    hit_rate: float | None = None  # trading: share of held positions that gained
+    bh_sharpe: float | None = None  # trading: buy-and-hold's annualized Sharpe
+    bh_total_return: float | None = None
+    bh_max_drawdown: float | None = None
+    bh_turnover: float | None = None
+    bh_hit_rate: float | None = None
 
 
 @dataclass

@@ -4,8 +4,9 @@
 
 - compile is -1 when the program failed (any program-failure status, suspected leakage
   included) and 0 when it ran;
-- performance is the validation statistic (Sharpe or mean per-era corr) squashed by
-  ``tanh(statistic / scale)`` into (-1, 1), and 0 when the program failed;
+- performance is the validation statistic (Sharpe or mean per-era corr; on the trading
+  task also the strategy's total return net of costs, its Sharpe being annualized)
+  squashed by ``tanh(statistic / scale)`` into (-1, 1), and 0 when the program failed;
 - uniqueness is ``1 - |mean per-era rank corr with the default program|`` in [0, 1],
   and 0 when the program failed.
 
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 from aiforml.config import RewardConfig
 from aiforml.program import EvalResult
 
-# Default squashing scale per statistic: a Sharpe of 1 or a mean corr of 0.02 maps to tanh(1).
-DEFAULT_SCALE = {"sharpe": 1.0, "mean_corr": 0.02}
+# Default squashing scale per statistic: a Sharpe of 1, a mean corr of 0.02 or a total
+# return of 20 % maps to tanh(1).
+DEFAULT_SCALE = {"sharpe": 1.0, "mean_corr": 0.02, "total_return": 0.2}
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def performance_statistic(result: EvalResult, cfg: RewardConfig) -> float | None
     """The validation statistic the reward uses, or None when there is none."""
     if result.validation is None:
         return None
-    return result.validation.sharpe if cfg.performance == "sharpe" else result.validation.mean_corr
+    return getattr(result.validation, cfg.performance)
 
 
 def compute_reward(result: EvalResult, cfg: RewardConfig) -> RewardBreakdown | None:

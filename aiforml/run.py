@@ -83,6 +83,8 @@ def check_start(cfg: Config, run_dir: Path) -> None:
     """Fail at start, naming the key, on what would otherwise fail minutes in."""
     if cfg.data.source == "numerai" and cfg.data.path and not Path(cfg.data.path).expanduser().exists():
         raise ValueError(f"data.path={cfg.data.path} does not exist: point it at a folder of Numerai parquet files")
+    if cfg.data.source == "prices" and cfg.data.path and not Path(cfg.data.path).expanduser().exists():
+        raise ValueError(f"data.path={cfg.data.path} does not exist: point it at an OHLCV CSV/parquet file or folder")
     check_trackers(cfg.logger)
     if not cfg.resume and list_checkpoints(run_dir):
         raise ValueError(f"run_dir={run_dir} already holds a run with checkpoints: continue it with "

@@ -11,7 +11,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
 def test_the_issue_experiments_exist() -> None:
-    assert {"ppo_sharpe", "grpo_sharpe", "smoke"} <= set(EXPERIMENTS)
+    assert {"ppo_sharpe", "grpo_sharpe", "smoke", "ppo_trading"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -62,3 +62,11 @@ def test_a_bad_config_key_or_value_fails_naming_it(override: str, key: str) -> N
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         load_config(["+experiment=smoke", override])
 
+
+
+def test_ppo_trading_trades_the_sp500() -> None:
+    cfg = load_config(["+experiment=ppo_trading"])
+    assert cfg.data.source == "sp500" and cfg.data.resolved_task == "trading"
+    assert cfg.data.embargo_eras >= cfg.data.horizon
+    assert cfg.algo.name == "ppo" and cfg.reward.performance == "sharpe"
+    assert load_config(["+experiment=ppo_trading", "reward=total_return"]).reward.performance == "total_return"

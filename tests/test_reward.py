@@ -54,3 +54,11 @@ def test_better_sharpe_earns_more():
 def test_bad_weights_name_the_key():
     with pytest.raises(ValueError, match="reward.w_perf must be >= 0"):
         from_dict(RewardConfig, {"w_perf": -1.0}, prefix="reward.")
+
+
+def test_trading_total_return_term():
+    result = EvalResult(status="ok", validation=SplitMetrics(sharpe=0.5, total_return=0.1, bh_total_return=0.3))
+    r = compute_reward(result, RewardConfig(performance="total_return"))
+    assert r.performance == pytest.approx(math.tanh(0.1 / 0.2))
+    assert r.reward == pytest.approx(0.7 * math.tanh(0.5))
+    assert compute_reward(result, RewardConfig()).performance == pytest.approx(math.tanh(0.5))

@@ -138,9 +138,10 @@ def test_a_bad_config_key_fails_at_start_naming_it(tmp_path: Path, override: str
     assert not (tmp_path / "bad" / "archive.sqlite").exists()
 
 
-def test_a_missing_data_path_fails_at_start_naming_it(tmp_path: Path) -> None:
-    missing = tmp_path / "no-such-numerai"
-    proc = launch(tmp_path / "bad", "data=numerai", f"data.path={missing}")
+@pytest.mark.parametrize("data", ["numerai", "prices"])
+def test_a_missing_data_path_fails_at_start_naming_it(tmp_path: Path, data: str) -> None:
+    missing = tmp_path / f"no-such-{data}"
+    proc = launch(tmp_path / "bad", f"data={data}", f"data.path={missing}")
     output = proc.stderr + proc.stdout
     assert proc.returncode != 0 and "data.path" in output and str(missing) in output
     assert "Started a local Ray" not in output, "it fails before anything starts"

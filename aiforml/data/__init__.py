@@ -1,12 +1,13 @@
 """The data layer: tournament data as a ``Dataset``, and era splits with embargo.
 
     from aiforml.data import load_dataset, split_dataset
-    data = load_dataset(cfg.data)          # synthetic (generated once, cached) or Numerai parquet
+    data = load_dataset(cfg.data)          # synthetic (generated once, cached), Numerai parquet, or prices
     split = split_dataset(data, cfg.data)  # train | embargo | validation | embargo | sealed test
     data.describe(split)                   # the schema as plain data, for prompts and tools
 
-Responsible for: choosing the source from ``DataConfig``, the synthetic cache, and the
-feature-set selection. Not responsible for: scoring, sandboxing or prompts.
+Responsible for: choosing the source from ``DataConfig`` (price sources give a
+``PriceData``, cut by time the same way: periods are its eras), the synthetic cache, and
+the feature-set selection. Not responsible for: scoring, sandboxing or prompts.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from aiforml.data.cache import cache_path, load_cached, save_dataset
 from aiforml.data.dataset import Dataset, EraSplit, split_dataset, split_eras
 from aiforml.data.numerai import load_numerai
 from aiforml.data.presets import PRESETS, SyntheticSpec, resolve_spec
+from aiforml.data.price_synthetic import generate_prices
+from aiforml.data.prices import PriceData, load_prices, load_sp500
 from aiforml.data.synthetic import generate, synthetic_version
 
 __all__ = [
     "PRESETS",
     "Dataset",
     "EraSplit",
+    "PriceData",
     "SyntheticSpec",
     "load_dataset",
     "load_numerai",
@@ -49,8 +53,14 @@ def load_synthetic(cfg: DataConfig) -> Dataset:
     return dataset
 
 
-def load_dataset(cfg: DataConfig) -> Dataset:
-    """The dataset ``cfg`` names, restricted to ``cfg.feature_set``."""
+def load_dataset(cfg: DataConfig) -> Dataset | PriceData:
+    """The dataset ``cfg`` names, restricted to ``cfg.feature_set`` (price data: all columns)."""
+    if cfg.source == "sp500":
+        return load_sp500(cfg.horizon)
+    if cfg.source == "prices":
+        return load_prices(cfg.path or "", cfg.horizon)
+    if cfg.source == "synthetic_prices":
+        return generate_prices(cfg.prices, cfg.horizon)
     if cfg.source == "numerai":
         if not cfg.path:
             raise ValueError("data.path is required when data.source is numerai")

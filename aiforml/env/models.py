@@ -20,16 +20,24 @@ from aiforml.program import EvalResult, SplitMetrics, Status
 
 
 class SplitScores(BaseModel):
-    """Per-era scores of one split's predictions against the official ``target``."""
+    """Scores of one split: per-era corr (Numerai task) or the backtest (trading task)."""
 
     mean_corr: float | None = Field(None, description="mean per-era Numerai corr")
     std_corr: float | None = Field(None, description="std of per-era corr")
-    sharpe: float | None = Field(None, description="mean / std of per-era corr")
-    max_drawdown: float | None = Field(None, description="largest fall of the cumulative per-era corr")
+    sharpe: float | None = Field(None, description="mean / std of per-era corr; trading: the strategy's annualized Sharpe")
+    max_drawdown: float | None = Field(None, description="largest fall of the cumulative per-era corr; trading: of equity, a fraction")
     feature_neutral_corr: float | None = Field(None, description="mean per-era corr after neutralizing to the features")
     baseline_corr: float | None = Field(None, description="mean per-era corr with the default program's predictions")
     n_eras: int = 0
     per_era_corr: list[float | None] = Field(default_factory=list, description="None where an era scored NaN")
+    total_return: float | None = Field(None, description="trading: compounded return net of costs")
+    turnover: float | None = Field(None, description="trading: mean |position change| per period and asset")
+    hit_rate: float | None = Field(None, description="trading: share of held positions that gained")
+    bh_sharpe: float | None = Field(None, description="trading: buy-and-hold's annualized Sharpe")
+    bh_total_return: float | None = Field(None, description="trading: buy-and-hold's total return")
+    bh_max_drawdown: float | None = Field(None, description="trading: buy-and-hold's max drawdown")
+    bh_turnover: float | None = None
+    bh_hit_rate: float | None = None
 
 
 class EvaluationOutput(BaseModel):
@@ -86,11 +94,16 @@ class SplitInfo(BaseModel):
     n_eras: int
     era_range: list[int]
     n_rows: int
+    date_range: list[str] = Field(default_factory=list, description="trading: first and last date")
 
 
 class DataSchema(BaseModel):
-    """What a program must know about the data to name only columns that exist."""
+    """What a program must know about the data to name only columns that exist.
 
+    The Numerai task fills the feature sets/groups and target values; the trading task the
+    assets, dates, horizon and the other (non-feature) columns."""
+
+    task: str = Field("numerai", description="numerai (cross-sectional eras) or trading (price series)")
     name: str
     version: str
     n_rows: int
@@ -99,13 +112,18 @@ class DataSchema(BaseModel):
     era_range: list[int]
     rows_per_era_mean: float
     feature_columns: list[str]
-    feature_values: list[int]
+    feature_values: list[int] = Field(default_factory=list)
     feature_dtype: str
-    feature_sets: dict[str, list[str]]
-    feature_groups: dict[str, list[str]]
+    feature_sets: dict[str, list[str]] = Field(default_factory=dict)
+    feature_groups: dict[str, list[str]] = Field(default_factory=dict)
     target_columns: list[str]
-    target_values: list[float]
+    target_values: list[float] = Field(default_factory=list)
     scoring_target: str
+    other_columns: dict[str, str] = Field(default_factory=dict, description="trading: date and asset")
+    assets: list[str] = Field(default_factory=list, description="trading: the assets, one row each per period")
+    date_range: list[str] = Field(default_factory=list, description="trading: first and last date")
+    horizon: int | None = Field(None, description="trading: periods of the forward return that is the target")
+    target_definition: str = ""
     target_nan_share: dict[str, float | None]
     embargo_eras: int
     splits: dict[str, SplitInfo] = Field(description="train / validation / test blocks (counts only)")

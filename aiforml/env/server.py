@@ -27,23 +27,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
+from aiforml.compose import data_overrides
 from aiforml.env.models import DataSchema, EvaluationOutput, OverrideState, PipelineSpec
 from aiforml.env.session import EnvSession
 from aiforml.program import EvalResult, Program
 
 INSTRUCTIONS = (
-    "An environment for writing machine-learning pipelines for Numerai-style tournament data. "
+    "An environment for writing machine-learning pipelines for Numerai-style tournament data, "
+    "or for trading a price series (describe_data says which task). "
     "Read describe_data (columns, groups, targets, eras) and get_pipeline (the six steps; which "
     "are locked; signature and default source of each overridable one). Then either "
     "set_override(step, code) per step and run_pipeline(), or evaluate_program(code) with a "
-    "whole program. Results carry a status and per-era scores; validation Sharpe decides the reward."
+    "whole program. Results carry a status and scores (per-era corr, or the strategy's backtest beside "
+    "buy-and-hold); validation Sharpe decides the reward."
 )
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 RUNS_CODE = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -55,7 +57,7 @@ def build_server(session: EnvSession, name: str = "aiforml-env") -> MCPServer:
 
     @server.tool(annotations=READ_ONLY)
     def describe_data() -> DataSchema:
-        """The data schema: feature columns, sets and groups, targets, eras per split."""
+        """The data schema: the task, feature columns, sets and groups (or assets and dates), targets, eras per split."""
         return session.data_schema()
 
     @server.tool(annotations=READ_ONLY)
@@ -141,13 +143,13 @@ def render_instructions(session: EnvSession) -> str:
 
 
 # --- command line -----------------------------------------------------------------------
-DATA_CHOICES = {"synthetic": "data=synthetic", "synthetic_realistic": "data=synthetic_realistic"}
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m aiforml.env.server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="synthetic",
-                        help="synthetic (default), synthetic_realistic, or a folder of Numerai parquet files")
+                        help="synthetic (default), synthetic_realistic, sp500, synthetic_prices, a folder of "
+                             "Numerai parquet files, or an OHLCV CSV/parquet file or folder (trading)")
+    parser.add_argument("--task", choices=("numerai", "trading"), default=None,
+                        help="the task of a --data path (default: inferred from the files)")
     parser.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     parser.add_argument("--host", default=None, help="http: bind address (default env.server.host, 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="http: port (default env.server.port)")
@@ -158,14 +160,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def config_overrides(args: argparse.Namespace) -> list[str]:
-    if args.data in DATA_CHOICES:
-        overrides = [DATA_CHOICES[args.data]]
-    else:
-        path = Path(args.data).expanduser().resolve()
-        if not path.exists():
-            raise ValueError(f"--data: no such folder {path} (or use one of {sorted(DATA_CHOICES)})")
-        overrides = ["data=numerai", f"data.path={path}"]
-    overrides += list(args.set)
+    overrides = data_overrides(args.data, args.task) + list(args.set)
     if args.show_test:
         overrides.append("env.server.show_test=true")
     if args.host is not None:

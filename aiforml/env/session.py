@@ -35,7 +35,7 @@ from aiforml.env.models import (
 )
 from aiforml.pipeline.checks import ALLOWED_MODULES
 from aiforml.pipeline.defaults import OPTIONAL_STEPS, SIGNATURES
-from aiforml.pipeline.evaluate import Evaluator
+from aiforml.pipeline.evaluate import build_evaluator
 from aiforml.program import (
     LOCKED_STEPS,
     MAX_SOURCE_CHARS,
@@ -71,6 +71,32 @@ RULES = [
     "Validation eras decide the reward; sealed test eras are never shown to the policy.",
     "A mean per-era corr above the leakage band is flagged leakage_suspected.",
 ]
+# The trading task (a price series): same steps, different data and scoring.
+TRADING_CONTRACTS: dict[str, str] = {
+    **CONTRACTS,
+    "load_data": "Locked. Every row in time order (era = period index, date, asset, open, high, low, "
+                 "close, volume); training rows also carry 'target', the forward return over the "
+                 "horizon; later rows never do.",
+    "create_target": "df: training rows (era, date, asset, OHLCV, target). Return one finite float per "
+                     "row: what the model is trained on (e.g. the sign of target). Scoring always uses "
+                     "the realized returns.",
+    "create_features": "df: all rows in time order (era, date, asset, OHLCV), no targets. Return a numeric "
+                       "DataFrame, one row per input row, same order, using only the current and earlier "
+                       "rows of each asset (group by 'asset'); a look-ahead guard recomputes the features "
+                       "on data cut at several points and flags any change as leakage_suspected.",
+    "define_cv": "eras: the period of each training row. Return (train_idx, test_idx) integer arrays; "
+                 "walk forward: train periods before test periods, more than `embargo` periods apart.",
+    "run_optimization": "Locked. Fits per CV fold, fits on all training periods, predicts every later row; "
+                        "trusted code turns predictions into positions and backtests them net of costs.",
+}
+TRADING_RULES = [
+    RULES[0], RULES[1], RULES[2],
+    "Predictions become positions by the configured rule (sign: long when positive, short when "
+    "negative), held one period, net of transaction costs per unit traded; the strategy's "
+    "annualized Sharpe, total return, max drawdown, turnover and hit rate are shown beside buy-and-hold's.",
+    "Validation periods decide the reward; sealed test periods are never shown to the policy.",
+    "Features must not use the future: a look-ahead guard and a Sharpe band flag leakage_suspected.",
+]
 
 
 class EvaluationCancelled(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -83,7 +109,7 @@ class EnvSession:
     def __init__(self, cfg: Config, dataset: Dataset, split: EraSplit,
                  *, baseline_dir: Path | None = None, work_root: Path | None = None) -> None:
         self.cfg, self.dataset, self.split = cfg, dataset, split
-        self.evaluator = Evaluator(dataset, split, cfg.env, work_root=work_root, cache_dir=baseline_dir)
+        self.evaluator = build_evaluator(dataset, split, cfg.env, work_root=work_root, cache_dir=baseline_dir)
         self.overrides: dict[str, str] = {}
         self._lock = threading.Lock()  # one evaluation at a time on this Evaluator
 
@@ -129,14 +155,17 @@ class EnvSession:
     # --- descriptions -----------------------------------------------------------------
     def pipeline_spec(self) -> PipelineSpec:
         defaults = self.evaluator.defaults
+        trading = self.evaluator.task == "trading"
+        contracts = TRADING_CONTRACTS if trading else CONTRACTS
         steps = [
             StepSpec(index=i + 1, name=name, locked=name in LOCKED_STEPS,
                      optional=name in OPTIONAL_STEPS, signature=SIGNATURES.get(name),
-                     contract=CONTRACTS[name], default_source=defaults.get(name),
+                     contract=contracts[name], default_source=defaults.get(name),
                      override=self.overrides.get(name))
             for i, name in enumerate(STEPS)
         ]  # fmt: skip
-        return PipelineSpec(steps=steps, allowed_modules=sorted(ALLOWED_MODULES), rules=RULES)
+        return PipelineSpec(steps=steps, allowed_modules=sorted(ALLOWED_MODULES),
+                            rules=TRADING_RULES if trading else RULES)
 
     def data_schema(self) -> DataSchema:
         info = self.dataset.describe(self.split)

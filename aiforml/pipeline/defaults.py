@@ -1,8 +1,10 @@
 """Signatures and default sources of the overridable pipeline steps.
 
-The defaults together are the Numerai example model (LightGBM on the raw features, the
+The defaults together are, for the Numerai task, the Numerai example model (LightGBM on the raw features, the
 official target, forward-chaining CV over eras), with fewer trees for speed; the tree
-parameters come from ``PipelineConfig``. They are plain source text so that the policy's
+parameters come from ``PipelineConfig``. For the trading task (price series) they are
+momentum, volatility and range features per asset, a small LightGBM and the same
+walk-forward CV. They are plain source text so that the policy's
 prompt, the MCP server and the sandbox child all show and run exactly the same code.
 
 Contract of each step (the child calls them in this order):
@@ -73,9 +75,48 @@ def define_cv(eras, embargo):
 '''
 
 
-def default_sources(cfg: PipelineConfig | None = None) -> dict[str, str]:
+# The trading task (price series): the same steps and signatures; ``df`` holds ``era`` (the
+# period index), ``date``, ``asset`` and the OHLCV columns; ``target`` is the forward return
+# over the data's horizon. Features must use only past rows: a look-ahead guard checks.
+_TRADING_FEATURES = '''\
+def create_features(df, feature_cols):
+    import pandas as pd
+
+    close = df.groupby("asset")["close"]
+    X = pd.DataFrame(index=df.index)
+    for n in (1, 5, 20, 60):
+        X[f"ret_{{n}}"] = close.pct_change(n)
+    X["vol_20"] = X.groupby(df["asset"])["ret_1"].transform(lambda s: s.rolling(20).std())
+    X["ma_gap_50"] = df["close"] / close.transform(lambda s: s.rolling(50).mean()) - 1
+    X["range"] = (df["high"] - df["low"]) / df["close"]
+    return X
+'''
+
+_TRADING_MODEL = '''\
+def define_model():
+    import lightgbm as lgb
+
+    return lgb.LGBMRegressor(
+        n_estimators={n_estimators},
+        learning_rate=0.02,
+        max_depth=3,
+        num_leaves=7,
+        min_child_samples=200,
+        verbose=-1,
+    )
+'''
+
+
+def default_sources(cfg: PipelineConfig | None = None, task: str = "numerai") -> dict[str, str]:
     """The default source of every overridable step, rendered with the configured parameters."""
     cfg = cfg or PipelineConfig()
+    if task == "trading":
+        return {
+            "create_target": _CREATE_TARGET,
+            "create_features": _TRADING_FEATURES.format(),
+            "define_model": _TRADING_MODEL.format(n_estimators=cfg.n_estimators),
+            "define_cv": _DEFINE_CV.format(folds=cfg.cv_folds),
+        }
     return {
         "create_target": _CREATE_TARGET,
         "create_features": _CREATE_FEATURES,
@@ -90,6 +131,6 @@ def default_sources(cfg: PipelineConfig | None = None) -> dict[str, str]:
     }
 
 
-def default_program_source(cfg: PipelineConfig | None = None) -> str:
+def default_program_source(cfg: PipelineConfig | None = None, task: str = "numerai") -> str:
     """The whole default program as one source file."""
-    return "\n\n".join(default_sources(cfg).values())
+    return "\n\n".join(default_sources(cfg, task).values())

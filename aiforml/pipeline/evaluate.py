@@ -45,15 +45,17 @@ Progress = Callable[[str, float], None]
 class Evaluator:
     """Scores programs against one dataset and split. Not thread-safe: one per worker."""
 
+    task = "numerai"  # the scoring this evaluator does (aiforml.pipeline.trading: "trading")
+
     def __init__(self, dataset: Dataset, split: EraSplit, cfg: EnvConfig,
                  work_root: Path | None = None, cache_dir: Path | None = None) -> None:
         self.dataset, self.split, self.cfg = dataset, split, cfg
-        self.handoff: Handoff = build_handoff(dataset, split)
+        self.handoff: Handoff = self._build_handoff()
         self.sandbox = Sandbox(cfg.sandbox)
         self.work_root = Path(work_root or Path(tempfile.gettempdir()) / "aiforml-evals")
         self.work_root.mkdir(parents=True, exist_ok=True)
         self.cache_dir = Path(cache_dir or default_cache_dir() / "baselines")
-        self.defaults = default_sources(cfg.pipeline)
+        self.defaults = default_sources(cfg.pipeline, self.task)
         self._baseline: np.ndarray | None = None
         rows = self.handoff
         self._train_target = dataset.targets[rows.train_rows, 0].astype(np.float64)
@@ -82,7 +84,7 @@ class Evaluator:
         if path.exists():
             self._baseline = np.load(path, allow_pickle=False)
             return self._baseline
-        result = self.evaluate(Program(default_program_source(self.cfg.pipeline)), with_baseline=False)
+        result = self.evaluate(Program(default_program_source(self.cfg.pipeline, self.task)), with_baseline=False)
         if result.status != "ok":
             raise RuntimeError(f"the default program failed ({result.status}): {result.message}\n"
                                f"{result.traceback}")
@@ -95,6 +97,13 @@ class Evaluator:
         self.sandbox.kill_all()
 
     # --- steps --------------------------------------------------------------------------
+    def _build_handoff(self) -> Handoff:
+        return build_handoff(self.dataset, self.split)
+
+    def _job_extras(self) -> dict:
+        """Task-specific entries of the child's job (none for the Numerai task)."""
+        return {}
+
     def _run(self, program: Program, progress: Progress, with_baseline: bool) -> EvalResult:
         progress("static checks", 0.0)
         finding = checks.check_source(program.source, self.cfg.pipeline.static_checks)
@@ -122,6 +131,7 @@ class Evaluator:
             "out_dir": str(job_dir),
             "max_cv_folds": self.cfg.pipeline.max_cv_folds,
             "feature_hint": f"{names[0]} ... {names[-1]} ({len(names)} columns)",
+            **self._job_extras(),
         }
         job_file = job_dir / "job.json"
         job_file.write_text(json.dumps(job))
@@ -214,6 +224,16 @@ class Evaluator:
     def _baseline_key(self) -> str:
         text = json.dumps([self.data_version, self.defaults])  # the defaults embed the pipeline config
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def build_evaluator(dataset: Dataset, split: EraSplit, cfg: EnvConfig,
+                    work_root: Path | None = None, cache_dir: Path | None = None) -> Evaluator:
+    """The evaluator of the data's task: trading for a price series, else the Numerai one."""
+    if getattr(dataset, "task", "numerai") == "trading":
+        from aiforml.pipeline.trading import TradingEvaluator
+
+        return TradingEvaluator(dataset, split, cfg, work_root, cache_dir)
+    return Evaluator(dataset, split, cfg, work_root, cache_dir)
 
 
 MAX_CHILD_FILE = 256 * 1024 * 1024  # bytes read back from any one file the child wrote

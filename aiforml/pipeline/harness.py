@@ -7,6 +7,10 @@ their targets, and it scores nothing: it writes predictions, out-of-fold CV pred
 the CV folds it used, and a status with a short message to its output directory. The
 trusted parent checks and scores those arrays.
 
+With ``guard_cuts`` in the job (the trading task's look-ahead guard), it only computes the
+features of the first rows at each cut and writes them; the parent compares them with the
+full run's.
+
 Order of the six steps: 1 load data (here, locked), 2 create_target, 3 create_features,
 4 define_model, 5 define_cv, 6 run optimization (here, locked: fit per CV fold, then fit
 on all training rows and predict validation and test rows).
@@ -62,6 +66,9 @@ def run_job(job: dict, out: Path, timings: dict[str, float]) -> None:
     timings["load_data"] = time.perf_counter() - t0
 
     steps = load_steps(job["program"], job["defaults"], timings)
+    if job.get("guard_cuts"):
+        run_guard(steps["create_features"], data, job["guard_cuts"], out, timings)
+        return
     meta = data["meta"]
     n_train = meta["n_train"]
 
@@ -72,6 +79,8 @@ def run_job(job: dict, out: Path, timings: dict[str, float]) -> None:
     t = time.perf_counter()
     X = step_create_features(steps["create_features"], data)
     timings["create_features"] = time.perf_counter() - t
+    if job.get("save_features"):  # the trading task's look-ahead guard compares them
+        np.save(out / "features.npy", X.to_numpy(dtype=np.float64, na_value=np.nan))
 
     t = time.perf_counter()
     folds = step_define_cv(steps["define_cv"], data["eras"][:n_train], meta["embargo"], job["max_cv_folds"])
@@ -88,7 +97,26 @@ def load_data(data_dir: Path) -> dict:
     targets = np.load(data_dir / "train_targets.npy", allow_pickle=False)
     frame = pd.DataFrame(np.array(features), columns=meta["feature_names"])
     frame.insert(0, "era", eras)
+    if "asset_names" in meta:  # price data: each row's date and asset too
+        dates = np.load(data_dir / "dates.npy", allow_pickle=False)
+        assets = np.load(data_dir / "assets.npy", allow_pickle=False)
+        frame.insert(1, "date", dates[eras])
+        frame.insert(2, "asset", np.asarray(meta["asset_names"], dtype=object)[assets])
     return {"meta": meta, "frame": frame, "eras": eras, "targets": targets}
+
+
+def run_guard(create_features, data: dict, cuts: list[int], out: Path, timings: dict[str, float]) -> None:
+    """Look-ahead guard: features of the first ``cut`` rows only, shortest cut first.
+
+    This process holds no row past the longest cut, and each call sees only its own rows,
+    so a feature that reads the future cannot produce the same values before the cut as
+    it does on the whole data. The trusted parent compares the arrays.
+    """
+    t = time.perf_counter()
+    for k, cut in enumerate(sorted(cuts)):
+        X = step_create_features(create_features, {**data, "frame": data["frame"].iloc[:cut].copy()})
+        np.save(out / f"guard_{k}.npy", X.to_numpy(dtype=np.float64, na_value=np.nan))
+    timings["guard"] = time.perf_counter() - t
 
 
 def load_steps(source: str, defaults: dict[str, str], timings: dict[str, float]) -> dict:

@@ -1,5 +1,7 @@
 """The policy's prompt: the task, the step signatures, a summary of the data schema.
 
+Two tasks: Numerai-style tournament data, and trading a price series (``schema.task``).
+
 Responsible for: rendering the one prompt text that the warm start (SFT) trains on and the
 RL loop samples from, so both see exactly the same state. It is short on purpose: the
 task, the contract of the overridable steps (``aiforml.pipeline.defaults.SIGNATURES``),
@@ -40,9 +42,29 @@ def render_schema(schema: DataSchema) -> str:
     return "\n".join(lines)
 
 
+def render_trading_schema(schema: DataSchema) -> str:
+    """The trading task's schema summary: columns, assets, target, how it is scored."""
+    assets = ", ".join(schema.assets[:8]) + (", ..." if len(schema.assets) > 8 else "")
+    return (
+        "Columns: era (int period index, time order), date, asset, "
+        + ", ".join(schema.feature_names) + " (float) in feature_cols.\n"
+        f"Assets: {assets}; one row per asset and period.\n"
+        "Targets: target (forward return; training rows only). Features may use only the current "
+        "and earlier rows of each asset (a look-ahead guard checks); predictions become "
+        "long/short positions scored by Sharpe net of costs.\n"
+    )
+
+
 def render_prompt(schema: DataSchema) -> str:
     """The whole prompt. It ends with a newline, so the completion starts on a token boundary."""
     signatures = "\n".join(SIGNATURES.values())
+    if schema.task == "trading":
+        return (
+            "Write a pipeline that trades a price series: one ```python block defining some of\n"
+            f"{signatures}\n"
+            f"{render_trading_schema(schema)}"
+            "Import inside each function. Packages: " + ", ".join(ALLOWED_PACKAGES) + ".\n"
+        )
     return (
         "Write a pipeline for tournament data: one ```python block defining some of\n"
         f"{signatures}\n"

@@ -22,6 +22,8 @@ class DataSchema:
     feature_names: tuple[str, ...]
     target_names: tuple[str, ...]
     feature_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    task: str = "numerai"  # numerai (tournament eras) or trading (a price series; see aiforml.data.prices)
+    assets: tuple[str, ...] = ()  # trading: the assets
 
     def __post_init__(self) -> None:
         if not self.feature_names:
@@ -37,6 +39,8 @@ class DataSchema:
             feature_names=tuple(dataset.feature_names),
             target_names=tuple(dataset.target_names),
             feature_groups={str(g): tuple(cols) for g, cols in groups.items()},
+            task=getattr(dataset, "task", "numerai"),
+            assets=tuple(getattr(dataset, "asset_names", ())),
         )
 
     @property
@@ -54,9 +58,10 @@ class DataSchema:
 
     def digest(self) -> str:
         """A short hash of the whole schema, for cache keys."""
-        payload = json.dumps(
-            [self.feature_names, self.target_names, sorted(self.feature_groups.items())], default=list
-        )
+        parts: list = [self.feature_names, self.target_names, sorted(self.feature_groups.items())]
+        if self.task != "numerai":  # Numerai digests stay as they were (cached policies keep their keys)
+            parts += [self.task, self.assets]
+        payload = json.dumps(parts, default=list)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
