@@ -115,15 +115,26 @@ class RewardConfig:
 
     w_compile: float = 0.3  # weight of the compile score (-1 failed, 0 ran)
     w_perf: float = 0.7  # weight of the performance score
-    w_unique: float = 0.0  # weight of the uniqueness score (1 - |corr with baseline|)
+    w_unique: float = 0.0  # weight of the uniqueness score (see `uniqueness`)
     performance: Literal["sharpe", "mean_corr"] = "sharpe"  # validation statistic used
     scale: float | None = None  # performance = tanh(statistic / scale); None: 1.0 for sharpe, 0.02 for mean_corr
+    # uniqueness score: baseline = 1 - |mean per-era rank corr with the default LightGBM|;
+    # contribution = tanh(mean per-era MMC over the meta model / contribution_scale);
+    # both = their mean. Validation predictions only (aiforml.diversity).
+    uniqueness: Literal["baseline", "contribution", "both"] = "baseline"
+    contribution_scale: float = 0.005  # MMC squashing scale: an MMC of 0.005 maps to tanh(1)
+    meta_model_size: int = 5  # best archived programs (by validation Sharpe) in the meta model, plus the baseline
+    duplicate_corr: float = 0.99  # corr with an archived program (or the baseline) above this: no uniqueness credit
+    compile_shaping: bool = False  # a failed program's compile score rises with the stage it reached
 
     def validate(self) -> None:
         for name in ("w_compile", "w_perf", "w_unique"):
             value = getattr(self, name)
             check(value >= 0, f"reward.{name} must be >= 0, got {value}")
         check(self.scale is None or self.scale > 0, f"reward.scale must be > 0 or null, got {self.scale}")
+        check(self.contribution_scale > 0, f"reward.contribution_scale must be > 0, got {self.contribution_scale}")
+        check(self.meta_model_size >= 0, f"reward.meta_model_size must be >= 0, got {self.meta_model_size}")
+        check(0 < self.duplicate_corr <= 1, f"reward.duplicate_corr must be in (0, 1], got {self.duplicate_corr}")
 
 
 # --- policy and algo ----------------------------------------------------------------------

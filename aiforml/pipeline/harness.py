@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 PROGRAM_FILE = "program.py"
+STAGE_FILE = "stage"  # holds the last stage reached; the parent reads only a name from STAGES
+STAGES = ("parsed", "imports", "features", "fit", "predict")  # = aiforml.program.STAGES
 TRACEBACK_CHARS = 1500
 
 
@@ -61,7 +63,7 @@ def run_job(job: dict, out: Path, timings: dict[str, float]) -> None:
     data = load_data(Path(job["data_dir"]))
     timings["load_data"] = time.perf_counter() - t0
 
-    steps = load_steps(job["program"], job["defaults"], timings)
+    steps = load_steps(job["program"], job["defaults"], timings, out)
     meta = data["meta"]
     n_train = meta["n_train"]
 
@@ -72,6 +74,7 @@ def run_job(job: dict, out: Path, timings: dict[str, float]) -> None:
     t = time.perf_counter()
     X = step_create_features(steps["create_features"], data)
     timings["create_features"] = time.perf_counter() - t
+    reach(out, "features")
 
     t = time.perf_counter()
     folds = step_define_cv(steps["define_cv"], data["eras"][:n_train], meta["embargo"], job["max_cv_folds"])
@@ -91,13 +94,20 @@ def load_data(data_dir: Path) -> dict:
     return {"meta": meta, "frame": frame, "eras": eras, "targets": targets}
 
 
-def load_steps(source: str, defaults: dict[str, str], timings: dict[str, float]) -> dict:
+def reach(out: Path, stage: str) -> None:
+    """Record that the run got to ``stage`` (overwritten by each later stage)."""
+    (out / STAGE_FILE).write_text(stage)
+
+
+def load_steps(source: str, defaults: dict[str, str], timings: dict[str, float], out: Path) -> dict:
     """Compile and run the program, then take each step from it or from the defaults."""
     t = time.perf_counter()
     linecache.cache[PROGRAM_FILE] = (len(source), None, source.splitlines(True), PROGRAM_FILE)
     code = compile(source, PROGRAM_FILE, "exec")
+    reach(out, "parsed")
     namespace: dict = {"__name__": "program"}
     exec(code, namespace)  # noqa: S102 - this whole process is the sandboxed child
+    reach(out, "imports")
     steps = {}
     for name, default_source in defaults.items():
         fn = namespace.get(name)
@@ -184,9 +194,11 @@ def run_optimization(define_model, X: pd.DataFrame, y: np.ndarray, folds: list, 
     model = define_model()
     model.fit(X_train[finite], y[finite])
     timings["fit"] = time.perf_counter() - t
+    reach(out, "fit")
     t = time.perf_counter()
     np.save(out / "predictions.npy", predict(model, X.iloc[n_train:]))
     timings["predict"] = time.perf_counter() - t
+    reach(out, "predict")
 
 
 def predict(model, X: pd.DataFrame) -> np.ndarray:
