@@ -122,7 +122,7 @@ class RewardConfig:
     # contribution = tanh(mean per-era MMC over the meta model / contribution_scale);
     # both = their mean. Validation predictions only (aiforml.diversity).
     uniqueness: Literal["baseline", "contribution", "both"] = "baseline"
-    contribution_scale: float = 0.005  # MMC squashing scale: an MMC of 0.005 maps to tanh(1)
+    contribution_scale: float = 0.02  # MMC squashing scale: an MMC of 0.02 maps to tanh(1) (MMC uses the target x 4)
     meta_model_size: int = 5  # best archived programs (by validation Sharpe) in the meta model, plus the baseline
     duplicate_corr: float = 0.99  # corr with an archived program (or the baseline) above this: no uniqueness credit
     compile_shaping: bool = False  # a failed program's compile score rises with the stage it reached
@@ -378,6 +378,24 @@ class RayConfig:
 
 
 @dataclass
+class DiversityConfig:
+    """Diversity figures and in-context feedback (aiforml.diversity, aiforml.policy.prompt)."""
+
+    cluster_corr: float = 0.9  # programs whose mean per-era rank corr is above this share a behavioural cluster
+    feedback: bool = False  # put a few of the best, mutually different programs so far before the prompt
+    feedback_programs: int = 3  # at most this many (best per model family, behaviourally distinct)
+    # Characters of feedback at most. Whole programs only; what does not fit is named in one
+    # line without code. The feedback comes first, so the tokenizer's left truncation
+    # (policy.max_prompt_tokens) can only cut feedback, never the task; see policy/prompt.py.
+    feedback_chars: int = 1200
+
+    def validate(self) -> None:
+        check(0 < self.cluster_corr <= 1, f"diversity.cluster_corr must be in (0, 1], got {self.cluster_corr}")
+        check(self.feedback_programs >= 1, f"diversity.feedback_programs must be >= 1, got {self.feedback_programs}")
+        check(self.feedback_chars >= 0, f"diversity.feedback_chars must be >= 0, got {self.feedback_chars}")
+
+
+@dataclass
 class Config:
     """The whole run."""
 
@@ -389,6 +407,7 @@ class Config:
     loop: LoopConfig = field(default_factory=LoopConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    diversity: DiversityConfig = field(default_factory=DiversityConfig)
     seed: int = 0  # global seed
     run_dir: str | None = None  # output directory (None: Hydra's)
     resume: str | None = None  # a run directory to continue from its last complete checkpoint (its archive too)

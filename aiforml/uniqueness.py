@@ -65,7 +65,7 @@ def gaussian_ranks(values: np.ndarray, index: EraIndex) -> np.ndarray:
     return norm.ppf((era_ranks(values, index) - 0.5) / index.counts[index.group])
 
 
-def _unit_era_ranks(values: np.ndarray, index: EraIndex) -> np.ndarray:
+def unit_era_ranks(values: np.ndarray, index: EraIndex) -> np.ndarray:
     """Era-centred ranks scaled to unit norm within each era (0 where an era is constant)."""
     centred = index.centre(era_ranks(values, index))
     norms = np.sqrt(index.era_sums(centred * centred))
@@ -81,8 +81,8 @@ def per_era_rank_corr_many(a: np.ndarray, refs: list[np.ndarray], index: EraInde
     """
     if not refs:
         return np.empty((0, len(index.starts)))
-    ua = _unit_era_ranks(a, index)
-    ur = np.stack([_unit_era_ranks(r, index) for r in refs])
+    ua = unit_era_ranks(a, index)
+    ur = np.stack([unit_era_ranks(r, index) for r in refs])
     return index.era_sums(ur * ua)
 
 
@@ -159,7 +159,7 @@ def corr_matrix(vectors: list[np.ndarray], index: EraIndex) -> np.ndarray:
     """Mean per-era Spearman correlation between every pair of vectors (diagonal 1)."""
     if not vectors:
         return np.empty((0, 0))
-    units = np.stack([_unit_era_ranks(v, index) for v in vectors])
+    units = np.stack([unit_era_ranks(v, index) for v in vectors])
     out = np.empty((len(vectors), len(vectors)))
     for i in range(len(vectors)):
         out[i] = finite_mean(index.era_sums(units * units[i]))
