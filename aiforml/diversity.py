@@ -278,3 +278,31 @@ def build_reference(cfg: RewardConfig, dataset: Any, split: Any, baseline: EvalR
                              Path(run_dir) / PREDICTIONS_DIR)
     reference.restore(rows)
     return reference
+
+
+def run_diversity(run_dir: Path, cluster_corr: float = 0.9) -> list[dict[str, Any]]:
+    """``cycle_diversity`` figures of every archived cycle of a run directory, plus ``cycle``.
+
+    Descriptors are read again from each program's code (so runs archived by older
+    versions get them too); clusters need the saved validation predictions
+    (``RUN_DIR/val_predictions``) and are None without them.
+    """
+    from aiforml.archive import open_run
+
+    with open_run(run_dir) as archive:
+        rows = archive.rows(("cycle", "status", "program", "program_hash", "val_sharpe"))
+    store = Path(run_dir) / PREDICTIONS_DIR
+    index = EraIndex.from_eras(np.load(store / ERAS_FILE)) if (store / ERAS_FILE).is_file() else None
+    by_cycle: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_cycle.setdefault(row["cycle"], []).append(row)
+    out = []
+    for cycle, cycle_rows in by_cycle.items():
+        coded = [describe_program(r["program"]) for r in cycle_rows
+                 if r["program_hash"] and r["status"] != "infra_error"]
+        ok = sorted((r for r in cycle_rows if r["status"] == "ok"),
+                    key=lambda r: -(r["val_sharpe"] if r["val_sharpe"] is not None else -math.inf))
+        paths = dict.fromkeys(store / f"{r['program_hash']}.npy" for r in ok)
+        preds = [np.load(p, allow_pickle=False).astype(np.float64) for p in paths if p.is_file()]
+        out.append({"cycle": cycle, **cycle_diversity(coded, preds if index else [], index, cluster_corr)})
+    return out
