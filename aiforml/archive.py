@@ -3,7 +3,7 @@
 Responsible for: storing each evaluated program with its code, normalized hash, cycle,
 sample index, policy version, status, error class and message, all metrics (cross-
 validation, validation, and sealed test in their own columns), reward and its terms,
-descriptors read from the code's AST, timings and per-era correlations; per-cycle
+descriptors (``aiforml.descriptors``, read from the code's AST), timings and per-era correlations; per-cycle
 summaries; the leaderboard of the best programs *by a validation or CV metric only*; a
 small CLI. Uses the standard library's ``sqlite3`` (one table, plain SQL: no ORM needed).
 Writes are one transaction per cycle, so a crash loses at most the cycle in flight, and
@@ -20,7 +20,6 @@ Run: ``python -m aiforml.archive RUN_DIR [--top N] [--by val_sharpe] [--export D
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
 import re
@@ -32,17 +31,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiforml.pipeline.defaults import default_sources
+from aiforml.descriptors import MODEL_FAMILIES, describe_program  # noqa: F401 - re-exported
 from aiforml.program import PROGRAM_FAILURES, EvalResult, Program, SplitMetrics
 from aiforml.reward import RewardBreakdown
 
 ARCHIVE_FILE = "archive.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2 added feature_ideas; v1 archives are migrated on open
 COMPLETION_CHARS = 20_000
 MESSAGE_CHARS = 2_000
 TRACEBACK_CHARS = 4_000
-MODEL_FAMILIES = ("lightgbm", "sklearn_gbm", "linear", "random_forest", "extra_trees", "mlp",
-                  "torch", "knn", "svm", "other", "default")
 SPLITS = {"cv": "cv", "val": "validation", "test": "test"}  # column prefix -> EvalResult field
 METRICS = ("mean_corr", "std_corr", "sharpe", "max_drawdown", "feature_neutral_corr",
            "baseline_corr", "n_eras")
@@ -56,6 +53,7 @@ COLUMNS: dict[str, str] = {
     "data_version": "TEXT", "status": "TEXT NOT NULL", "error_class": "TEXT",
     "message": "TEXT", "traceback": "TEXT", "program": "TEXT NOT NULL", "completion": "TEXT",
     "steps_overridden": "TEXT", "libraries": "TEXT",
+    "feature_ideas": "TEXT",  # JSON list of descriptors.FEATURE_IDEAS the code uses
     **{d: "TEXT" if d == "model_family" else "INTEGER" for d in DESCRIPTORS},
     "reward": "REAL", "reward_compile": "REAL", "reward_performance": "REAL",
     "reward_uniqueness": "REAL",
@@ -77,107 +75,6 @@ class ArchiveRecord:
     completion: str  # the model's raw text (capped at COMPLETION_CHARS when stored)
     result: EvalResult
     reward: RewardBreakdown | None  # None for infra_error
-
-
-# --- descriptors ---------------------------------------------------------------------------
-_FAMILY_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("torch", r"^torch\b"),
-    ("lightgbm", r"^lightgbm\b|(^|\.)LGBM\w*$"),
-    ("sklearn_gbm", r"(^|\.)(Hist)?GradientBoosting\w*$"),
-    ("random_forest", r"(^|\.)RandomForest\w*$"),
-    ("extra_trees", r"(^|\.)ExtraTrees\w*$"),
-    ("mlp", r"(^|\.)MLP\w*$"),
-    ("knn", r"(^|\.)(KNeighbors|RadiusNeighbors)\w*$"),
-    ("svm", r"^sklearn\.svm\.|(^|\.)(SVR|NuSVR|LinearSVR)$"),
-    ("linear", r"^sklearn\.linear_model\.|(^|\.)(Ridge|RidgeCV|Lasso|LassoCV|ElasticNet\w*|"
-               r"LinearRegression|SGDRegressor|BayesianRidge|HuberRegressor|Lars)$"),
-    ("other", r"^(xgboost|catboost)\b"),
-)
-
-
-def _family_of(name: str) -> str | None:
-    for family, pattern in _FAMILY_PATTERNS:
-        if re.search(pattern, name):
-            return family
-    return None
-
-
-def _aliases(tree: ast.AST) -> dict[str, str]:
-    """Local name -> qualified name, from every import in the program."""
-    out: dict[str, str] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                out[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            for a in node.names:
-                out[a.asname or a.name] = f"{node.module}.{a.name}"
-    return out
-
-
-def _qualified(node: ast.AST, aliases: dict[str, str]) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    return ".".join([aliases.get(node.id, node.id), *reversed(parts)])
-
-
-def _model_family(fn: ast.FunctionDef, aliases: dict[str, str]) -> str:
-    """The first model family referenced inside ``define_model``, in source order."""
-    names = [(n.lineno, n.col_offset, _qualified(n, aliases)) for n in ast.walk(fn)
-             if isinstance(n, ast.Attribute | ast.Name)]
-    names += [(n.lineno, n.col_offset, f"{n.module}.{a.name}") for n in ast.walk(fn)
-              if isinstance(n, ast.ImportFrom) and n.module for a in n.names]
-    families = [_family_of(q) for _, _, q in sorted(names, key=lambda t: t[:2]) if q]
-    if "torch" in families:  # a torch net may use sklearn helpers; the net is the model
-        return "torch"
-    return next((f for f in families if f), "other")
-
-
-_DEFAULT_DUMPS = {step: ast.dump(ast.parse(src).body[0]) for step, src in default_sources().items()}
-_STEP_FLAGS = {"create_features": "defines_features", "create_target": "defines_target",
-               "define_cv": "defines_cv", "define_model": "defines_model"}
-
-
-def describe_program(source: str) -> dict[str, Any]:
-    """Descriptors read from the program's AST (never by running it).
-
-    ``defines_features|target|cv`` are true only when the step is defined *and* differs
-    from the default step (restating the default is not owning the step);
-    ``defines_model`` is true whenever ``define_model`` is defined. ``model_family`` is
-    "default" without a ``define_model``, else one of MODEL_FAMILIES. Unparsable source
-    falls back to a regex over its identifiers.
-    """
-    out: dict[str, Any] = {flag: False for flag in _STEP_FLAGS.values()}
-    out.update(model_family="default", libraries=[])
-    if not source.strip():
-        return out
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return _describe_unparsable(source, out)
-    aliases = _aliases(tree)
-    out["libraries"] = sorted({q.split(".")[0] for q in aliases.values()})
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name in _STEP_FLAGS:
-            own = node.name == "define_model" or ast.dump(node) != _DEFAULT_DUMPS.get(node.name)
-            out[_STEP_FLAGS[node.name]] = own
-            if node.name == "define_model":
-                out["model_family"] = _model_family(node, aliases)
-    return out
-
-
-def _describe_unparsable(source: str, out: dict[str, Any]) -> dict[str, Any]:
-    for step, flag in _STEP_FLAGS.items():
-        out[flag] = re.search(rf"^def {step}\b", source, re.MULTILINE) is not None
-    chunk = re.search(r"^def define_model\b.*?(?=^def |\Z)", source, re.DOTALL | re.MULTILINE)
-    if chunk:
-        words = re.findall(r"[A-Za-z_][\w.]*", chunk.group(0))
-        out["model_family"] = next((f for f in map(_family_of, words) if f), "other")
-    return out
 
 
 def error_class(result: EvalResult) -> str | None:
@@ -225,7 +122,8 @@ def _row(record: ArchiveRecord, role: str) -> dict[str, Any]:
     for prefix, name in SPLITS.items():
         row.update(_split_columns(prefix, getattr(r, name)))
     desc = describe_program(record.program)
-    row.update({d: desc[d] for d in DESCRIPTORS}, libraries=json.dumps(desc["libraries"]))
+    row.update({d: desc[d] for d in DESCRIPTORS}, libraries=json.dumps(desc["libraries"]),
+               feature_ideas=json.dumps(desc["feature_ideas"]))
     return row
 
 
@@ -247,6 +145,9 @@ class Archive:
                 f"BEGIN; CREATE TABLE programs (id INTEGER PRIMARY KEY, {cols});"
                 " CREATE INDEX programs_cycle ON programs(role, cycle);"
                 f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        elif version == 1:
+            self._db.executescript("BEGIN; ALTER TABLE programs ADD COLUMN feature_ideas TEXT;"
+                                   f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         elif version != SCHEMA_VERSION:
             self._db.close()
             raise RuntimeError(f"{self.path} holds archive schema v{version}; this code reads "
@@ -348,7 +249,7 @@ class Archive:
 
 def _decode(row: dict) -> dict:
     """JSON columns parsed, descriptor flags as bools."""
-    for key in ("val_per_era", "test_per_era", "timings", "steps_overridden", "libraries"):
+    for key in ("val_per_era", "test_per_era", "timings", "steps_overridden", "libraries", "feature_ideas"):
         if key in row:
             row[key] = json.loads(row[key]) if row[key] else None
     for key in DESCRIPTORS[1:]:

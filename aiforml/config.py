@@ -172,15 +172,26 @@ class RewardConfig:
 
     w_compile: float = 0.3  # weight of the compile score (-1 failed, 0 ran)
     w_perf: float = 0.7  # weight of the performance score
-    w_unique: float = 0.0  # weight of the uniqueness score (1 - |corr with baseline|)
+    w_unique: float = 0.0  # weight of the uniqueness score (see `uniqueness`)
     performance: Literal["sharpe", "mean_corr", "total_return"] = "sharpe"  # validation statistic used (total_return: trading only)
     scale: float | None = None  # performance = tanh(statistic / scale); None: 1.0 for sharpe, 0.02 for mean_corr, 0.2 for total_return
+    # uniqueness score: baseline = 1 - |mean per-era rank corr with the default LightGBM|;
+    # contribution = tanh(mean per-era MMC over the meta model / contribution_scale);
+    # both = their mean. Validation predictions only (aiforml.diversity).
+    uniqueness: Literal["baseline", "contribution", "both"] = "baseline"
+    contribution_scale: float = 0.02  # MMC squashing scale: an MMC of 0.02 maps to tanh(1) (MMC uses the target x 4)
+    meta_model_size: int = 5  # best archived programs (by validation Sharpe) in the meta model, plus the baseline
+    duplicate_corr: float = 0.99  # corr with an archived program (or the baseline) above this: no uniqueness credit
+    compile_shaping: bool = False  # a failed program's compile score rises with the stage it reached
 
     def validate(self) -> None:
         for name in ("w_compile", "w_perf", "w_unique"):
             value = getattr(self, name)
             check(value >= 0, f"reward.{name} must be >= 0, got {value}")
         check(self.scale is None or self.scale > 0, f"reward.scale must be > 0 or null, got {self.scale}")
+        check(self.contribution_scale > 0, f"reward.contribution_scale must be > 0, got {self.contribution_scale}")
+        check(self.meta_model_size >= 0, f"reward.meta_model_size must be >= 0, got {self.meta_model_size}")
+        check(0 < self.duplicate_corr <= 1, f"reward.duplicate_corr must be in (0, 1], got {self.duplicate_corr}")
 
 
 # --- policy and algo ----------------------------------------------------------------------
@@ -428,6 +439,24 @@ class RayConfig:
 
 
 @dataclass
+class DiversityConfig:
+    """Diversity figures and in-context feedback (aiforml.diversity, aiforml.policy.prompt)."""
+
+    cluster_corr: float = 0.9  # programs whose mean per-era rank corr is above this share a behavioural cluster
+    feedback: bool = False  # put a few of the best, mutually different programs so far before the prompt
+    feedback_programs: int = 3  # at most this many (best per model family, behaviourally distinct)
+    # Characters of feedback at most. Whole programs only; what does not fit is named in one
+    # line without code. The feedback comes first, so the tokenizer's left truncation
+    # (policy.max_prompt_tokens) can only cut feedback, never the task; see policy/prompt.py.
+    feedback_chars: int = 1200
+
+    def validate(self) -> None:
+        check(0 < self.cluster_corr <= 1, f"diversity.cluster_corr must be in (0, 1], got {self.cluster_corr}")
+        check(self.feedback_programs >= 1, f"diversity.feedback_programs must be >= 1, got {self.feedback_programs}")
+        check(self.feedback_chars >= 0, f"diversity.feedback_chars must be >= 0, got {self.feedback_chars}")
+
+
+@dataclass
 class Config:
     """The whole run."""
 
@@ -439,6 +468,7 @@ class Config:
     loop: LoopConfig = field(default_factory=LoopConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    diversity: DiversityConfig = field(default_factory=DiversityConfig)
     seed: int = 0  # global seed
     run_dir: str | None = None  # output directory (None: Hydra's)
     resume: str | None = None  # a run directory to continue from its last complete checkpoint (its archive too)

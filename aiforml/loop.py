@@ -6,7 +6,8 @@
 Responsible for: running cycles ``state.cycle + 1 .. cfg.loop.cycles`` with the pieces it is
 handed, the per-cycle metrics (``env/compile_rate``, ``env/errors/<status>``,
 ``reward/mean|max``, ``val/best_sharpe``, the learner's ``ppo/*`` or ``grpo/*`` stats,
-``time/<phase>``), the progress bar, and when to checkpoint.
+``time/<phase>``, and from ``aiforml.diversity`` ``uniqueness/*`` and ``diversity/*``), the
+progress bar, and when to checkpoint.
 Not responsible for: building the learner, the pool, the archive or the logger, Ray, or
 the run directory (``aiforml.run`` does all that), nor any maths (``aiforml.algo``,
 ``aiforml.reward``).
@@ -33,6 +34,14 @@ from typing import Any, Protocol
 
 from aiforml.checkpoint import save_checkpoint
 from aiforml.config import Config
+from aiforml.diversity import (
+    ReferenceSet,
+    UniquenessScore,
+    batch_diversity,
+    diversity_metrics,
+    feedback_prompt,
+    uniqueness_metrics,
+)
 from aiforml.logger import ProgressDisplay
 from aiforml.program import PROGRAM_FAILURES, EvalResult, Program, parse_completion
 from aiforml.reward import RewardBreakdown, compute_reward
@@ -83,6 +92,7 @@ class Cycle:
     programs: list[Program | None]
     results: list[EvalResult] = field(default_factory=list)
     breakdowns: list[RewardBreakdown | None] = field(default_factory=list)  # None: infra_error
+    uniqueness: list[UniquenessScore | None] = field(default_factory=list)  # None: did not run
 
     @property
     def rewards(self) -> list[float | None]:
@@ -107,14 +117,20 @@ class PhaseTimer:
 
 
 def train(cfg: Config, learner: Learner, pool: Pool, archive: Archive, logger: Logger, prompt: str,
-          run_dir: Path, state: LoopState, config_dict: dict[str, Any]) -> LoopState:
-    """Run the remaining cycles of ``cfg.loop``; returns the final state."""
+          run_dir: Path, state: LoopState, config_dict: dict[str, Any],
+          reference: ReferenceSet | None = None) -> LoopState:
+    """Run the remaining cycles of ``cfg.loop``; returns the final state.
+
+    ``reference`` (validation predictions of the programs so far, ``aiforml.diversity``)
+    gives uniqueness scores, diversity clusters and prompt feedback; without it the
+    uniqueness term falls back to each result's baseline corr.
+    """
     loop = cfg.loop
     with ProgressDisplay(loop.cycles, state.cycle, loop.progress) as progress:
         for cycle in range(state.cycle + 1, loop.cycles + 1):
             timer = PhaseTimer(progress)
             with timer("prompt"):
-                prompts = build_prompts(prompt, loop.prompts_per_cycle)
+                prompts = build_prompts(feedback_prompt(prompt, reference, cfg.diversity), loop.prompts_per_cycle)
             with timer("rollout"):
                 rollouts = learner.generate(prompts, loop.samples_per_prompt)
             with timer("parse"):
@@ -122,14 +138,19 @@ def train(cfg: Config, learner: Learner, pool: Pool, archive: Archive, logger: L
             with timer("evaluate"):
                 batch.results = evaluate_programs(pool, batch.programs)
             with timer("reward"):
-                batch.breakdowns = [compute_reward(without_test(r), cfg.reward) for r in batch.results]
+                score_rewards(batch, cfg, reference)
             with timer("update"):
                 stats = update_policy(learner, rollouts, batch.rewards)
             with timer("archive"):
                 archive.add_cycle(cycle, archive_records(cycle, state.cycle, batch))
+                if reference is not None:
+                    reference.add_cycle(batch.programs, batch.results)
             state = advance_state(state, batch)
             metrics = cycle_metrics(batch, state, stats, getattr(rollouts, "stats", {}), timer.times)
             metrics.update(_pool_metrics(pool))
+            metrics.update(uniqueness_metrics(batch.uniqueness))
+            metrics.update(diversity_metrics(batch_diversity(
+                batch.programs, batch.results, reference.index if reference else None, cfg.diversity.cluster_corr)))
             logger.log(metrics, cycle)
             if cycle % loop.checkpoint_every == 0 or cycle == loop.cycles:
                 with timer("checkpoint"):
@@ -163,6 +184,14 @@ def evaluate_programs(pool: Pool, programs: Sequence[Program | None]) -> list[Ev
 def without_test(result: EvalResult) -> EvalResult:
     """``result`` with its sealed-test scores removed: what rewards and selections may read."""
     return dataclasses.replace(result, test=None)
+
+
+def score_rewards(batch: Cycle, cfg: Config, reference: ReferenceSet | None) -> None:
+    """Uniqueness (against earlier cycles only) and reward of every sample, validation only."""
+    results = [without_test(r) for r in batch.results]
+    batch.uniqueness = [reference.score(r) if reference else None for r in results]
+    batch.breakdowns = [compute_reward(r, cfg.reward, None if u is None else u.value)
+                        for r, u in zip(results, batch.uniqueness, strict=True)]
 
 
 def update_policy(learner: Learner, rollouts: Any, rewards: list[float | None]) -> dict[str, float]:

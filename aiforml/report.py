@@ -3,10 +3,13 @@
 Responsible for: reading the archive (``aiforml.archive``) and writing, under
 ``RUN_DIR/report/``: ``progress.png`` (compile rate, mean and max reward, best validation
 Sharpe per cycle), ``errors.png`` (error classes per cycle, stacked), ``families.png``
-(model-family shares per cycle, stacked), ``per_era.png`` (cumulative per-era correlation
+(model-family shares per cycle, stacked), ``diversity.png`` (shares with own features,
+target and CV, the top family's share, and behavioural clusters per cycle, from
+``aiforml.diversity.run_diversity``), ``per_era.png`` (cumulative per-era correlation
 of the top programs and of the default program, on validation and on the sealed test
 eras), and ``report.md`` (run facts, first vs last quarter of cycles so a collapse shows,
-the top programs with validation and sealed-test scores side by side, links to the plots).
+the top programs with validation and sealed-test scores side by side, the diversity table
+per cycle, links to the plots).
 The top programs are chosen by validation only; test scores are shown, never used.
 Not responsible for: computing metrics or rewards (the archive holds them), TensorBoard.
 
@@ -21,12 +24,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import yaml
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # object API on the Agg canvas: no pyplot state
 from matplotlib.ticker import MaxNLocator
 
 from aiforml.archive import DESCRIPTORS, MODEL_FAMILIES, Archive, open_run, summarize_cycle
+from aiforml.diversity import run_diversity
 from aiforml.pipeline.defaults import default_program_source
 from aiforml.program import Program
 
@@ -35,6 +40,7 @@ PLOTS = {
     "progress": "Compile rate, reward and best validation Sharpe per cycle",
     "errors": "Error classes per cycle",
     "families": "Model families per cycle",
+    "diversity": "Own features / target / CV, top family share and behavioural clusters per cycle",
     "per_era": "Cumulative per-era correlation: top programs vs the default program",
 }
 MAX_ERROR_CLASSES = 8  # the rest are drawn as "other errors"
@@ -171,6 +177,24 @@ def plot_families(summary: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_diversity(div: list[dict], path: Path) -> Path:
+    cycles = [d["cycle"] for d in div]
+    fig = Figure(figsize=(12, 3.6))
+    ax1, ax2 = fig.subplots(1, 2)
+    for key, label in (("share_own_features", "own features"), ("share_own_target", "own target"),
+                       ("share_own_cv", "own CV")):
+        ax1.plot(cycles, [d[key] for d in div], marker="o", label=label)
+    ax1.plot(cycles, [max(d["family_shares"].values(), default=None) for d in div], color="black",
+             linestyle="--", label="top model family")
+    ax1.set(title="share of programs with code", xlabel="cycle", ylim=(-0.02, 1.02))
+    ax1.legend(fontsize=8)
+    ax2.bar(cycles, [d["clusters"] or 0 for d in div], width=0.85)
+    ax2.set(title="behavioural clusters among programs that ran", xlabel="cycle", ylabel="clusters")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_per_era(top: list[dict], baseline: dict | None, path: Path) -> Path:
     fig = Figure(figsize=(12, 4.2))
     axes = fig.subplots(1, 2, sharey=True)
@@ -261,6 +285,29 @@ def top_section(top: list[dict], baseline: dict | None) -> list[str]:
     return lines
 
 
+def diversity_section(div: list[dict], cluster_corr: float) -> list[str]:
+    lines = ["## Diversity per cycle", "",
+             "| cycle | programs | families | top family | own features | own target | own CV |"
+             " clusters |", "|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for d in div:
+        top = max(d["family_shares"].items(), key=lambda kv: kv[1], default=None)
+        lines.append(f"| {d['cycle']} | {d['n_programs']} | {d['distinct_families']} | "
+                     f"{f'{top[0]} {_pct(top[1])}' if top else '-'} | {_pct(d['share_own_features'])} | "
+                     f"{_pct(d['share_own_target'])} | {_pct(d['share_own_cv'])} | "
+                     f"{'-' if d['clusters'] is None else d['clusters']} |")
+    lines += ["", f"Clusters: distinct programs that ran, best validation Sharpe first, each joining the "
+                  f"first cluster whose founder it correlates with above {cluster_corr} (mean per-era "
+                  "rank corr of validation predictions), else founding one.", ""]
+    return lines
+
+
+def _cluster_corr(run_dir: Path) -> float:
+    """``diversity.cluster_corr`` of the run's saved config, else the default."""
+    path = run_dir / "config.yaml"
+    saved = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return float(((saved or {}).get("diversity") or {}).get("cluster_corr", 0.9))
+
+
 # --- entry points --------------------------------------------------------------------------
 def write_report(run_dir: Path, top_n: int = 5) -> Path:
     """Write the plots and ``report.md`` under ``RUN_DIR/report``; returns report.md's path."""
@@ -277,8 +324,12 @@ def write_report(run_dir: Path, top_n: int = 5) -> Path:
         plot_progress(summary, out / "progress.png")
         plot_errors(summary, out / "errors.png")
         plot_families(summary, out / "families.png")
+        cluster_corr = _cluster_corr(run_dir)
+        div = run_diversity(run_dir, cluster_corr)
+        plot_diversity(div, out / "diversity.png")
         plot_per_era(top, baseline, out / "per_era.png")
-        lines += quarter_section(rows) + top_section(top, baseline) + ["## Plots", ""]
+        lines += quarter_section(rows) + top_section(top, baseline) + diversity_section(div, cluster_corr)
+        lines += ["## Plots", ""]
         lines += [f"![{title}]({name}.png)\n" for name, title in PLOTS.items()]
     else:
         lines.append("No cycle was archived yet: nothing to plot.")

@@ -3,16 +3,20 @@
     reward = w_compile * compile + w_perf * performance + w_unique * uniqueness
 
 - compile is -1 when the program failed (any program-failure status, suspected leakage
-  included) and 0 when it ran;
+  included) and 0 when it ran; with ``compile_shaping`` a failure earns partial credit by
+  the last stage it reached (``program.STAGES``): ``-1 + (k + 1) / (len(STAGES) + 1)`` for
+  stage k, so it stays below 0; leakage never earns any;
 - performance is the validation statistic (Sharpe or mean per-era corr; on the trading
   task also the strategy's total return net of costs, its Sharpe being annualized)
   squashed by ``tanh(statistic / scale)`` into (-1, 1), and 0 when the program failed;
-- uniqueness is ``1 - |mean per-era rank corr with the default program|`` in [0, 1],
-  and 0 when the program failed.
+- uniqueness is the score the caller computed from validation predictions
+  (``aiforml.diversity.ReferenceSet``: baseline corr, meta-model contribution, the
+  near-duplicate rule); without one, ``1 - |baseline_corr|`` of the result in [0, 1]; 0 when
+  the program failed.
 
 An infrastructure failure is not the program's fault: it gets no reward at all (None), so
 the caller can drop or retry it instead of charging the policy. Sealed test scores never
-enter here. Pure function of an EvalResult and a RewardConfig.
+enter here. Pure function of an EvalResult, a RewardConfig and a number.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import math
 from dataclasses import dataclass
 
 from aiforml.config import RewardConfig
-from aiforml.program import EvalResult
+from aiforml.program import STAGES, EvalResult
 
 # Default squashing scale per statistic: a Sharpe of 1, a mean corr of 0.02 or a total
 # return of 20 % maps to tanh(1).
@@ -43,16 +47,29 @@ def performance_statistic(result: EvalResult, cfg: RewardConfig) -> float | None
     return getattr(result.validation, cfg.performance)
 
 
-def compute_reward(result: EvalResult, cfg: RewardConfig) -> RewardBreakdown | None:
+def compile_score(result: EvalResult, cfg: RewardConfig) -> float:
+    """0 for a program that ran; -1 for a failure, or partial credit by stage when shaping."""
+    if result.status == "ok":
+        return 0.0
+    if not cfg.compile_shaping or result.status == "leakage_suspected" or result.stage not in STAGES:
+        return -1.0
+    return -1.0 + (STAGES.index(result.stage) + 1) / (len(STAGES) + 1)
+
+
+def compute_reward(result: EvalResult, cfg: RewardConfig,
+                   uniqueness: float | None = None) -> RewardBreakdown | None:
     """The reward of one result, or None for an infrastructure failure."""
     if result.status == "infra_error":
         return None
     if result.status != "ok":
-        return RewardBreakdown(reward=-cfg.w_compile, compile=-1.0, performance=0.0, uniqueness=0.0)
+        compile_ = compile_score(result, cfg)
+        return RewardBreakdown(reward=cfg.w_compile * compile_, compile=compile_, performance=0.0,
+                               uniqueness=0.0)
     statistic = performance_statistic(result, cfg)
     scale = cfg.scale if cfg.scale is not None else DEFAULT_SCALE[cfg.performance]
     performance = math.tanh(statistic / scale) if statistic is not None else -1.0
-    baseline_corr = result.validation.baseline_corr if result.validation else None
-    uniqueness = 1.0 - abs(baseline_corr) if baseline_corr is not None else 0.0
+    if uniqueness is None:
+        baseline_corr = result.validation.baseline_corr if result.validation else None
+        uniqueness = 1.0 - abs(baseline_corr) if baseline_corr is not None else 0.0
     reward = cfg.w_perf * performance + cfg.w_unique * uniqueness
     return RewardBreakdown(reward=reward, compile=0.0, performance=performance, uniqueness=uniqueness)

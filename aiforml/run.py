@@ -135,6 +135,7 @@ def _run_in_ray(cfg: Config, run_dir: Path, console: Console, stack: ExitStack) 
     """Build every piece (each closed by ``stack``), resume if asked, run the loop."""
     from aiforml.archive import ARCHIVE_FILE, Archive
     from aiforml.data import load_dataset, split_dataset
+    from aiforml.diversity import build_reference
     from aiforml.env.pool import EnvPool
     from aiforml.learner import create_learner
     from aiforml.logger import RunLogger
@@ -158,12 +159,13 @@ def _run_in_ray(cfg: Config, run_dir: Path, console: Console, stack: ExitStack) 
     archive = Archive(run_dir / ARCHIVE_FILE)
     stack.callback(archive.close)
     state = _resume(cfg, learner, archive, console)
-    if archive.baseline() is None:
-        _archive_baseline(cfg, pool, archive)
+    baseline = _archive_baseline(cfg, pool, archive)
+    reference = build_reference(cfg.reward, dataset, split, baseline, run_dir,
+                                archive.rows(("program", "program_hash", "status", "val_sharpe")))
     logger = RunLogger(cfg.logger, run_dir, config_dict(cfg), purge_step=state.cycle + 1)
     stack.callback(logger.close)
     return train(cfg, learner, pool, archive, logger, render_prompt(schema), run_dir, state,
-                 config_dict(cfg))
+                 config_dict(cfg), reference=reference)
 
 
 def _policy_path(cfg: Config, schema: Any, console: Console) -> str | None:
@@ -196,8 +198,10 @@ def _resume(cfg: Config, learner: RemoteLearner, archive: Any, console: Console)
     return LoopState.from_dict({**checkpoint.state, "cycle": cycle})
 
 
-def _archive_baseline(cfg: Config, pool: Any, archive: Any) -> None:
-    """Evaluate the default program once and store it as the archive's baseline."""
+def _archive_baseline(cfg: Config, pool: Any, archive: Any) -> Any:
+    """Evaluate the default program; store it as the archive's baseline unless it holds one.
+
+    Returns the result (its validation predictions anchor the uniqueness scores)."""
     from aiforml.archive import ArchiveRecord
     from aiforml.loop import without_test
     from aiforml.pipeline.defaults import default_program_source
@@ -206,6 +210,9 @@ def _archive_baseline(cfg: Config, pool: Any, archive: Any) -> None:
 
     source = default_program_source(cfg.env.pipeline)
     result = pool.evaluate([Program(source)])[0]
+    if archive.baseline() is not None:
+        return result
     archive.set_baseline(ArchiveRecord(
         cycle=0, sample_index=0, policy_version=0, program=source, completion="", result=result,
         reward=compute_reward(without_test(result), cfg.reward)))
+    return result

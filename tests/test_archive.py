@@ -12,6 +12,7 @@ import pytest
 
 from aiforml.archive import (
     ARCHIVE_FILE,
+    COLUMNS,
     Archive,
     ArchiveRecord,
     describe_program,
@@ -274,3 +275,16 @@ def test_descriptors_agree_with_the_corpus_labels() -> None:
     # a target the grammar labels "rank", "blend" or "mean" is always the program's own
     assert all(d["defines_target"] for d, p in zip(described, programs, strict=True)
                if p.target in ("rank", "blend", "mean"))
+
+
+def test_a_v1_archive_is_migrated_and_gets_feature_ideas(tmp_path: Path) -> None:
+    path = tmp_path / "archive.sqlite"
+    db = sqlite3.connect(path)
+    cols = ", ".join(f"{k} {v}" for k, v in COLUMNS.items() if k != "feature_ideas")
+    db.executescript(f"CREATE TABLE programs (id INTEGER PRIMARY KEY, {cols}); PRAGMA user_version = 1;")
+    db.close()
+    source = "def create_features(df, feature_cols):\n    return df[feature_cols].rank()\n"
+    with Archive(path) as archive:
+        archive.add_cycle(1, [ArchiveRecord(1, 0, 0, source, source, EvalResult(status="runtime_error"), None)])
+        assert archive.rows(("feature_ideas",)) == [{"feature_ideas": '["ranks"]'}]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2

@@ -11,7 +11,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
 def test_the_issue_experiments_exist() -> None:
-    assert {"ppo_sharpe", "grpo_sharpe", "smoke", "ppo_trading"} <= set(EXPERIMENTS)
+    assert {"ppo_sharpe", "grpo_sharpe", "smoke", "ppo_trading", "ppo_unique", "ppo_unique_feedback"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -70,3 +70,13 @@ def test_ppo_trading_trades_the_sp500() -> None:
     assert cfg.data.embargo_eras >= cfg.data.horizon
     assert cfg.algo.name == "ppo" and cfg.reward.performance == "sharpe"
     assert load_config(["+experiment=ppo_trading", "reward=total_return"]).reward.performance == "total_return"
+
+
+def test_ppo_unique_is_ppo_sharpe_with_the_uniqueness_term_on() -> None:
+    sharpe, unique = load_config(["+experiment=ppo_sharpe"]), load_config(["+experiment=ppo_unique"])
+    assert sharpe.reward.w_unique == 0.0 and not sharpe.diversity.feedback and not sharpe.reward.compile_shaping
+    assert unique.reward.w_unique > 0 and unique.reward.uniqueness == "both"
+    same = ("loop", "data", "env", "algo", "policy", "ray", "diversity", "seed")
+    assert all(getattr(sharpe, k) == getattr(unique, k) for k in same), "same budget: only the reward differs"
+    feedback = load_config(["+experiment=ppo_unique_feedback"])
+    assert feedback.diversity.feedback and feedback.reward == unique.reward

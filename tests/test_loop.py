@@ -8,12 +8,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aiforml.archive import Archive
 from aiforml.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
 from aiforml.compose import load_config
 from aiforml.config import Config
+from aiforml.diversity import ReferenceSet
 from aiforml.loop import LoopState, train
 from aiforml.program import EvalResult, Program, SplitMetrics, parse_completion
 
@@ -161,3 +163,33 @@ def test_a_checkpoint_is_complete_or_absent(tmp_path: Path) -> None:
     save_checkpoint(tmp_path, 2, FakeLearner().save, {}, {"k": 1})
     assert latest_checkpoint(tmp_path).cycle == 2 and not stale.exists()
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["cycle-000001", "cycle-000002"]
+
+
+class PredictingPool(FakePool):
+    """FakePool whose program that runs also returns validation predictions."""
+
+    def _result(self, program: Program) -> EvalResult:
+        result = super()._result(program)
+        if result.status == "ok":
+            result.predictions = {"validation": np.array([0.3, 0.1, 0.2, 0.2, 0.3, 0.1])}
+        return result
+
+
+def test_uniqueness_is_judged_against_earlier_cycles_and_logged(tmp_path: Path) -> None:
+    cfg = load_config(["+experiment=smoke", "loop.cycles=2", "loop.progress=false", "reward.w_unique=0.5"])
+    eras, baseline = np.array([1, 1, 1, 2, 2, 2]), np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.3])
+    reference = ReferenceSet(eras, np.array([0, 0.5, 1, 1, 0.5, 0]), baseline, cfg.reward, tmp_path / "preds")
+    learner, logger = FakeLearner(), FakeLogger()
+    with Archive(tmp_path / "archive.sqlite") as archive:
+        train(cfg, learner, PredictingPool(), archive, logger, "PROMPT\n", tmp_path, LoopState(), {},
+              reference=reference)
+    # cycle 1: corr with the baseline is (-0.5 + -0.5) / 2 per era -> uniqueness 0.5
+    good = 0.7 * math.tanh(VAL_SHARPE)
+    assert learner.updates[0][0] == pytest.approx(good + 0.5 * 0.5)
+    # cycle 2: the same program is now archived: a duplicate, no uniqueness credit
+    assert learner.updates[1][0] == pytest.approx(good)
+    first, second = logger.logged[1], logger.logged[2]
+    assert first["uniqueness/duplicate_rate"] == 0.0 and second["uniqueness/duplicate_rate"] == 1.0
+    assert first["diversity/family/other"] == 1.0  # GOOD and BAD: a define_model of no known family
+    assert first["diversity/clusters"] == 1
+    assert (tmp_path / "preds" / f"{parse_completion(GOOD).hash}.npy").is_file()

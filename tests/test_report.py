@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aiforml.archive import ARCHIVE_FILE, Archive, ArchiveRecord
+from aiforml.diversity import ERAS_FILE, PREDICTIONS_DIR, run_diversity
 from aiforml.pipeline.defaults import default_program_source
 from aiforml.program import EvalResult, SplitMetrics
 from aiforml.report import REPORT_DIR, cumulative, first_last_quarters, main, write_report
@@ -91,16 +93,18 @@ def test_report_writes_plots_and_sections(tmp_path: Path) -> None:
     synthetic_archive(tmp_path / ARCHIVE_FILE).close()
     path = write_report(tmp_path, top_n=3)
     assert path == tmp_path / REPORT_DIR / "report.md"
-    for name in ("progress", "errors", "families", "per_era"):
+    for name in ("progress", "errors", "families", "diversity", "per_era"):
         png = tmp_path / REPORT_DIR / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     text = path.read_text()
-    for section in ("## Run", "## First vs last quarter of cycles", "## Top programs", "## Plots"):
+    for section in ("## Run", "## First vs last quarter of cycles", "## Top programs", "## Diversity per cycle",
+                    "## Plots"):
         assert section in text
     assert "cycles archived: 8 (0 to 7)" in text and "programs evaluated: 48" in text
-    for name in ("progress", "errors", "families", "per_era"):
+    for name in ("progress", "errors", "families", "diversity", "per_era"):
         assert f"]({name}.png)" in text
-    top_rows = [line for line in text.splitlines() if line.startswith(("| 1 |", "| 2 |", "| 3 |", "| 4 |"))]
+    top_text = text.split("## Top programs")[1].split("## Diversity")[0]
+    top_rows = [line for line in top_text.splitlines() if line.startswith(("| 1 |", "| 2 |", "| 3 |", "| 4 |"))]
     assert len(top_rows) == 3  # top_n programs
     assert "| default |" in text  # the baseline beside them
     quarter = {line.split("|")[1].strip(): line.split("|")[2:4] for line in text.splitlines()
@@ -127,3 +131,23 @@ def test_report_of_a_run_where_nothing_ran(tmp_path: Path) -> None:
     assert "No program ran successfully." in text and "default program: not in the archive" in text
     assert "| compile rate | 0 % | - |" in text  # cycle 1 held only an infra error: no rate
     assert (tmp_path / REPORT_DIR / "per_era.png").is_file()
+
+
+def test_diversity_table_counts_clusters_from_saved_predictions(tmp_path: Path) -> None:
+    synthetic_archive(tmp_path / ARCHIVE_FILE).close()
+    with Archive(tmp_path / ARCHIVE_FILE) as archive:
+        rows = archive.rows(("cycle", "status", "program_hash"))
+    hashes = list(dict.fromkeys(r["program_hash"] for r in rows if r["cycle"] == 7 and r["status"] == "ok"))
+    assert len(hashes) >= 2
+    store = tmp_path / PREDICTIONS_DIR
+    store.mkdir()
+    np.save(store / ERAS_FILE, np.repeat(np.arange(3), 10))
+    x = np.random.default_rng(0).normal(size=30)
+    for k, h in enumerate(hashes):  # two behaviours: x and its mirror image
+        np.save(store / f"{h}.npy", (x if k % 2 == 0 else -x).astype(np.float32))
+    div = run_diversity(tmp_path)
+    assert [d["cycle"] for d in div] == list(range(8))
+    assert div[7]["clusters"] == 2 and div[0]["clusters"] is None  # cycle 0's predictions were not saved
+    text = write_report(tmp_path).read_text()
+    line = next(t for t in text.split("## Diversity per cycle")[1].splitlines() if t.startswith("| 7 |"))
+    assert line.rstrip().endswith("| 2 |")

@@ -62,3 +62,34 @@ def test_trading_total_return_term():
     assert r.performance == pytest.approx(math.tanh(0.1 / 0.2))
     assert r.reward == pytest.approx(0.7 * math.tanh(0.5))
     assert compute_reward(result, RewardConfig()).performance == pytest.approx(math.tanh(0.5))
+
+
+@pytest.mark.parametrize(("stage", "compile_"), [("", -1.0), ("parsed", -5 / 6), ("imports", -4 / 6),
+                                                 ("features", -3 / 6), ("fit", -2 / 6),
+                                                 ("predict", -1 / 6), ("bogus", -1.0)])
+def test_compile_shaping_credits_the_stage_reached(stage, compile_):
+    cfg = RewardConfig(compile_shaping=True)
+    r = compute_reward(EvalResult(status="runtime_error", stage=stage), cfg)
+    assert r.compile == pytest.approx(compile_)
+    assert r.reward == pytest.approx(0.3 * compile_)
+
+
+def test_compile_shaping_is_off_by_default_and_never_credits_leakage():
+    assert compute_reward(EvalResult(status="timeout", stage="fit"), RewardConfig()).compile == -1.0
+    shaped = RewardConfig(compile_shaping=True)
+    assert compute_reward(EvalResult(status="leakage_suspected", stage="predict"), shaped).compile == -1.0
+
+
+def test_given_uniqueness_replaces_the_baseline_corr_term():
+    cfg = RewardConfig(w_unique=0.5)
+    r = compute_reward(ok(sharpe=0.0, baseline_corr=0.5), cfg, uniqueness=0.0)
+    assert r.uniqueness == 0.0 and r.reward == pytest.approx(0.0)
+    r = compute_reward(ok(sharpe=0.0, baseline_corr=0.5), cfg)
+    assert r.uniqueness == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(("key", "value"), [("duplicate_corr", 1.5), ("contribution_scale", 0.0),
+                                            ("meta_model_size", -1), ("uniqueness", "mmc")])
+def test_bad_uniqueness_settings_fail_naming_the_key(key, value):
+    with pytest.raises(ValueError, match=f"reward.{key}"):
+        from_dict(RewardConfig, {key: value}, prefix="reward.")

@@ -6,7 +6,8 @@ default program's baseline predictions, and evaluating one program at a time by 
 its own server's ``evaluate_program`` tool through the in-process MCP client, with the
 per-program deadline as the client's timeout (the server then kills the sandbox). The
 episode state is reset before each program. Returns the tool's structured content (plain
-JSON-able data).
+JSON-able data) plus, for a program that ran, its validation predictions under
+``VALIDATION_PREDICTIONS`` (for the driver's uniqueness scores; never part of a tool reply).
 
 Not responsible for: parallelism, retries and caching (``pool.py``). The class is plain
 Python with async methods; the pool wraps it with ``ray.remote`` (``max_concurrency=1``:
@@ -30,6 +31,10 @@ from aiforml.env.server import build_server
 from aiforml.env.session import EnvSession
 from aiforml.program import EvalResult, Program
 
+# Key of the returned dict that carries the validation predictions (a float32 array) to the
+# trusted driver for uniqueness scores; the pool takes it out before parsing the result.
+VALIDATION_PREDICTIONS = "validation_predictions"
+
 
 class EnvActor:
     """Holds one MCP server and the data set; evaluates programs through the MCP client."""
@@ -50,8 +55,13 @@ class EnvActor:
     async def evaluate(self, source: str, deadline_s: float) -> dict[str, Any]:
         """Evaluate one program; the result as EvaluationOutput data (status, scores, ...)."""
         self.session.reset()
+        self.session.last_validation = None
         self.evaluated += 1
-        return await self._call(source, deadline_s)
+        data = await self._call(source, deadline_s)
+        last = self.session.last_validation
+        if last is not None and last[0] == Program(source).hash and last[1] is not None:
+            data[VALIDATION_PREDICTIONS] = last[1]
+        return data
 
     def stats(self) -> dict[str, int]:
         return {"pid": os.getpid(), "evaluated": self.evaluated}

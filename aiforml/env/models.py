@@ -58,6 +58,8 @@ class EvaluationOutput(BaseModel):
     reward: float | None = Field(None, description="the configured reward (validation only); None for infra_error")
     timings: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
     isolation: str = ""
+    stage: str = Field("", description="the last pipeline stage the run reached (parsed, imports, "
+                                        "features, fit, predict); empty when unknown")
 
 
 class StepSpec(BaseModel):
@@ -173,6 +175,7 @@ def to_output(result: EvalResult, *, show_test: bool, output_chars: int,
         reward=finite(reward),
         timings={k: v for k, v in ((k, finite(v)) for k, v in result.timings.items()) if v is not None},
         isolation=result.isolation,
+        stage=result.stage,
     )
 
 
@@ -188,5 +191,5 @@ def from_output(data: dict[str, Any]) -> EvalResult:
         program_hash=out.program_hash, data_version=out.data_version,
         steps_overridden=out.steps_overridden, cv=metrics(out.cv),
         validation=metrics(out.validation), test=metrics(out.test),
-        timings=dict(out.timings), stdout=out.stdout, isolation=out.isolation,
+        timings=dict(out.timings), stdout=out.stdout, isolation=out.isolation, stage=out.stage,
     )  # fmt: skip

@@ -15,8 +15,9 @@ program whose actor died is retried ``env.pool.retries`` times on a restarted or
 actor, then reported as ``infra_error``. Every ``ray.get``/``ray.wait`` has a timeout.
 
 Not responsible for: ``ray.init`` (the driver owns the cluster connection), evaluation
-itself (the actors' MCP servers), or rewards. Predictions do not come back through the
-pool: results carry statuses and per-era scores only, as the MCP tool returns them.
+itself (the actors' MCP servers), or rewards. Results carry statuses and per-era scores as
+the MCP tool returns them, plus, for programs that ran, their validation predictions in
+``result.predictions["validation"]`` (for trusted uniqueness scores; never serialized).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTa
 
 from aiforml.config import Config, PoolConfig
 from aiforml.data.dataset import Dataset, EraSplit
-from aiforml.env.actor import EnvActor
+from aiforml.env.actor import VALIDATION_PREDICTIONS, EnvActor
 from aiforml.env.cache import CacheKey, ResultCache
 from aiforml.env.models import from_output
 from aiforml.program import EvalResult, Program
@@ -195,7 +196,11 @@ class EnvPool:
         try:
             data = ray.get(ref, timeout=GET_TIMEOUT_S)
             self.stats.executed += 1
-            return from_output(data)
+            predictions = data.pop(VALIDATION_PREDICTIONS, None)
+            result = from_output(data)
+            if predictions is not None and result.ran:
+                result.predictions["validation"] = predictions
+            return result
         except (RayActorError, GetTimeoutError, RayTaskError) as exc:
             if not isinstance(exc, RayTaskError):  # a raised error leaves the actor alive
                 self._recover(index)

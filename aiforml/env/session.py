@@ -18,6 +18,7 @@ import ast
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -111,6 +112,9 @@ class EnvSession:
         self.cfg, self.dataset, self.split = cfg, dataset, split
         self.evaluator = build_evaluator(dataset, split, cfg.env, work_root=work_root, cache_dir=baseline_dir)
         self.overrides: dict[str, str] = {}
+        # (program hash, validation predictions) of the last evaluation: the trusted caller
+        # in this process (EnvActor) may take them; no MCP tool ever returns them.
+        self.last_validation: tuple[str, Any] | None = None
         self._lock = threading.Lock()  # one evaluation at a time on this Evaluator
 
     # --- episode state ----------------------------------------------------------------
@@ -198,7 +202,9 @@ class EnvSession:
         def work() -> EvalResult:
             try:
                 with self._lock:
-                    return self.evaluator.evaluate(program, progress=progress)
+                    result = self.evaluator.evaluate(program, progress=progress)
+                    self.last_validation = (program.hash, self.evaluator.validation_predictions(result))
+                    return result
             finally:
                 finished.set()
 

@@ -35,7 +35,7 @@ from aiforml.metrics import score_split
 from aiforml.pipeline import checks
 from aiforml.pipeline.defaults import default_program_source, default_sources
 from aiforml.pipeline.handoff import Handoff, build_handoff
-from aiforml.program import EvalResult, Program
+from aiforml.program import STAGES, EvalResult, Program
 from aiforml.sandbox import Sandbox, SandboxResult
 
 HARNESS = Path(__file__).with_name("harness.py")
@@ -93,6 +93,13 @@ class Evaluator:
         self._baseline = result.predictions["eval"]
         return self._baseline
 
+    def validation_predictions(self, result: EvalResult) -> np.ndarray | None:
+        """The validation part of a scored result's predictions (float32), else None."""
+        preds = result.predictions.get("eval")
+        if preds is None or not result.ran:
+            return None
+        return np.asarray(preds[: len(self.handoff.validation_rows)], dtype=np.float32)
+
     def close(self) -> None:
         self.sandbox.kill_all()
 
@@ -115,6 +122,7 @@ class Evaluator:
             progress("running in sandbox", 0.1)
             run = self._run_child(program, job_dir)
             result = self._interpret(run, job_dir)
+            result.stage = read_stage(job_dir)
             if result.status == "ok":
                 progress("scoring", 0.8)
                 result = self._score(result, job_dir, baseline)
@@ -234,6 +242,16 @@ def build_evaluator(dataset: Dataset, split: EraSplit, cfg: EnvConfig,
 
         return TradingEvaluator(dataset, split, cfg, work_root, cache_dir)
     return Evaluator(dataset, split, cfg, work_root, cache_dir)
+
+
+def read_stage(job_dir: Path) -> str:
+    """The last stage the child reported, only when it is one of STAGES; else ""."""
+    try:
+        raw = read_child_file(job_dir / "stage", limit=32)
+    except ValueError:
+        return ""
+    stage = raw.decode("ascii", errors="replace").strip()
+    return stage if stage in STAGES else ""
 
 
 MAX_CHILD_FILE = 256 * 1024 * 1024  # bytes read back from any one file the child wrote

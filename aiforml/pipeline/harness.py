@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 PROGRAM_FILE = "program.py"
+STAGE_FILE = "stage"  # holds the last stage reached; the parent reads only a name from STAGES
+STAGES = ("parsed", "imports", "features", "fit", "predict")  # = aiforml.program.STAGES
 TRACEBACK_CHARS = 1500
 
 
@@ -65,7 +67,7 @@ def run_job(job: dict, out: Path, timings: dict[str, float]) -> None:
     data = load_data(Path(job["data_dir"]))
     timings["load_data"] = time.perf_counter() - t0
 
-    steps = load_steps(job["program"], job["defaults"], timings)
+    steps = load_steps(job["program"], job["defaults"], timings, out)
     if job.get("guard_cuts"):
         run_guard(steps["create_features"], data, job["guard_cuts"], out, timings)
         return
@@ -79,6 +81,7 @@ def run_job(job: dict, out: Path, timings: dict[str, float]) -> None:
     t = time.perf_counter()
     X = step_create_features(steps["create_features"], data)
     timings["create_features"] = time.perf_counter() - t
+    reach(out, "features")
     if job.get("save_features"):  # the trading task's look-ahead guard compares them
         np.save(out / "features.npy", X.to_numpy(dtype=np.float64, na_value=np.nan))
 
@@ -119,13 +122,20 @@ def run_guard(create_features, data: dict, cuts: list[int], out: Path, timings: 
     timings["guard"] = time.perf_counter() - t
 
 
-def load_steps(source: str, defaults: dict[str, str], timings: dict[str, float]) -> dict:
+def reach(out: Path, stage: str) -> None:
+    """Record that the run got to ``stage`` (overwritten by each later stage)."""
+    (out / STAGE_FILE).write_text(stage)
+
+
+def load_steps(source: str, defaults: dict[str, str], timings: dict[str, float], out: Path) -> dict:
     """Compile and run the program, then take each step from it or from the defaults."""
     t = time.perf_counter()
     linecache.cache[PROGRAM_FILE] = (len(source), None, source.splitlines(True), PROGRAM_FILE)
     code = compile(source, PROGRAM_FILE, "exec")
+    reach(out, "parsed")
     namespace: dict = {"__name__": "program"}
     exec(code, namespace)  # noqa: S102 - this whole process is the sandboxed child
+    reach(out, "imports")
     steps = {}
     for name, default_source in defaults.items():
         fn = namespace.get(name)
@@ -212,9 +222,11 @@ def run_optimization(define_model, X: pd.DataFrame, y: np.ndarray, folds: list, 
     model = define_model()
     model.fit(X_train[finite], y[finite])
     timings["fit"] = time.perf_counter() - t
+    reach(out, "fit")
     t = time.perf_counter()
     np.save(out / "predictions.npy", predict(model, X.iloc[n_train:]))
     timings["predict"] = time.perf_counter() - t
+    reach(out, "predict")
 
 
 def predict(model, X: pd.DataFrame) -> np.ndarray:

@@ -7,8 +7,19 @@ RL loop samples from, so both see exactly the same state. It is short on purpose
 task, the contract of the overridable steps (``aiforml.pipeline.defaults.SIGNATURES``),
 the real columns and groups, the rules, and no worked example to copy (the original
 proof of concept's policy copied its single LightGBM example 96 % of the time).
+Optional in-context feedback (``diversity.feedback``): :func:`render_feedback` renders a few
+of the best, mutually different programs so far with their validation Sharpe (chosen by
+``aiforml.diversity.select_feedback``), and the loop puts it *before* the prompt. Its
+length is capped at ``diversity.feedback_chars`` characters, whole programs only (one that
+does not fit is named in one line without its code), and because the policy's tokenizer
+truncates on the left (``policy.max_prompt_tokens``), an over-long prompt loses feedback,
+never the task. Measured token counts (tiny policy, default schema): the prompt alone is
+18 tokens with the default line tokenizer (vocabulary 4096) and 249 with the smoke build's
+(vocabulary 512), the default program 37 and 289; so under the tiny preset's 384 prompt
+tokens the default build has room for several programs and the smoke build for about
+400 characters. Sealed test scores are never shown.
 Not responsible for: parsing completions (``aiforml.program.parse_completion``) or
-adding the best programs so far (the RL loop's prompt templates may append them).
+choosing the programs shown.
 """
 
 from __future__ import annotations
@@ -71,3 +82,21 @@ def render_prompt(schema: DataSchema) -> str:
         f"{render_schema(schema)}\n"
         "Import inside each function. Packages: " + ", ".join(ALLOWED_PACKAGES) + ".\n"
     )
+
+
+FEEDBACK_HEAD = "Best different programs so far (validation Sharpe); write a better or different one.\n"
+
+
+def render_feedback(programs: list[tuple[str, str]], max_chars: int) -> str:
+    """The feedback block for ``(label, source)`` pairs, at most ``max_chars`` characters.
+
+    Each program goes in whole when it fits, else as its label alone; "" when nothing fits.
+    """
+    parts, used = [FEEDBACK_HEAD], len(FEEDBACK_HEAD)
+    for label, source in programs:
+        for text in (f"# {label}\n```python\n{source.strip()}\n```\n", f"# {label} (code left out)\n"):
+            if used + len(text) <= max_chars:
+                parts.append(text)
+                used += len(text)
+                break
+    return "".join(parts) if len(parts) > 1 else ""

@@ -10,6 +10,7 @@ import dataclasses
 import threading
 import time
 
+import numpy as np
 import pytest
 import ray
 
@@ -70,6 +71,12 @@ def test_batch_runs_in_parallel_and_matches_the_library(pool, library_result, sa
         assert getattr(results[0], split_name).sharpe == pytest.approx(getattr(expected, split_name).sharpe, rel=1e-12)
     assert results[0].test is None  # env.server.show_test is off: no sealed-test scores
     assert results[0].program_hash == Program(programs.ridge).hash
+    preds = results[0].predictions["validation"]  # for the driver's uniqueness scores: validation rows only
+    assert 0 < len(preds) < len(expected.predictions["eval"])
+    np.testing.assert_allclose(preds, expected.predictions["eval"][: len(preds)], rtol=1e-6)
+    assert results[2].predictions["validation"].shape == preds.shape
+    assert "validation" not in results[1].predictions  # a failed program has none
+    assert (results[3].predictions["validation"] == preds).all()
 
 
 def test_repeated_program_is_served_from_the_cache(pool, programs):

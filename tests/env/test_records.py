@@ -5,6 +5,7 @@ No sandbox, no Ray: these run in milliseconds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -47,6 +48,9 @@ def test_output_is_capped_and_round_trips():
     back = from_output(out.model_dump())
     assert back.status == "ok" and back.validation.std_corr == 0.02 and back.test is None
     assert math.isclose(back.timings["total"], 1.5)
+    staged = from_output(to_output(dataclasses.replace(nan_result(), stage="fit"), show_test=False,
+                                   output_chars=10).model_dump())
+    assert staged.stage == "fit"
 
 
 def test_cache_keys_on_normalized_source_evicts_lru_and_skips_infra_errors():

@@ -1,0 +1,190 @@
+"""The reference set (uniqueness scores, near-duplicate rule, meta model, persistence), the
+diversity figures of a cycle, and the feedback programs chosen for the prompt."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from aiforml.config import DataConfig, DiversityConfig, EnvConfig, PipelineConfig, RewardConfig
+from aiforml.data import load_dataset, split_dataset
+from aiforml.descriptors import describe_program
+from aiforml.diversity import (
+    ReferenceSet,
+    batch_diversity,
+    cycle_diversity,
+    diversity_metrics,
+    feedback_prompt,
+    uniqueness_metrics,
+)
+from aiforml.pipeline.evaluate import Evaluator
+from aiforml.program import EvalResult, Program, SplitMetrics
+from aiforml.uniqueness import EraIndex, meta_model, per_era_contribution
+
+ERAS = np.array([1, 1, 1, 2, 2, 2])
+TARGET = np.array([0.0, 0.5, 1.0, 1.0, 0.5, 0.0])
+BASELINE = np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.3])
+
+
+def ran(preds, sharpe: float = 1.0, status: str = "ok") -> EvalResult:
+    return EvalResult(status=status, validation=SplitMetrics(sharpe=sharpe),
+                      predictions={"validation": np.asarray(preds, dtype=np.float64)})
+
+
+def program(tag: str, model: str = "Ridge") -> Program:
+    return Program(f"def define_model():\n    from sklearn.linear_model import {model}\n"
+                   f"    return {model}()  # {tag}\n")
+
+
+def test_score_by_hand_against_the_baseline_only():
+    ref = ReferenceSet(ERAS, TARGET, BASELINE, RewardConfig(uniqueness="baseline"))
+    # era 1 same order (corr 1), era 2 ranks (3,1,2): corr -0.5; mean 0.25
+    s = ref.score(ran([5.0, 6.0, 7.0, 0.9, 0.1, 0.5]))
+    assert s.baseline == pytest.approx(0.75)
+    assert s.max_corr == pytest.approx(0.25)
+    assert not s.duplicate and s.value == pytest.approx(0.75)
+    expected = np.mean(per_era_contribution(np.array([5.0, 6.0, 7.0, 0.9, 0.1, 0.5]),
+                                            meta_model([BASELINE], EraIndex.from_eras(ERAS)), TARGET, ERAS))
+    assert s.contribution == pytest.approx(expected)
+    both = ReferenceSet(ERAS, TARGET, BASELINE, RewardConfig(uniqueness="both", contribution_scale=0.5))
+    assert both.score(ran([5.0, 6.0, 7.0, 0.9, 0.1, 0.5])).value == pytest.approx(
+        (0.75 + math.tanh(expected / 0.5)) / 2)
+
+
+def test_failed_or_prediction_less_results_get_no_score():
+    ref = ReferenceSet(ERAS, TARGET, BASELINE, RewardConfig())
+    assert ref.score(EvalResult(status="runtime_error")) is None
+    assert ref.score(ran(BASELINE, status="leakage_suspected")) is None
+    assert ref.score(EvalResult(status="ok")) is None
+
+
+def test_a_copy_of_the_baseline_is_a_duplicate():
+    ref = ReferenceSet(ERAS, TARGET, BASELINE, RewardConfig(uniqueness="contribution"))
+    s = ref.score(ran(BASELINE * 10 + 1))  # same ranks
+    assert s.duplicate and s.value == 0.0 and s.max_corr == pytest.approx(1.0)
+
+
+def test_archived_programs_count_from_the_next_cycle_and_feed_the_meta_model(tmp_path):
+    cfg = RewardConfig(meta_model_size=1)
+    ref = ReferenceSet(ERAS, TARGET, BASELINE, cfg, store_dir=tmp_path)
+    other = [0.3, 0.1, 0.2, 0.2, 0.3, 0.1]
+    assert not ref.score(ran(other)).duplicate
+    ref.add_cycle([program("a"), None, program("c", model="Lasso")], [ran(other, sharpe=2.0), EvalResult(status="parse_error"),
+                                                       ran([1, 2, 3, 3, 1, 2], sharpe=0.5)])
+    assert len(ref.entries) == 2
+    assert ref.score(ran(other)).duplicate  # now archived
+    index = EraIndex.from_eras(ERAS)
+    np.testing.assert_allclose(ref.meta, meta_model([BASELINE, np.array(other)], index))  # best 1 + baseline
+    assert (tmp_path / f"{program('a').hash}.npy").is_file()
+    again = ReferenceSet(ERAS, TARGET, BASELINE, cfg, store_dir=tmp_path)
+    rows = [{"program": program("a").source, "program_hash": program("a").hash, "status": "ok", "val_sharpe": 2.0}]
+    assert again.restore(rows) == 1
+    assert again.score(ran(other)).duplicate
+
+
+def test_cycle_diversity_by_hand():
+    descriptors = [describe_program(s) for s in (
+        "def define_model():\n    import lightgbm\n    return lightgbm.LGBMRegressor()\n",
+        "def define_model():\n    import lightgbm\n    return lightgbm.LGBMRegressor(n_estimators=5)\n",
+        "def create_features(df, feature_cols):\n    return df[feature_cols].rank()\n",
+        "def define_model():\n    from sklearn.linear_model import Ridge\n    return Ridge()\n",
+    )]
+    a = np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.3])
+    preds = [a, a * 2, np.array([0.3, 0.2, 0.1, 0.3, 0.2, 0.1])]
+    fig = cycle_diversity(descriptors, preds, EraIndex.from_eras(ERAS), 0.9)
+    assert fig["family_shares"] == {"lightgbm": 0.5, "default": 0.25, "linear": 0.25}
+    assert fig["share_own_features"] == 0.25 and fig["idea_shares"]["ranks"] == 0.25
+    assert fig["clusters"] == 2 and fig["distinct_families"] == 3
+    m = diversity_metrics(fig)
+    assert m["diversity/family/lightgbm"] == 0.5 and m["diversity/family/torch"] == 0.0
+    assert m["diversity/top_family_share"] == 0.5 and m["diversity/clusters"] == 2
+    assert diversity_metrics(cycle_diversity([], [], None, 0.9)) == {}
+
+
+def test_batch_diversity_counts_distinct_programs_that_ran():
+    results = [ran(BASELINE), ran(BASELINE), EvalResult(status="infra_error"), EvalResult(status="runtime_error")]
+    for r in results[:2]:
+        r.program_hash = "same"
+    programs = [program("a"), program("a"), program("x"), program("y")]
+    fig = batch_diversity(programs, results, EraIndex.from_eras(ERAS), 0.9)
+    assert fig["n_programs"] == 3 and fig["clusters"] == 1
+
+
+def test_uniqueness_metrics_by_hand():
+    ref = ReferenceSet(ERAS, TARGET, BASELINE, RewardConfig())
+    scores = [ref.score(ran([5.0, 6.0, 7.0, 0.9, 0.1, 0.5])), ref.score(ran(BASELINE)), None]
+    m = uniqueness_metrics(scores)
+    assert m["uniqueness/duplicate_rate"] == 0.5
+    assert m["uniqueness/mean"] == pytest.approx(0.75 / 2)
+    assert m["uniqueness/baseline_mean"] == pytest.approx((0.75 + 0.0) / 2)
+
+
+def test_feedback_shows_best_per_family_distinct_and_never_test_scores():
+    ref = ReferenceSet(ERAS, TARGET, BASELINE, RewardConfig())
+    lgbm = lambda n: Program(f"def define_model():\n    import lightgbm\n    return lightgbm.LGBMRegressor(n_estimators={n})\n")  # noqa: E731
+    ridge = program("a")
+    results = [ran([3, 1, 2, 3, 1, 2], 1.5), ran([1, 3, 2, 1, 3, 2], 1.2), ran([2, 1, 3, 2, 1, 3], 0.4)]
+    results[0].test = SplitMetrics(sharpe=9.87)
+    ref.add_cycle([lgbm(1), lgbm(2), ridge], results)
+    cfg = DiversityConfig(feedback=True, feedback_programs=3, feedback_chars=2000)
+    text = feedback_prompt("TASK\n", ref, cfg)
+    assert text.endswith("TASK\n")
+    assert "lightgbm, validation Sharpe 1.50" in text and "n_estimators=1)" in text
+    assert "n_estimators=2" not in text  # second best lightgbm: same family
+    assert "linear, validation Sharpe 0.40" in text and ridge.source.strip() in text
+    assert "9.87" not in text
+    assert feedback_prompt("TASK\n", ref, DiversityConfig()) == "TASK\n"  # off by default
+    short = feedback_prompt("TASK\n", ref, DiversityConfig(feedback=True, feedback_chars=200))
+    assert len(short) <= 200 + len("TASK\n") and "(code left out)" in short
+
+
+# --- the near-duplicate rule on real evaluations -------------------------------------------
+ORIGINAL = '''
+def create_features(df, feature_cols):
+    selected = feature_cols[::2]
+    frame = df[selected].astype("float32")
+    frame["spread"] = frame.max(axis=1) - frame.min(axis=1)
+    return frame
+
+def define_model():
+    from sklearn.linear_model import Ridge
+    return Ridge(alpha=10.0)
+'''
+RENAMED = (ORIGINAL.replace("selected", "chosen_cols").replace("frame", "table")
+           .replace('"spread"', '"span"'))
+DIFFERENT = ORIGINAL.replace("feature_cols[::2]", "feature_cols[1::3]").replace("alpha=10.0", "alpha=0.1")
+
+
+@pytest.fixture(scope="module")
+def evaluator(tmp_path_factory):
+    data_cfg = DataConfig(cache_dir=str(tmp_path_factory.mktemp("data")))
+    dataset = load_dataset(data_cfg)
+    split = split_dataset(dataset, data_cfg)
+    ev = Evaluator(dataset, split, EnvConfig(pipeline=PipelineConfig(n_estimators=20)),
+                   work_root=tmp_path_factory.mktemp("evals"), cache_dir=tmp_path_factory.mktemp("base"))
+    yield ev
+    ev.close()
+
+
+def test_near_duplicate_rule_triggers_on_a_renamed_copy(evaluator):
+    n_val = len(evaluator.handoff.validation_rows)
+    rows = evaluator.handoff.validation_rows
+    ds = evaluator.dataset
+    ref = ReferenceSet(ds.eras[rows], ds.targets[rows, 0], evaluator.baseline_predictions()[:n_val],
+                       RewardConfig(uniqueness="both"))
+    results = {}
+    for name, source in (("original", ORIGINAL), ("renamed", RENAMED), ("different", DIFFERENT)):
+        result = evaluator.evaluate(Program(source))
+        assert result.status == "ok", result.message
+        result.predictions = {"validation": evaluator.validation_predictions(result)}
+        results[name] = result
+    assert Program(ORIGINAL).hash != Program(RENAMED).hash
+    first = ref.score(results["original"])
+    assert not first.duplicate and first.value != 0
+    ref.add_cycle([Program(ORIGINAL)], [results["original"]])
+    copy = ref.score(results["renamed"])
+    assert copy.duplicate and copy.value == 0.0 and copy.max_corr > 0.99
+    other = ref.score(results["different"])
+    assert not other.duplicate and other.value != 0
