@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,9 +106,15 @@ class PhaseTimer:
             self.times[f"time/{name}"] = time.perf_counter() - start
 
 
+OnCycle = Callable[[int, dict[str, Any], LoopState], None]  # (cycle, metrics, state), after its checkpoint
+
+
 def train(cfg: Config, learner: Learner, pool: Pool, archive: Archive, logger: Logger, prompt: str,
-          run_dir: Path, state: LoopState, config_dict: dict[str, Any]) -> LoopState:
-    """Run the remaining cycles of ``cfg.loop``; returns the final state."""
+          run_dir: Path, state: LoopState, config_dict: dict[str, Any], on_cycle: OnCycle | None = None) -> LoopState:
+    """Run the remaining cycles of ``cfg.loop``; returns the final state.
+
+    ``on_cycle``, when given, is called at the end of every cycle (a sweep reports to Tune there).
+    """
     loop = cfg.loop
     with ProgressDisplay(loop.cycles, state.cycle, loop.progress) as progress:
         for cycle in range(state.cycle + 1, loop.cycles + 1):
@@ -137,6 +143,8 @@ def train(cfg: Config, learner: Learner, pool: Pool, archive: Archive, logger: L
                                     loop.keep_checkpoints)
                 logger.log({"time/checkpoint": timer.times["time/checkpoint"]}, cycle)
             progress.cycle_done(cycle, {**metrics, **timer.times})
+            if on_cycle is not None:
+                on_cycle(cycle, metrics, state)
     return state
 
 
