@@ -11,7 +11,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
 def test_the_issue_experiments_exist() -> None:
-    assert {"ppo_sharpe", "grpo_sharpe", "smoke"} <= set(EXPERIMENTS)
+    assert {"ppo_sharpe", "grpo_sharpe", "smoke", "sweep_ppo", "sweep_reward_weights"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -62,3 +62,15 @@ def test_a_bad_config_key_or_value_fails_naming_it(override: str, key: str) -> N
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         load_config(["+experiment=smoke", override])
 
+
+
+@pytest.mark.parametrize("name, swept", [
+    ("sweep_ppo", {"algo.learning_rate", "algo.clip_range", "algo.kl_coef", "policy.temperature"}),
+    ("sweep_reward_weights", {"reward.w_compile", "reward.w_perf", "reward.w_unique"}),
+])
+def test_sweep_experiments_are_sweeps_with_a_cpu_budget(name: str, swept: set[str]) -> None:
+    cfg = load_config([f"+experiment={name}"])
+    assert set(cfg.tune.space) == swept and cfg.tune.scheduler == "asha"
+    assert (cfg.tune.num_samples, cfg.loop.cycles, cfg.env.pool.num_actors) == (4, 3, 1)
+    assert cfg.loop.prompts_per_cycle * cfg.loop.samples_per_prompt == 8
+    assert not load_config(["+experiment=ppo_sharpe"]).tune.space, "a plain experiment is one run"
