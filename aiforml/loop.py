@@ -106,7 +106,7 @@ class PhaseTimer:
             self.times[f"time/{name}"] = time.perf_counter() - start
 
 
-OnCycle = Callable[[int, dict[str, Any], LoopState], None]  # (cycle, metrics, state), after its checkpoint
+OnCycle = Callable[[int, dict[str, Any], LoopState], None]  # (cycle, metrics, state), at the cycle's end
 
 
 def train(cfg: Config, learner: Learner, pool: Pool, archive: Archive, logger: Logger, prompt: str,

@@ -50,7 +50,7 @@ MARKER = "cycle.json"  # the Tune checkpoint's content: the run's cycle (the run
 
 
 def run_sweep(cfg: Config, sweep_dir: Path) -> int:
-    """The whole sweep; writes its outputs into ``sweep_dir`` and returns 0."""
+    """The whole sweep; writes its outputs into ``sweep_dir``; 0, or 1 when no trial reported."""
     from aiforml.run import check_start, config_dict, ray_session
     from aiforml.sweep_report import write_sweep_outputs
 
@@ -61,6 +61,8 @@ def run_sweep(cfg: Config, sweep_dir: Path) -> int:
     if not cfg.resume and experiment_dir.exists():
         raise ValueError(f"run_dir={sweep_dir} already holds a sweep: continue it with resume={sweep_dir}, "
                          "or choose another run_dir")
+    if cfg.resume and not tune.Tuner.can_restore(str(experiment_dir)):
+        raise ValueError(f"resume={cfg.resume}: no Tune experiment to restore at {experiment_dir}")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     check_start(dataclasses.replace(cfg, resume=None), sweep_dir)
     console.print(f"sweep directory: {sweep_dir}")
@@ -70,8 +72,6 @@ def run_sweep(cfg: Config, sweep_dir: Path) -> int:
         trainable = tune.with_resources(tune.with_parameters(run_trial, base=base, runs_dir=str(sweep_dir / RUNS)),
                                         tune.PlacementGroupFactory(bundles))
         if cfg.resume:
-            if not tune.Tuner.can_restore(str(experiment_dir)):
-                raise ValueError(f"resume={cfg.resume}: no Tune experiment to restore at {experiment_dir}")
             tuner = tune.Tuner.restore(str(experiment_dir), trainable, resume_unfinished=True,
                                        resume_errored=True)
         else:
@@ -81,6 +81,9 @@ def run_sweep(cfg: Config, sweep_dir: Path) -> int:
     outputs = write_sweep_outputs(grid, base, parsed, cfg.tune, sweep_dir, sweep_dir / RUNS)
     for name, path in outputs.items():
         console.print(f"{name}: {path}")
+    if "best config" not in outputs:
+        console.print(f"no trial reported a cycle: see the trials' errors in {experiment_dir}")
+        return 1
     return 0
 
 
