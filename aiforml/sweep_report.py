@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from aiforml.config import SweepConfig
+from aiforml.sweep import NO_SCORE
 from aiforml.tune_space import Distribution, apply_params
 
 TRIALS_CSV = "trials.csv"
@@ -119,7 +120,10 @@ def write_best_config(base: dict[str, Any], params: dict[str, Any], best: dict[s
 
 def plot_objective(rows: list[dict[str, Any]], parsed: dict[str, Distribution], sweep: SweepConfig,
                    path: Path) -> Path:
-    """Objective against each swept value (log axis for loguniform); stopped trials hollow."""
+    """Objective against each swept value (log axis for loguniform); stopped trials hollow.
+
+    Trials without a score (``NO_SCORE``: no program ran) are counted in the title, not drawn.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,7 +131,7 @@ def plot_objective(rows: list[dict[str, Any]], parsed: dict[str, Distribution], 
 
     keys = list(parsed)
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.5), squeeze=False)
-    scored = [r for r in rows if r["objective"] is not None]
+    scored = [r for r in rows if r["objective"] is not None and r["objective"] > NO_SCORE]
     for ax, key in zip(axes[0], keys, strict=True):
         for done in (True, False):
             pts = [r for r in scored if (r["status"] == "done") == done]
@@ -140,7 +144,8 @@ def plot_objective(rows: list[dict[str, Any]], parsed: dict[str, Distribution], 
         ax.set_ylabel(sweep.objective)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize="small")
-    fig.suptitle(f"{len(rows)} trials: {sweep.objective} against each swept value")
+    unscored = f", {len(rows) - len(scored)} without a score" if len(scored) < len(rows) else ""
+    fig.suptitle(f"{len(rows)} trials{unscored}: {sweep.objective} against each swept value")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
