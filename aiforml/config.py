@@ -376,8 +376,10 @@ class SweepConfig:
 
     space: dict[str, str] = field(default_factory=dict)  # dotted config key -> distribution, e.g. "uniform(0.1, 0.5)" (aiforml.tune_space)
     num_samples: int = 4  # trials drawn from the space
-    objective: Literal["best_val_sharpe", "mean_reward"] = "best_val_sharpe"  # mean_reward: mean reward/mean of the last last_k cycles
-    last_k: int = 3  # objective mean_reward: cycles averaged
+    # best_val_sharpe: best validation Sharpe so far; mean_val_sharpe / mean_reward: the mean over the
+    # last last_k cycles of val/sharpe_mean / reward/mean (reward scales with the weights: not for reward sweeps)
+    objective: Literal["best_val_sharpe", "mean_val_sharpe", "mean_reward"] = "best_val_sharpe"
+    last_k: int = 3  # objectives mean_*: cycles averaged
     scheduler: Literal["asha", "fifo"] = "asha"  # asha: stop weak trials early; fifo: run every trial to the end
     grace_period: int = 1  # ASHA: cycles every trial runs before it may be stopped
     reduction_factor: int = 2  # ASHA: keep about 1 / reduction_factor of the trials at each rung

@@ -17,7 +17,7 @@ end the trials table, the best trial's config as a YAML ``launch.py`` accepts, a
 of the objective against every swept value (``aiforml.sweep_report``).
 
 The objective reads validation scores only (``tune.objective``: the best validation Sharpe
-so far, or the mean reward of the last ``tune.last_k`` cycles). Sealed-test Sharpe is read
+so far, or the mean validation Sharpe or mean reward of the last ``tune.last_k`` cycles). Sealed-test Sharpe is read
 from each trial's archive for the table, beside the objective, and never selects.
 
 Not responsible for: what happens inside a run (``aiforml.run``, ``aiforml.loop``).
@@ -156,19 +156,24 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], runs_dir: str) -> No
     run(cfg, on_cycle=CycleReporter(sweep, run_dir))
 
 
+RECENT = {"mean_val_sharpe": "val/sharpe_mean", "mean_reward": "reward/mean"}  # objective -> cycle metric
+
+
 class CycleReporter:
     """The loop's ``on_cycle``: report the objective and a checkpoint marker to Tune."""
 
     def __init__(self, sweep: SweepConfig, run_dir: Path) -> None:
         self.sweep = sweep
-        self.rewards: deque[float | None] = deque(_archived_rewards(run_dir), maxlen=sweep.last_k)
+        self.history: deque[dict[str, Any]] = deque(_archived_history(run_dir), maxlen=sweep.last_k)
 
     def __call__(self, cycle: int, metrics: dict[str, Any], state: LoopState) -> None:
-        self.rewards.append(metrics.get("reward/mean"))
+        self.history.append(metrics)
+        recent = [m.get(RECENT[self.sweep.objective]) for m in self.history] if self.sweep.objective in RECENT else []
         result = {
             "cycle": cycle,
-            "objective": objective(self.sweep, state.best_val_sharpe, list(self.rewards)),
+            "objective": objective(self.sweep, state.best_val_sharpe, recent),
             "best_val_sharpe": state.best_val_sharpe,
+            "val_sharpe_mean": metrics.get("val/sharpe_mean"),
             "reward_mean": metrics.get("reward/mean"),
             "compile_rate": metrics.get("env/compile_rate"),
         }
@@ -177,20 +182,31 @@ class CycleReporter:
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def objective(sweep: SweepConfig, best_val_sharpe: float | None, rewards: list[float | None]) -> float:
-    """The number Tune maximizes (validation only); ``NO_SCORE`` while undefined."""
+def objective(sweep: SweepConfig, best_val_sharpe: float | None, recent: list[float | None]) -> float:
+    """The number Tune maximizes (validation only); ``NO_SCORE`` while undefined.
+
+    ``recent``: the per-cycle values of the objective's metric (``RECENT``), oldest first.
+    """
     if sweep.objective == "best_val_sharpe":
         return NO_SCORE if best_val_sharpe is None else float(best_val_sharpe)
-    defined = [r for r in rewards[-sweep.last_k:] if r is not None]
+    defined = [r for r in recent[-sweep.last_k:] if r is not None]
     return sum(defined) / len(defined) if defined else NO_SCORE
 
 
-def _archived_rewards(run_dir: Path) -> list[float | None]:
-    """Mean reward of each cycle a resumed run keeps (up to its last checkpoint)."""
+def _archived_history(run_dir: Path) -> list[dict[str, Any]]:
+    """``reward/mean`` and ``val/sharpe_mean`` of each cycle a resumed run keeps (to its last checkpoint)."""
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         return []
     from aiforml.archive import open_run
 
     with open_run(run_dir) as archive:
-        return [row["mean_reward"] for row in archive.cycle_summary() if row["cycle"] <= checkpoint.cycle]
+        rows = [r for r in archive.rows(("cycle", "status", "reward", "val_sharpe")) if r["cycle"] <= checkpoint.cycle]
+    history = []
+    for cycle in sorted({r["cycle"] for r in rows}):
+        rewards = [r["reward"] for r in rows if r["cycle"] == cycle and r["reward"] is not None]
+        sharpes = [r["val_sharpe"] for r in rows
+                   if r["cycle"] == cycle and r["status"] == "ok" and r["val_sharpe"] is not None]
+        history.append({"reward/mean": sum(rewards) / len(rewards) if rewards else None,
+                        "val/sharpe_mean": sum(sharpes) / len(sharpes) if sharpes else None})
+    return history

@@ -16,7 +16,7 @@ import yaml
 
 from aiforml.compose import load_config
 from aiforml.config import SweepConfig
-from aiforml.sweep import NO_SCORE, objective, trial_bundles
+from aiforml.sweep import NO_SCORE, _archived_history, objective, trial_bundles
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 900
@@ -43,6 +43,7 @@ def test_objective_reads_validation_only_and_floors_undefined() -> None:
     assert objective(reward, None, [0.9, 0.2, None, 0.4]) == 0.4  # the last 2 cycles, one undefined
     assert objective(reward, None, [0.9, 0.2, 0.4]) == pytest.approx(0.3)
     assert objective(reward, 2.0, [None]) == NO_SCORE
+    assert objective(SweepConfig(objective="mean_val_sharpe", last_k=3), 2.0, [0.5, 1.0, 0.0, None]) == 0.5
 
 
 def launch(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -85,6 +86,8 @@ def test_a_tiny_sweep_writes_its_trials_table_from_each_trials_archive(sweep_dir
         assert cycles == 1 and row["status"] == "done"
         # mean_reward with last_k=1: the objective is the last reported cycle's mean reward in the archive
         assert float(row["objective"]) == pytest.approx(archived_mean_reward(run_dir, cycles))
+        # what a resumed trial would start its objective's history from
+        assert _archived_history(run_dir)[-1]["reward/mean"] == pytest.approx(float(row["objective"]))
         with (run_dir / "config.yaml").open() as f:
             assert yaml.safe_load(f)["reward"]["w_compile"] == pytest.approx(float(row["reward.w_compile"]))
     objectives = [float(r["objective"]) for r in rows]
