@@ -8,6 +8,7 @@ happens here.
     python launch.py +experiment=smoke run_dir=/tmp/smoke     # two tiny cycles in a chosen directory
     python launch.py +experiment=ppo_sharpe resume=RUN_DIR    # continue from the last checkpoint
     python launch.py +experiment=ppo_sharpe ray.address=auto  # on a running Ray cluster
+    python launch.py +experiment=sweep_ppo                    # a Ray Tune sweep of whole runs
 """
 
 from __future__ import annotations

@@ -348,6 +348,7 @@ class PoolConfig:
     retries: int = 1  # re-runs of a program whose actor died; then the result is infra_error
     start_timeout_s: float = 300.0  # actor start-up, data hand-off and baseline warm-up
     cache_size: int = 10_000  # results kept by (program hash, data version), least recently used out; 0: off
+    actor_resources: dict[str, float] | None = None  # Ray custom resources per actor (e.g. {env_node: 1}: CPU nodes only)
 
     def validate(self) -> None:
         check(self.num_actors >= 1, f"env.pool.num_actors must be >= 1, got {self.num_actors}")
@@ -358,6 +359,7 @@ class PoolConfig:
             check(getattr(self, key) > 0, f"env.pool.{key} must be > 0, got {getattr(self, key)}")
         for key in ("max_restarts", "retries", "cache_size"):
             check(getattr(self, key) >= 0, f"env.pool.{key} must be >= 0, got {getattr(self, key)}")
+        check_resources_map(self.actor_resources, "env.pool.actor_resources")
 
 
 @dataclass
@@ -430,12 +432,40 @@ class RayConfig:
     num_cpus: int | None = None  # local Ray only: CPUs it may use (None: all of the machine's)
     learner_cpus: float = 0.0  # CPU request of the learner actor; 0: it works in turns with the env actors, which get the cores
     include_dashboard: bool = False  # start Ray's dashboard (local Ray only)
+    learner_resources: dict[str, float] | None = None  # Ray custom resources of the learner (e.g. {gpu_node: 1})
 
     def validate(self) -> None:
         check(self.num_cpus is None or self.num_cpus >= 1, f"ray.num_cpus must be >= 1 or null, got {self.num_cpus}")
         check(self.learner_cpus >= 0, f"ray.learner_cpus must be >= 0, got {self.learner_cpus}")
         check(self.address is None or self.num_cpus is None,
               "ray.num_cpus applies to a local Ray only: set ray.num_cpus=null with ray.address")
+        check_resources_map(self.learner_resources, "ray.learner_resources")
+
+
+@dataclass
+class SweepConfig:
+    """A Ray Tune sweep over whole runs (aiforml.sweep); an empty ``space`` means a single run."""
+
+    space: dict[str, str] = field(default_factory=dict)  # dotted config key -> distribution, e.g. "uniform(0.1, 0.5)" (aiforml.tune_space)
+    num_samples: int = 4  # trials drawn from the space
+    # best_val_sharpe: best validation Sharpe so far; mean_val_sharpe / mean_reward: the mean over the
+    # last last_k cycles of val/sharpe_mean / reward/mean (reward scales with the weights: not for reward sweeps)
+    objective: Literal["best_val_sharpe", "mean_val_sharpe", "mean_reward"] = "best_val_sharpe"
+    last_k: int = 3  # objectives mean_*: cycles averaged
+    scheduler: Literal["asha", "fifo"] = "asha"  # asha: stop weak trials early; fifo: run every trial to the end
+    grace_period: int = 1  # ASHA: cycles every trial runs before it may be stopped
+    reduction_factor: int = 2  # ASHA: keep about 1 / reduction_factor of the trials at each rung
+    max_concurrent: int | None = None  # trials at once (None: as many as the cluster's resources fit)
+    trial_cpus: float = 1.0  # CPUs of the trial driver's bundle (also hosts the learner when it asks for nothing)
+    search_seed: int | None = 0  # seed of the random search (None: different trials each sweep)
+
+    def validate(self) -> None:
+        for key in ("num_samples", "last_k", "grace_period"):
+            check(getattr(self, key) >= 1, f"tune.{key} must be >= 1, got {getattr(self, key)}")
+        check(self.reduction_factor >= 2, f"tune.reduction_factor must be >= 2, got {self.reduction_factor}")
+        check(self.max_concurrent is None or self.max_concurrent >= 1,
+              f"tune.max_concurrent must be >= 1 or null, got {self.max_concurrent}")
+        check(self.trial_cpus >= 0, f"tune.trial_cpus must be >= 0, got {self.trial_cpus}")
 
 
 @dataclass
@@ -469,6 +499,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     diversity: DiversityConfig = field(default_factory=DiversityConfig)
+    tune: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 0  # global seed
     run_dir: str | None = None  # output directory (None: Hydra's)
     resume: str | None = None  # a run directory to continue from its last complete checkpoint (its archive too)
@@ -541,6 +572,15 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise ValueError(f"{key} must be a string, got {value!r}")
         return value
     return value
+
+
+def check_resources_map(resources: dict[str, float] | None, key: str) -> None:
+    """Custom Ray resources: names other than CPU/GPU/memory, amounts >= 0."""
+    for name, amount in (resources or {}).items():
+        check(name not in ("CPU", "GPU", "memory"),
+              f"{key}.{name}: CPU/GPU are set elsewhere (env.pool.cpus_per_actor, ray.learner_cpus); "
+              "name only custom resources here")
+        check(amount >= 0, f"{key}.{name} must be >= 0, got {amount}")
 
 
 def check(condition: bool, message: str) -> None:

@@ -68,6 +68,7 @@ class LearnerActor:
             "trainable_parameters": sum(p.numel() for p in self.policy.trainable_parameters()),
             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None,
             "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if on_cuda else None,
+            "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
         }
 
     def generate(self, prompts: list[str], n: int = 1) -> Rollouts:
@@ -202,9 +203,13 @@ def wants_gpu(policy: PolicyConfig) -> bool:
 
 def create_learner(
     policy: PolicyConfig, algo: AlgoConfig, model_path: str | None = None, seed: int = 0,
-    num_cpus: float = 1,
+    num_cpus: float = 1, resources: dict[str, float] | None = None,
 ) -> ray.actor.ActorHandle:
-    """Start a :class:`LearnerActor`; ``num_gpus=1`` when a GPU is to be used."""
+    """Start a :class:`LearnerActor`; ``num_gpus=1`` when a GPU is to be used.
+
+    ``resources``: custom Ray resources (``ray.learner_resources``) that pin it to some nodes.
+    """
     num_gpus = 1 if wants_gpu(policy) else 0
-    actor = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0)(LearnerActor)
+    actor = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0,
+                       resources=dict(resources or {}))(LearnerActor)
     return actor.remote(policy, algo, model_path, seed)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,14 +116,18 @@ class PhaseTimer:
             self.times[f"time/{name}"] = time.perf_counter() - start
 
 
+OnCycle = Callable[[int, dict[str, Any], LoopState], None]  # (cycle, metrics, state), at the cycle's end
+
+
 def train(cfg: Config, learner: Learner, pool: Pool, archive: Archive, logger: Logger, prompt: str,
           run_dir: Path, state: LoopState, config_dict: dict[str, Any],
-          reference: ReferenceSet | None = None) -> LoopState:
+          reference: ReferenceSet | None = None, on_cycle: OnCycle | None = None) -> LoopState:
     """Run the remaining cycles of ``cfg.loop``; returns the final state.
 
     ``reference`` (validation predictions of the programs so far, ``aiforml.diversity``)
     gives uniqueness scores, diversity clusters and prompt feedback; without it the
-    uniqueness term falls back to each result's baseline corr.
+    uniqueness term falls back to each result's baseline corr. ``on_cycle``, when given, is
+    called at the end of every cycle (a sweep reports to Tune there).
     """
     loop = cfg.loop
     with ProgressDisplay(loop.cycles, state.cycle, loop.progress) as progress:
@@ -158,6 +162,8 @@ def train(cfg: Config, learner: Learner, pool: Pool, archive: Archive, logger: L
                                     loop.keep_checkpoints)
                 logger.log({"time/checkpoint": timer.times["time/checkpoint"]}, cycle)
             progress.cycle_done(cycle, {**metrics, **timer.times})
+            if on_cycle is not None:
+                on_cycle(cycle, metrics, state)
     return state
 
 

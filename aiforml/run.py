@@ -32,7 +32,7 @@ from rich.console import Console
 from aiforml.checkpoint import latest_checkpoint, list_checkpoints, restore_rng, seed_rngs
 from aiforml.config import Config, RayConfig
 from aiforml.logger import check_trackers
-from aiforml.loop import LoopState, train
+from aiforml.loop import LoopState, OnCycle, train
 
 log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
@@ -111,8 +111,15 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
         ray.shutdown()
 
 
-def run(cfg: Config) -> int:
-    """One whole run: set up, train ``cfg.loop.cycles`` cycles (or the rest of them), report."""
+def run(cfg: Config, on_cycle: OnCycle | None = None) -> int:
+    """One whole run: set up, train ``cfg.loop.cycles`` cycles (or the rest of them), report.
+
+    With ``tune.space`` set, a Ray Tune sweep of such runs instead (``aiforml.sweep``).
+    """
+    if cfg.tune.space:
+        from aiforml.sweep import run_sweep
+
+        return run_sweep(cfg, resolve_run_dir(cfg))
     run_dir = resolve_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_start(cfg, run_dir)
@@ -122,7 +129,7 @@ def run(cfg: Config) -> int:
     seed_rngs(cfg.seed)
     with ExitStack() as stack:
         stack.enter_context(ray_session(cfg.ray))
-        state = _run_in_ray(cfg, run_dir, console, stack)
+        state = _run_in_ray(cfg, run_dir, console, stack, on_cycle)
     if cfg.loop.report:
         from aiforml.report import write_report
 
@@ -131,7 +138,8 @@ def run(cfg: Config) -> int:
     return 0
 
 
-def _run_in_ray(cfg: Config, run_dir: Path, console: Console, stack: ExitStack) -> LoopState:
+def _run_in_ray(cfg: Config, run_dir: Path, console: Console, stack: ExitStack,
+                on_cycle: OnCycle | None = None) -> LoopState:
     """Build every piece (each closed by ``stack``), resume if asked, run the loop."""
     from aiforml.archive import ARCHIVE_FILE, Archive
     from aiforml.data import load_dataset, split_dataset
@@ -147,7 +155,8 @@ def _run_in_ray(cfg: Config, run_dir: Path, console: Console, stack: ExitStack) 
         split = split_dataset(dataset, cfg.data)
     schema = DataSchema.from_dataset(dataset)
     model_path = _policy_path(cfg, schema, console)
-    handle = create_learner(cfg.policy, cfg.algo, model_path, cfg.seed, num_cpus=cfg.ray.learner_cpus)
+    handle = create_learner(cfg.policy, cfg.algo, model_path, cfg.seed, num_cpus=cfg.ray.learner_cpus,
+                            resources=cfg.ray.learner_resources)
     stack.callback(ray.kill, handle)
     learner = RemoteLearner(handle, cfg.loop.timeout_s)
     # Results carry sealed-test scores for the archive only; the loop strips them before use.
@@ -156,6 +165,7 @@ def _run_in_ray(cfg: Config, run_dir: Path, console: Console, stack: ExitStack) 
     with console.status("starting the environment pool and the learner"):
         pool = stack.enter_context(EnvPool(pool_cfg, dataset, split))
         console.print(f"learner: {learner.info()}")
+        console.print(f"placement: env actors on nodes {[i.get('node_id') for i in pool.info]}")
     archive = Archive(run_dir / ARCHIVE_FILE)
     stack.callback(archive.close)
     state = _resume(cfg, learner, archive, console)
@@ -165,7 +175,7 @@ def _run_in_ray(cfg: Config, run_dir: Path, console: Console, stack: ExitStack) 
     logger = RunLogger(cfg.logger, run_dir, config_dict(cfg), purge_step=state.cycle + 1)
     stack.callback(logger.close)
     return train(cfg, learner, pool, archive, logger, render_prompt(schema), run_dir, state,
-                 config_dict(cfg), reference=reference)
+                 config_dict(cfg), reference=reference, on_cycle=on_cycle)
 
 
 def _policy_path(cfg: Config, schema: Any, console: Console) -> str | None:

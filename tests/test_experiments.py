@@ -11,7 +11,8 @@ EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
 def test_the_issue_experiments_exist() -> None:
-    assert {"ppo_sharpe", "grpo_sharpe", "smoke", "ppo_trading", "ppo_unique", "ppo_unique_feedback"} <= set(EXPERIMENTS)
+    assert {"ppo_sharpe", "grpo_sharpe", "smoke", "ppo_trading", "ppo_unique", "ppo_unique_feedback",
+            "sweep_ppo", "sweep_reward_weights"} <= set(EXPERIMENTS)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -80,3 +81,15 @@ def test_ppo_unique_is_ppo_sharpe_with_the_uniqueness_term_on() -> None:
     assert all(getattr(sharpe, k) == getattr(unique, k) for k in same), "same budget: only the reward differs"
     feedback = load_config(["+experiment=ppo_unique_feedback"])
     assert feedback.diversity.feedback and feedback.reward == unique.reward
+
+
+@pytest.mark.parametrize("name, swept", [
+    ("sweep_ppo", {"algo.learning_rate", "algo.clip_range", "algo.kl_coef", "policy.temperature"}),
+    ("sweep_reward_weights", {"reward.w_compile", "reward.w_perf", "reward.w_unique"}),
+])
+def test_sweep_experiments_are_sweeps_with_a_cpu_budget(name: str, swept: set[str]) -> None:
+    cfg = load_config([f"+experiment={name}"])
+    assert set(cfg.tune.space) == swept and cfg.tune.scheduler == "asha"
+    assert (cfg.tune.num_samples, cfg.loop.cycles, cfg.env.pool.num_actors) == (4, 3, 1)
+    assert cfg.loop.prompts_per_cycle * cfg.loop.samples_per_prompt == 8
+    assert not load_config(["+experiment=ppo_sharpe"]).tune.space, "a plain experiment is one run"

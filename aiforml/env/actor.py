@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import ray
 from mcp import Client, MCPError
 from mcp.types import REQUEST_TIMEOUT
 
@@ -50,7 +51,8 @@ class EnvActor:
         """Warm the baseline (cached on disk after the first actor) and say who we are."""
         await anyio.to_thread.run_sync(self.session.evaluator.baseline_predictions)
         return {"pid": os.getpid(), "data_version": self.session.evaluator.data_version,
-                "isolation": self.session.evaluator.sandbox.isolation}
+                "isolation": self.session.evaluator.sandbox.isolation,
+                "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None}
 
     async def evaluate(self, source: str, deadline_s: float) -> dict[str, Any]:
         """Evaluate one program; the result as EvaluationOutput data (status, scores, ...)."""

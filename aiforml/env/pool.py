@@ -78,6 +78,14 @@ def check_resources(pool: PoolConfig) -> None:
     """Fail fast, naming the config keys, when the actors cannot all be scheduled."""
     if not ray.is_initialized():
         raise RuntimeError("EnvPool needs a Ray connection: call ray.init() (or ray.init(address=...)) first")
+    if ray.util.get_current_placement_group() is not None:
+        return  # a sweep trial: its placement group already holds the actors' bundles (aiforml.sweep)
+    for name, amount in (pool.actor_resources or {}).items():
+        total = ray.cluster_resources().get(name, 0.0)
+        if pool.num_actors * amount > total + 1e-9:
+            raise ValueError(f"env.pool.actor_resources.{name}: {pool.num_actors} actors x {amount:g} need "
+                             f"{pool.num_actors * amount:g}, but the Ray cluster has {total:g} of it: start nodes "
+                             f"with --resources='{{\"{name}\": N}}' or change env.pool.actor_resources")
     need = pool.num_actors * pool.cpus_per_actor
     free = ray.available_resources().get("CPU", 0.0)
     settle = time.monotonic() + SETTLE_S
@@ -108,8 +116,8 @@ class EnvPool:
         self.cache = ResultCache(self.pool_cfg.cache_size)
         self.stats = PoolStats()
         self._remote = ray.remote(EnvActor).options(
-            num_cpus=self.pool_cfg.cpus_per_actor, max_restarts=self.pool_cfg.max_restarts, max_task_retries=0,
-            max_concurrency=1)
+            num_cpus=self.pool_cfg.cpus_per_actor, resources=dict(self.pool_cfg.actor_resources or {}),
+            max_restarts=self.pool_cfg.max_restarts, max_task_retries=0, max_concurrency=1)
         self._args = (cfg, ray.put(dataset), split, *(str(Path(d)) if d else None for d in (baseline_dir, work_root)))
         self.actors: list[Any] = []
         self.in_flight: dict[int, str] = {}  # actor index -> program hash it is evaluating now

@@ -1,0 +1,122 @@
+"""Sweeps: each trial's placement group, the objective, and a tiny sweep through the real
+entry point (2 trials x 1 smoke cycle, two at once on 4 logical CPUs) that leaves its
+trials table, best config and plot; the best config runs with ``launch.py``; ``resume=``
+restores the sweep with Tune. About three minutes on a quiet 2-core machine (it is three
+launches of Ray), more under load."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aiforml.compose import load_config
+from aiforml.config import SweepConfig
+from aiforml.sweep import NO_SCORE, _archived_history, objective, trial_bundles
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT_S = 900
+
+
+def test_a_trial_reserves_driver_learner_and_each_env_actor_together() -> None:
+    cfg = load_config(["+experiment=smoke", "policy.device=cpu", "env.pool.num_actors=3",
+                       "env.pool.cpus_per_actor=0.5", "env.pool.actor_resources={env_node: 1}",
+                       "ray.learner_cpus=2", "ray.learner_resources={learner_node: 1}", "tune.trial_cpus=0.25"])
+    assert trial_bundles(cfg) == [{"CPU": 0.25}, {"CPU": 2.0, "learner_node": 1.0}] + [{"CPU": 0.5, "env_node": 1.0}] * 3
+
+
+def test_a_learner_that_asks_for_nothing_shares_the_driver_bundle() -> None:
+    cfg = load_config(["+experiment=smoke", "policy.device=cpu"])
+    assert trial_bundles(cfg) == [{"CPU": 1.0}, {"CPU": 1.0}]  # driver (and learner), one env actor
+    gpu = load_config(["+experiment=smoke", "policy.device=cuda"])
+    assert trial_bundles(gpu)[1] == {"GPU": 1.0}, "a GPU policy gets its own learner bundle"
+
+
+def test_objective_reads_validation_only_and_floors_undefined() -> None:
+    sharpe, reward = SweepConfig(), SweepConfig(objective="mean_reward", last_k=2)
+    assert objective(sharpe, 1.25, [0.1]) == 1.25
+    assert objective(sharpe, None, [0.1]) == NO_SCORE
+    assert objective(reward, None, [0.9, 0.2, None, 0.4]) == 0.4  # the last 2 cycles, one undefined
+    assert objective(reward, None, [0.9, 0.2, 0.4]) == pytest.approx(0.3)
+    assert objective(reward, 2.0, [None]) == NO_SCORE
+    assert objective(SweepConfig(objective="mean_val_sharpe", last_k=3), 2.0, [0.5, 1.0, 0.0, None]) == 0.5
+
+
+def launch(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(ROOT / "launch.py"), *args, f"hydra.run.dir={cwd / 'hydra'}"],
+                          cwd=cwd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+SWEEP = ["+experiment=smoke", "tune=reward_weights", "tune.num_samples=2", "tune.objective=mean_reward",
+         "tune.last_k=1", "loop.cycles=1", "loop.report=false", "ray.num_cpus=4"]
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sweep")
+    launch(root, *SWEEP, f"run_dir={root / 'sweep'}")
+    return root / "sweep"
+
+
+def read_trials(sweep_dir: Path) -> list[dict]:
+    with (sweep_dir / "trials.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def archived_mean_reward(run_dir: Path, cycle: int) -> float:
+    from aiforml.archive import open_run
+
+    with open_run(run_dir) as archive:
+        return next(r["mean_reward"] for r in archive.cycle_summary() if r["cycle"] == cycle)
+
+
+@pytest.mark.slow
+def test_a_tiny_sweep_writes_its_trials_table_from_each_trials_archive(sweep_dir: Path) -> None:
+    rows = read_trials(sweep_dir)
+    assert len(rows) == 2 and len({r["trial"] for r in rows}) == 2
+    for row in rows:
+        assert 0.1 <= float(row["reward.w_compile"]) <= 0.5 and 0.4 <= float(row["reward.w_perf"]) <= 1.0
+        cycles, run_dir = int(row["cycles"]), Path(row["run_dir"])
+        assert cycles == 1 and row["status"] == "done"
+        # mean_reward with last_k=1: the objective is the last reported cycle's mean reward in the archive
+        assert float(row["objective"]) == pytest.approx(archived_mean_reward(run_dir, cycles))
+        # what a resumed trial would start its objective's history from
+        assert _archived_history(run_dir)[-1]["reward/mean"] == pytest.approx(float(row["objective"]))
+        with (run_dir / "config.yaml").open() as f:
+            assert yaml.safe_load(f)["reward"]["w_compile"] == pytest.approx(float(row["reward.w_compile"]))
+    objectives = [float(r["objective"]) for r in rows]
+    assert objectives == sorted(objectives, reverse=True), "best first"
+    assert "test_sharpe_of_best" in rows[0] and "never used to choose" in (sweep_dir / "trials.md").read_text()
+    assert (sweep_dir / "objective.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_the_best_config_is_the_best_trials_and_runs_with_launch(sweep_dir: Path, tmp_path: Path) -> None:
+    best = read_trials(sweep_dir)[0]
+    config = yaml.safe_load((sweep_dir / "best_config.yaml").read_text())
+    assert config["reward"]["w_compile"] == pytest.approx(float(best["reward.w_compile"]))
+    assert config["tune"]["space"] == {} and config["run_dir"] is None, "a plain run, not a sweep"
+    run_dir = tmp_path / "best"
+    launch(tmp_path, "--config-path", str(sweep_dir), "--config-name", "best_config", f"run_dir={run_dir}",
+           "loop.cycles=1", "loop.report=false")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["reward"] == config["reward"]
+    assert (run_dir / "checkpoints" / "cycle-000001").is_dir()
+
+
+@pytest.mark.slow
+def test_resume_restores_the_sweep_and_a_fresh_one_refuses_its_directory(sweep_dir: Path, tmp_path: Path) -> None:
+    before = read_trials(sweep_dir)
+    proc = subprocess.run([sys.executable, str(ROOT / "launch.py"), *SWEEP, f"run_dir={sweep_dir}",
+                           f"hydra.run.dir={tmp_path / 'hydra'}"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S)
+    assert proc.returncode != 0 and f"resume={sweep_dir}" in proc.stderr + proc.stdout
+    launch(tmp_path, *SWEEP, f"resume={sweep_dir}")
+    after = read_trials(sweep_dir)
+    assert [(r["trial"], r["objective"]) for r in after] == [(r["trial"], r["objective"]) for r in before], \
+        "finished trials are restored, not run again"
