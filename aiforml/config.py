@@ -348,6 +348,7 @@ class PoolConfig:
     retries: int = 1  # re-runs of a program whose actor died; then the result is infra_error
     start_timeout_s: float = 300.0  # actor start-up, data hand-off and baseline warm-up
     cache_size: int = 10_000  # results kept by (program hash, data version), least recently used out; 0: off
+    cache_mb: float = 1024.0  # and at most this many MB of the validation predictions results carry
     actor_resources: dict[str, float] | None = None  # Ray custom resources per actor (e.g. {env_node: 1}: CPU nodes only)
 
     def validate(self) -> None:
@@ -357,6 +358,7 @@ class PoolConfig:
               f"env.pool.deadline_s must be > 0 (or null for env.sandbox.wall_s + 30), got {self.deadline_s}")
         for key in ("grace_s", "start_timeout_s"):
             check(getattr(self, key) > 0, f"env.pool.{key} must be > 0, got {getattr(self, key)}")
+        check(self.cache_mb > 0, f"env.pool.cache_mb must be > 0, got {self.cache_mb}")
         for key in ("max_restarts", "retries", "cache_size"):
             check(getattr(self, key) >= 0, f"env.pool.{key} must be >= 0, got {getattr(self, key)}")
         check_resources_map(self.actor_resources, "env.pool.actor_resources")

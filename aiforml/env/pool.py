@@ -113,7 +113,7 @@ class EnvPool:
         self.cfg, self.pool_cfg = cfg, cfg.env.pool
         check_resources(self.pool_cfg)
         self.deadline_s = self.pool_cfg.deadline_s or cfg.env.sandbox.wall_s + 30.0
-        self.cache = ResultCache(self.pool_cfg.cache_size)
+        self.cache = ResultCache(self.pool_cfg.cache_size, int(self.pool_cfg.cache_mb * 2**20))
         self.stats = PoolStats()
         self._remote = ray.remote(EnvActor).options(
             num_cpus=self.pool_cfg.cpus_per_actor, resources=dict(self.pool_cfg.actor_resources or {}),

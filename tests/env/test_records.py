@@ -10,6 +10,7 @@ import json
 import math
 
 import anyio
+import numpy as np
 import pytest
 
 from aiforml.compose import load_config
@@ -67,6 +68,21 @@ def test_cache_keys_on_normalized_source_evicts_lru_and_skips_infra_errors():
     assert cache.key(b, "v1") not in cache and len(cache) == 2
     assert (cache.hits, cache.misses) == (2, 0)
     assert not ResultCache(0).put(cache.key(a, "v1"), EvalResult(status="ok"))
+
+
+def test_cache_evicts_by_the_bytes_of_the_predictions_it_holds():
+    def with_predictions(n: int) -> EvalResult:
+        return EvalResult(status="ok", predictions={"validation": np.zeros(n, dtype=np.float32)})
+
+    cache = ResultCache(max_entries=100, max_bytes=1000)
+    a, b, c = Program("x = 1\n"), Program("y = 2\n"), Program("z = 3\n")
+    assert cache.put(cache.key(a, "v"), with_predictions(100))  # 400 bytes
+    assert cache.put(cache.key(b, "v"), with_predictions(100))  # 800 in all
+    assert cache.put(cache.key(b, "v"), with_predictions(100)) and cache.bytes == 800, "a re-put replaces"
+    assert cache.put(cache.key(c, "v"), with_predictions(100))  # 1200 > 1000: a, the oldest, goes
+    assert cache.key(a, "v") not in cache and cache.bytes == 800 and len(cache) == 2
+    assert not cache.put(cache.key(a, "v"), with_predictions(300)), "larger than the whole budget"
+    assert cache.bytes == 800
 
 
 @pytest.mark.parametrize(("override", "words"), [
