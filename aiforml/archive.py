@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiforml.descriptors import MODEL_FAMILIES, describe_program  # noqa: F401 - re-exported
+from aiforml.descriptors import describe_program
 from aiforml.program import PROGRAM_FAILURES, EvalResult, Program, SplitMetrics
 from aiforml.reward import RewardBreakdown
 

@@ -30,7 +30,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # object API on the Agg canvas: no pyplot state
 from matplotlib.ticker import MaxNLocator
 
-from aiforml.archive import DESCRIPTORS, MODEL_FAMILIES, Archive, open_run, summarize_cycle
+from aiforml.archive import DESCRIPTORS, Archive, open_run, summarize_cycle
+from aiforml.descriptors import MODEL_FAMILIES
 from aiforml.diversity import run_diversity
 from aiforml.pipeline.defaults import default_program_source
 from aiforml.program import Program

@@ -210,13 +210,18 @@ class Evaluator:
             return None
         return score_split(oof[covered], self._train_target[covered], self._train_eras[covered])
 
+    def _leakage_band(self) -> tuple[str, str, float]:
+        """The statistic the leakage band applies to: (SplitMetrics field, its name, the band)."""
+        return "mean_corr", "mean corr", self.cfg.pipeline.leakage_band
+
     def _flag_leakage(self, result: EvalResult) -> None:
-        band = self.cfg.pipeline.leakage_band
+        field, label, band = self._leakage_band()
         for name, metrics in (("cross-validation", result.cv), ("validation", result.validation)):
-            if metrics is not None and metrics.mean_corr is not None and metrics.mean_corr > band:
+            value = getattr(metrics, field) if metrics is not None else None
+            if value is not None and value > band:
                 result.status = "leakage_suspected"
-                result.message = (f"{name} mean corr {metrics.mean_corr:.3f} is above the leakage band "
-                                  f"{band}: honest models do not score this high")
+                result.message = (f"{name} {label} {value:.3f} is above the leakage band "
+                                  f"{band}: honest pipelines do not score this high")
                 return
 
     def _load_folds(self, job_dir: Path) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -117,14 +117,8 @@ class TradingEvaluator(Evaluator):
         except ValueError:  # folds that cover only some assets of a period: no portfolio to score
             return None
 
-    def _flag_leakage(self, result: EvalResult) -> None:
-        band = self.cfg.trading.leakage_sharpe
-        for name, metrics in (("cross-validation", result.cv), ("validation", result.validation)):
-            if metrics is not None and metrics.sharpe is not None and metrics.sharpe > band:
-                result.status = "leakage_suspected"
-                result.message = (f"{name} annualized Sharpe {metrics.sharpe:.2f} is above the leakage band "
-                                  f"{band}: honest strategies do not score this high")
-                return
+    def _leakage_band(self) -> tuple[str, str, float]:
+        return "sharpe", "annualized Sharpe", self.cfg.trading.leakage_sharpe
 
     # --- the look-ahead guard -----------------------------------------------------------
     def guard_cuts(self) -> list[int]:
