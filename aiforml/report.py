@@ -67,11 +67,16 @@ def quarter_figures(rows: list[dict]) -> dict[str, float | str | None]:
     }
 
 
-def first_last_quarters(rows: list[dict]) -> tuple[dict, dict]:
-    """Figures of the first and the last quarter of cycles (at least one cycle each)."""
+def quarter_cycles(rows: list[dict]) -> tuple[set[int], set[int]]:
+    """The first and the last quarter of the cycles in ``rows`` (at least one cycle each)."""
     cycles = sorted({r["cycle"] for r in rows})
     q = max(1, math.ceil(len(cycles) / 4))
-    first, last = set(cycles[:q]), set(cycles[-q:])
+    return set(cycles[:q]), set(cycles[-q:])
+
+
+def first_last_quarters(rows: list[dict]) -> tuple[dict, dict]:
+    """Figures of the first and the last quarter of cycles (at least one cycle each)."""
+    first, last = quarter_cycles(rows)
     return (quarter_figures([r for r in rows if r["cycle"] in first]),
             quarter_figures([r for r in rows if r["cycle"] in last]))
 

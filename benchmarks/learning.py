@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from aiforml.archive import open_run
-from aiforml.report import first_last_quarters
+from aiforml.report import first_last_quarters, quarter_cycles
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("cycle", "status", "error_class", "reward", "val_sharpe", "test_sharpe", "program_hash",
@@ -52,12 +52,6 @@ def families(rows: list[dict], cycles: set[int], top: int = 3) -> tuple[str, int
     total = sum(counts.values()) or 1
     shown = ", ".join(f"{f} {100 * k / total:.0f}%" for f, k in counts.most_common(top))
     return shown, len(counts)
-
-
-def quarter_cycles(rows: list[dict]) -> tuple[set[int], set[int]]:
-    cycles = sorted({r["cycle"] for r in rows})
-    q = max(1, -(-len(cycles) // 4))
-    return set(cycles[:q]), set(cycles[-q:])
 
 
 def pct(x: float | None) -> str:
