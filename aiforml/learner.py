@@ -181,7 +181,7 @@ class LearnerActor:
         self.optimizer.load_state_dict(state["optimizer"])
         self.kl_ctl.load_state_dict(state["kl_ctl"])
         self.updates = int(state["updates"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())  # map_location moved it to the GPU
         torch.set_rng_state(state["torch_rng"].cpu())
         if state["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
