@@ -36,15 +36,18 @@ from aiforml.program import PROGRAM_FAILURES, EvalResult, Program, SplitMetrics
 from aiforml.reward import RewardBreakdown
 
 ARCHIVE_FILE = "archive.sqlite"
-SCHEMA_VERSION = 2  # v2 added feature_ideas; v1 archives are migrated on open
+SCHEMA_VERSION = 3  # v2 added feature_ideas, v3 the trading metrics; older archives are migrated on open
 COMPLETION_CHARS = 20_000
 MESSAGE_CHARS = 2_000
 TRACEBACK_CHARS = 4_000
 SPLITS = {"cv": "cv", "val": "validation", "test": "test"}  # column prefix -> EvalResult field
 METRICS = ("mean_corr", "std_corr", "sharpe", "max_drawdown", "feature_neutral_corr",
            "baseline_corr", "n_eras")
+# The trading task's statistics and buy-and-hold's (NULL for the Numerai-style task).
+TRADING_METRICS = ("total_return", "turnover", "hit_rate", "bh_sharpe", "bh_total_return",
+                   "bh_max_drawdown", "bh_turnover", "bh_hit_rate")
 RANKABLE = ("sharpe", "mean_corr", "feature_neutral_corr")  # higher is better
-METRIC_COLUMNS = tuple(f"{p}_{m}" for p in SPLITS for m in METRICS)
+METRIC_COLUMNS = tuple(f"{p}_{m}" for p in SPLITS for m in METRICS + TRADING_METRICS)
 DESCRIPTORS = ("model_family", "defines_features", "defines_target", "defines_cv", "defines_model")
 COLUMNS: dict[str, str] = {
     "role": "TEXT NOT NULL",  # 'sample' (the policy's) or 'baseline' (the default program)
@@ -95,7 +98,7 @@ def _finite(x: float | None) -> float | None:
 
 def _split_columns(prefix: str, split: SplitMetrics | None) -> dict[str, Any]:
     return {f"{prefix}_{m}": (_finite(getattr(split, m)) if m != "n_eras" else split.n_eras)
-            if split is not None else None for m in METRICS}
+            if split is not None else None for m in METRICS + TRADING_METRICS}
 
 
 def _per_era(split: SplitMetrics | None) -> str | None:
@@ -145,9 +148,11 @@ class Archive:
                 f"BEGIN; CREATE TABLE programs (id INTEGER PRIMARY KEY, {cols});"
                 " CREATE INDEX programs_cycle ON programs(role, cycle);"
                 f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-        elif version == 1:
-            self._db.executescript("BEGIN; ALTER TABLE programs ADD COLUMN feature_ideas TEXT;"
-                                   f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        elif version in (1, 2):
+            added = ["feature_ideas TEXT"] if version == 1 else []
+            added += [f"{p}_{m} REAL" for p in SPLITS for m in TRADING_METRICS]
+            self._db.executescript("BEGIN; " + " ".join(f"ALTER TABLE programs ADD COLUMN {a};" for a in added)
+                                   + f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         elif version != SCHEMA_VERSION:
             self._db.close()
             raise RuntimeError(f"{self.path} holds archive schema v{version}; this code reads "
@@ -217,13 +222,13 @@ class Archive:
     def top(self, n: int = 10, by: str = "val_sharpe", include_test: bool = True) -> list[dict]:
         """The best distinct ``ok`` programs by a validation or CV metric; test metrics beside.
 
-        Sealed test scores never select: ``by`` must be a ``val_*``/``cv_*`` score or
-        ``reward``. Each program hash appears once (its best evaluation). Pass
+        Sealed test scores never select, nor do CV scores (the child computed them unwatched):
+        ``by`` must be a ``val_*`` score or ``reward``. Each program hash appears once (its best evaluation). Pass
         ``include_test=False`` for anything the policy may see (a prompt): test columns dropped.
         """
-        allowed = [f"{p}_{m}" for p in ("val", "cv") for m in RANKABLE] + ["reward"]
+        allowed = [f"val_{m}" for m in RANKABLE] + ["reward"]
         if by not in allowed:
-            raise ValueError(f"top(by={by!r}): rank by one of {allowed}; test scores never select")
+            raise ValueError(f"top(by={by!r}): rank by one of {allowed}; test and CV scores never select")
         sql = (f"SELECT id, * FROM programs WHERE role = 'sample' AND status = 'ok' AND {by} IS NOT NULL"
                f" ORDER BY {by} DESC, id ASC")
         out, seen = [], set()

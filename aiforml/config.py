@@ -135,9 +135,10 @@ class PipelineConfig:
     num_leaves: int = 31  # default LightGBM: leaves
     colsample_bytree: float = 0.1  # default LightGBM: column subsample
     cv_folds: int = 3  # default CV: forward-chaining folds over training eras
-    leakage_band: float = 0.25  # mean per-era corr above this (CV or validation) is suspected leakage
+    leakage_band: float = 0.25  # validation mean per-era corr above this is suspected leakage
     static_checks: bool = True  # refuse disallowed imports/builtins before running (isolation stays on)
     max_cv_folds: int = 10  # a program's define_cv may return at most this many folds
+    guard_cuts: int = 2  # look-ahead guard: sandboxes per evaluation, each with the data cut at a secret random era
 
     def validate(self) -> None:
         check(self.n_estimators >= 1, f"env.pipeline.n_estimators must be >= 1, got {self.n_estimators}")
@@ -145,6 +146,7 @@ class PipelineConfig:
         check(0 < self.colsample_bytree <= 1, f"env.pipeline.colsample_bytree must be in (0, 1], got {self.colsample_bytree}")
         check(self.cv_folds >= 1, f"env.pipeline.cv_folds must be >= 1, got {self.cv_folds}")
         check(0 < self.leakage_band <= 1, f"env.pipeline.leakage_band must be in (0, 1], got {self.leakage_band}")
+        check(self.guard_cuts >= 1, f"env.pipeline.guard_cuts must be >= 1 (the look-ahead guard stays on), got {self.guard_cuts}")
 
 
 @dataclass
@@ -155,14 +157,12 @@ class TradingConfig:
     position_scale: float = 100.0  # clip rule: position per unit of prediction (100: a predicted 1 % return is fully invested)
     cost_bps: float = 1.0  # transaction cost per unit of position traded, in basis points
     periods_per_year: int = 252  # annualizes the Sharpe ratio (252 trading days)
-    guard_cuts: int = 3  # look-ahead guard: features recomputed on the data cut at this many points
-    leakage_sharpe: float = 6.0  # annualized Sharpe above this (CV or validation) is suspected leakage
+    leakage_sharpe: float = 6.0  # validation annualized Sharpe above this is suspected leakage
 
     def validate(self) -> None:
         check(self.position_scale > 0, f"env.trading.position_scale must be > 0, got {self.position_scale}")
         check(self.cost_bps >= 0, f"env.trading.cost_bps must be >= 0, got {self.cost_bps}")
         check(self.periods_per_year >= 1, f"env.trading.periods_per_year must be >= 1, got {self.periods_per_year}")
-        check(self.guard_cuts >= 1, f"env.trading.guard_cuts must be >= 1 (the look-ahead guard stays on), got {self.guard_cuts}")
         check(self.leakage_sharpe > 0, f"env.trading.leakage_sharpe must be > 0, got {self.leakage_sharpe}")
 
 

@@ -51,11 +51,11 @@ STATUSES: tuple[str, ...] = Status.__args__  # type: ignore[attr-defined]
 PROGRAM_FAILURES: frozenset[str] = frozenset(STATUSES) - {"ok", "infra_error"}
 
 MAX_SOURCE_CHARS = 40_000
-# How far a run got, in order; the sandboxed child reports the last one it reached
-# (``harness.STAGES`` must equal this). parsed: the source compiled; imports: its top level
-# ran; features: create_target and create_features returned; fit: the CV and final fits
-# finished; predict: predictions were written.
-STAGES: tuple[str, ...] = ("parsed", "imports", "features", "fit", "predict")
+# How far a failed run got, in order, as the trusted side validated it itself (nothing the
+# child reports counts): parsed: the source passed the static checks; features: the feature
+# matrix was read back, checked, and passed the look-ahead guard; predict: the first streamed
+# block's predictions came back valid.
+STAGES: tuple[str, ...] = ("parsed", "features", "predict")
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class EvalResult:
     timings: dict[str, float] = field(default_factory=dict)
     stdout: str = ""
     isolation: str = ""
-    stage: str = ""  # the last of STAGES the child reached ("" unknown or never started)
+    stage: str = ""  # the last of STAGES the trusted side validated ("" none)
     # Predictions stay in memory only (never serialized into JSON by default).
     predictions: dict[str, Any] = field(default_factory=dict, repr=False)
 

@@ -35,6 +35,7 @@ from aiforml.descriptors import MODEL_FAMILIES
 from aiforml.diversity import run_diversity
 from aiforml.pipeline.defaults import default_program_source
 from aiforml.program import Program
+from aiforml.tasks import TASKS
 
 REPORT_DIR = "report"
 PLOTS = {
@@ -95,9 +96,9 @@ def find_baseline(archive: Archive) -> dict | None:
     base = archive.baseline()
     if base is not None:
         return base
-    default_hash = Program(default_program_source()).hash
+    default_hashes = {Program(default_program_source(task=task)).hash for task in TASKS}
     for row in archive.top(n=10**9):
-        if row["program_hash"] == default_hash:
+        if row["program_hash"] in default_hashes:
             return row
     return None
 
@@ -291,6 +292,21 @@ def top_section(top: list[dict], baseline: dict | None) -> list[str]:
     return lines
 
 
+def trading_section(top: list[dict], baseline: dict | None) -> list[str]:
+    """The trading statistics of the top programs beside buy-and-hold's (trading runs only)."""
+    shown = [(str(i), r) for i, r in enumerate(top, 1)] + ([("default", baseline)] if baseline else [])
+    if not any(r.get("val_total_return") is not None for _, r in shown):
+        return []
+    lines = ["## Trading (validation; sealed test in brackets)", "",
+             "| # | Sharpe | total return | max drawdown | turnover | hit rate | buy-and-hold Sharpe |"
+             " buy-and-hold total return |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for rank, r in shown:
+        cells = [f"{_f(r[f'val_{m}'])} ({_f(r[f'test_{m}'])})" for m in
+                 ("sharpe", "total_return", "max_drawdown", "turnover", "hit_rate", "bh_sharpe", "bh_total_return")]
+        lines.append(f"| {rank} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def diversity_section(div: list[dict], cluster_corr: float) -> list[str]:
     lines = ["## Diversity per cycle", "",
              "| cycle | programs | families | top family | own features | own target | own CV |"
@@ -334,7 +350,8 @@ def write_report(run_dir: Path, top_n: int = 5) -> Path:
         div = run_diversity(run_dir, cluster_corr)
         plot_diversity(div, out / "diversity.png")
         plot_per_era(top, baseline, out / "per_era.png")
-        lines += quarter_section(rows) + top_section(top, baseline) + diversity_section(div, cluster_corr)
+        lines += quarter_section(rows) + top_section(top, baseline) + trading_section(top, baseline)
+        lines += diversity_section(div, cluster_corr)
         lines += ["## Plots", ""]
         lines += [f"![{title}]({name}.png)\n" for name, title in PLOTS.items()]
     else:

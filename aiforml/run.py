@@ -218,7 +218,7 @@ def _archive_baseline(cfg: Config, pool: Any, archive: Any) -> Any:
     from aiforml.program import Program
     from aiforml.reward import compute_reward
 
-    source = default_program_source(cfg.env.pipeline)
+    source = default_program_source(cfg.env.pipeline, cfg.data.resolved_task)
     result = pool.evaluate([Program(source)])[0]
     if archive.baseline() is not None:
         return result

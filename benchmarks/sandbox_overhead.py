@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/sandbox_overhead.py [--repeats 3] [--data synthetic]
 
-For the default program on the fast synthetic preset it times, alternating the modes so
-machine noise hits all alike:
+For the default program on the fast synthetic preset it times the model stage (the
+heaviest of an evaluation's sandbox runs: target, CV, fit, validation and test streamed era
+by era from a :class:`BlockStreamer`), alternating the modes so machine noise hits all alike:
 - in-process: the child's harness called as a function in this (already warm) process;
 - subprocess: a fresh ``python -I harness.py`` without isolation (interpreter start and
   imports paid, no namespaces);
@@ -28,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from aiforml.compose import load_config
@@ -35,6 +37,7 @@ from aiforml.data import load_dataset, split_dataset
 from aiforml.pipeline import harness
 from aiforml.pipeline.defaults import default_program_source
 from aiforml.pipeline.evaluate import HARNESS, Evaluator
+from aiforml.pipeline.stream import BlockStreamer, write_array
 from aiforml.program import Program
 from aiforml.sandbox import Sandbox
 from aiforml.sandbox.environment import THREAD_VARS
@@ -43,12 +46,22 @@ from aiforml.sandbox.environment import THREAD_VARS
 PROBE = "import time as _t\nprint('FIRST_LINE', _t.time(), flush=True)\n"
 
 
-def write_job(evaluator: Evaluator, source: str, out: Path) -> Path:
-    job = {"program": source, "defaults": evaluator.defaults, "data_dir": str(evaluator.handoff.dir),
-           "out_dir": str(out), "max_cv_folds": 10, "feature_hint": ""}
+def write_job(evaluator: Evaluator, source: str, out: Path, inbox: Path) -> Path:
+    job = {"stage": "model", "program": source, "defaults": evaluator.defaults,
+           "data_dir": str(evaluator.train_dir), "out_dir": str(out), "inbox": str(inbox),
+           "n_blocks": len(evaluator.task.eval_blocks()), "embargo": int(evaluator.split.embargo),
+           "max_cv_folds": 10, "feature_hint": ""}
     path = out / "job.json"
     path.write_text(json.dumps(job))
     return path
+
+
+def prepare_inbox(evaluator: Evaluator, features: np.ndarray, folder: Path) -> Path:
+    inbox = folder / "inbox"
+    inbox.mkdir()
+    write_array(inbox, "x_train.npy", features[: evaluator.task.n_train])
+    (inbox / "columns.json").write_text(json.dumps(list(evaluator.dataset.feature_names)))
+    return inbox
 
 
 def first_line(stdout: str, started: float) -> float:
@@ -62,12 +75,17 @@ def child_timings(out: Path) -> dict[str, float]:
     return json.loads((out / "result.json").read_text())["timings"]
 
 
-def run_mode(mode: str, evaluator: Evaluator, source: str, sandbox: Sandbox) -> dict[str, float]:
+def run_mode(mode: str, evaluator: Evaluator, source: str, sandbox: Sandbox,
+             features: np.ndarray) -> dict[str, float]:
     with tempfile.TemporaryDirectory(dir=evaluator.work_root) as tmp:
-        out = Path(tmp)
-        job = write_job(evaluator, source, out)
+        out = Path(tmp) / "out"
+        out.mkdir()
+        inbox = prepare_inbox(evaluator, features, Path(tmp))
+        job = write_job(evaluator, source, out, inbox)
+        streamer = BlockStreamer(features, evaluator.task.eval_blocks(), inbox, out)
         started = time.time()
         t0 = time.perf_counter()
+        streamer.start()
         if mode == "in-process":
             harness.main(str(job))
             stdout = ""
@@ -76,7 +94,9 @@ def run_mode(mode: str, evaluator: Evaluator, source: str, sandbox: Sandbox) -> 
                                     text=True, check=True, env=dict(os.environ)).stdout
         else:
             stdout = sandbox.run([sys.executable, "-I", str(HARNESS), str(job)],
-                                 ro_paths=[HARNESS, evaluator.handoff.dir], rw_dir=out).stdout
+                                 ro_paths=[HARNESS, evaluator.train_dir, inbox], rw_dir=out).stdout
+        streamer.stop()
+        assert streamer.complete, streamer.finding
         total = time.perf_counter() - t0
         timings = child_timings(out)
     return {"total": total, "first_line": first_line(stdout, started) if mode != "in-process" else 0.0,
@@ -98,13 +118,14 @@ def main() -> None:
     evaluator = Evaluator(dataset, split, cfg.env)
     sandbox = Sandbox(dataclasses.replace(cfg.env.sandbox))
     source = PROBE + default_program_source(cfg.env.pipeline)
-    harness.main(str(write_job(evaluator, source, Path(tempfile.mkdtemp(dir=evaluator.work_root)))))  # warm
+    features = np.asarray(dataset.features[evaluator.task.feature_rows])  # the default's features
+    run_mode("in-process", evaluator, source, sandbox, features)  # warm
 
     modes = ("in-process", "subprocess", "sandbox")
     samples: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
     for _ in range(args.repeats):
         for mode in modes:
-            samples[mode].append(run_mode(mode, evaluator, source, sandbox))
+            samples[mode].append(run_mode(mode, evaluator, source, sandbox, features))
     evaluator.baseline_predictions()
     full, scoring = [], []
     for _ in range(args.repeats):
@@ -130,7 +151,7 @@ def report(samples, full, scoring, dataset, split, isolation: str, repeats: int)
     for mode, m in med.items():
         print(f"| {mode} | {m['total']:.2f} | {m['first_line']:.2f} | {m['handoff']:.3f} | {m['pipeline']:.2f} "
               f"| {m['total'] - base:+.2f} |")
-    print(f"\none default evaluation through Evaluator (sandbox + checks + scoring): "
+    print(f"\none default evaluation through Evaluator (every stage + checks + scoring): "
           f"{statistics.median(full):.2f} s, of which trusted scoring {statistics.median(scoring):.2f} s "
           f"(median of {repeats}; load average {os.getloadavg()[0]:.1f})")
 

@@ -13,6 +13,9 @@ import pytest
 from aiforml.archive import (
     ARCHIVE_FILE,
     COLUMNS,
+    SCHEMA_VERSION,
+    SPLITS,
+    TRADING_METRICS,
     Archive,
     ArchiveRecord,
     describe_program,
@@ -235,8 +238,9 @@ def test_top_selects_by_validation_never_test(archive: Archive) -> None:
         ("linear", 2.0, -1.0), ("torch", 0.5, 3.0)]
     assert top[0]["val_per_era"] == [0.01, 0.02] and top[0]["test_per_era"] == [0.0, 0.01]
     assert [r["val_sharpe"] for r in archive.top(1)] == [2.0]
-    with pytest.raises(ValueError, match="test scores never select"):
-        archive.top(by="test_sharpe")
+    for column in ("test_sharpe", "cv_sharpe"):  # sealed, and computed by the child unwatched
+        with pytest.raises(ValueError, match="test and CV scores never select"):
+            archive.top(by=column)
     hidden = archive.top(1, include_test=False)[0]  # what a prompt may show
     assert hidden["val_sharpe"] == 2.0 and not [k for k in hidden if k.startswith("test_")]
 
@@ -277,14 +281,16 @@ def test_descriptors_agree_with_the_corpus_labels() -> None:
                if p.target in ("rank", "blend", "mean"))
 
 
-def test_a_v1_archive_is_migrated_and_gets_feature_ideas(tmp_path: Path) -> None:
+def test_a_v1_archive_is_migrated_and_gets_feature_ideas_and_trading_metrics(tmp_path: Path) -> None:
     path = tmp_path / "archive.sqlite"
     db = sqlite3.connect(path)
-    cols = ", ".join(f"{k} {v}" for k, v in COLUMNS.items() if k != "feature_ideas")
+    new = {"feature_ideas"} | {f"{p}_{m}" for p in SPLITS for m in TRADING_METRICS}
+    cols = ", ".join(f"{k} {v}" for k, v in COLUMNS.items() if k not in new)
     db.executescript(f"CREATE TABLE programs (id INTEGER PRIMARY KEY, {cols}); PRAGMA user_version = 1;")
     db.close()
     source = "def create_features(df, feature_cols):\n    return df[feature_cols].rank()\n"
     with Archive(path) as archive:
         archive.add_cycle(1, [ArchiveRecord(1, 0, 0, source, source, EvalResult(status="runtime_error"), None)])
-        assert archive.rows(("feature_ideas",)) == [{"feature_ideas": '["ranks"]'}]
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+        assert archive.rows(("feature_ideas", "val_total_return")) == [
+            {"feature_ideas": '["ranks"]', "val_total_return": None}]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -169,8 +169,8 @@ def evaluator(tmp_path_factory):
 
 
 def test_near_duplicate_rule_triggers_on_a_renamed_copy(evaluator):
-    n_val = len(evaluator.handoff.validation_rows)
-    rows = evaluator.handoff.validation_rows
+    n_val = len(evaluator.task.validation_rows)
+    rows = evaluator.task.validation_rows
     ds = evaluator.dataset
     ref = ReferenceSet(ds.eras[rows], ds.targets[rows, 0], evaluator.baseline_predictions()[:n_val],
                        RewardConfig(uniqueness="both"))

@@ -64,9 +64,8 @@ def test_trading_total_return_term():
     assert compute_reward(result, RewardConfig()).performance == pytest.approx(math.tanh(0.5))
 
 
-@pytest.mark.parametrize(("stage", "compile_"), [("", -1.0), ("parsed", -5 / 6), ("imports", -4 / 6),
-                                                 ("features", -3 / 6), ("fit", -2 / 6),
-                                                 ("predict", -1 / 6), ("bogus", -1.0)])
+@pytest.mark.parametrize(("stage", "compile_"), [("", -1.0), ("parsed", -3 / 4), ("features", -2 / 4),
+                                                 ("predict", -1 / 4), ("fit", -1.0), ("bogus", -1.0)])
 def test_compile_shaping_credits_the_stage_reached(stage, compile_):
     cfg = RewardConfig(compile_shaping=True)
     r = compute_reward(EvalResult(status="runtime_error", stage=stage), cfg)

@@ -98,6 +98,24 @@ def test_smoke_run_leaves_archive_checkpoints_tensorboard_and_report(smoke_run: 
     assert (report / "report.md").is_file() and (report / "progress.png").stat().st_size > 0
 
 
+def test_a_trading_run_archives_trading_metrics_beside_the_trading_default(tmp_path: Path) -> None:
+    # ppo_trading's task and data (the S&P 500) at the smoke run's size: two cycles
+    run_dir = tmp_path / "trading"
+    check(launch(run_dir, "data=sp500", "env.sandbox.wall_s=60"))
+    assert_complete_cycles(run_dir, 2)
+    from aiforml.archive import open_run
+
+    with open_run(run_dir) as archive:
+        base = archive.baseline()
+    assert 'groupby("asset")' in base["program"], "the baseline is the trading default program"
+    for column in ("val_total_return", "val_turnover", "val_hit_rate", "val_bh_sharpe",
+                   "val_bh_total_return", "test_total_return", "test_bh_sharpe"):
+        assert base[column] is not None, column
+    assert base["val_mean_corr"] is None  # no Numerai statistic on a price series
+    report = (run_dir / "report" / "report.md").read_text()
+    assert "## Trading" in report and "buy-and-hold total return" in report
+
+
 def test_resume_extends_a_finished_run_without_duplicates(smoke_run: Path) -> None:
     proc = resume(smoke_run, "loop.cycles=3", "loop.report=false")
     check(proc)

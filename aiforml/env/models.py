@@ -51,15 +51,17 @@ class EvaluationOutput(BaseModel):
     program_hash: str = ""
     data_version: str = ""
     steps_overridden: list[str] = Field(default_factory=list)
-    cv: SplitScores | None = Field(None, description="cross-validation folds of the training eras")
+    cv: SplitScores | None = Field(None, description="cross-validation folds of the training eras: advisory, "
+                                   "from the program's own out-of-fold predictions; never a reward or a ranking")
     validation: SplitScores | None = Field(None, description="validation eras: what the reward uses")
     test: SplitScores | None = Field(None, description="sealed test eras: only when the server shows them")
     test_withheld: bool = Field(True, description="true when sealed-test scores were withheld")
     reward: float | None = Field(None, description="the configured reward (validation only); None for infra_error")
     timings: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
     isolation: str = ""
-    stage: str = Field("", description="the last pipeline stage the run reached (parsed, imports, "
-                                        "features, fit, predict); empty when unknown")
+    stage: str = Field("", description="how far a failed run got, as the evaluator validated it: parsed "
+                       "(static checks passed), features (feature matrix checked, look-ahead guard passed), "
+                       "predict (a first streamed block predicted)")
 
 
 class StepSpec(BaseModel):

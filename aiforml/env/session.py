@@ -159,7 +159,7 @@ class EnvSession:
     # --- descriptions -----------------------------------------------------------------
     def pipeline_spec(self) -> PipelineSpec:
         defaults = self.evaluator.defaults
-        trading = self.evaluator.task == "trading"
+        trading = self.evaluator.task.name == "trading"
         contracts = TRADING_CONTRACTS if trading else CONTRACTS
         steps = [
             StepSpec(index=i + 1, name=name, locked=name in LOCKED_STEPS,

@@ -1,12 +1,24 @@
-"""Evaluate one program: static checks, the sandboxed child, trusted checks and scores.
+"""Evaluate one program in stages, each its own sandbox run; check and score what came back.
 
-The trusted side of the pipeline. :class:`Evaluator` holds a dataset, its era split and
-the environment config; ``evaluate(program)`` writes a job for the child
-(``harness.py``), runs it through :class:`aiforml.sandbox.Sandbox`, reads back only
-plain ``.npy`` arrays (``allow_pickle=False``, header checked before reading) and a JSON
-status, checks the CV folds and predictions, and scores cross-validation, validation and
-sealed test with :mod:`aiforml.metrics`. Every failure of the program comes back as an
-:class:`EvalResult` with a status; only a broken environment raises.
+The trusted side of the pipeline. :class:`Evaluator` holds a :class:`~aiforml.tasks.Task`
+(the data, its split and its scoring) and the environment config. ``evaluate(program)``:
+
+1. static checks of the source (``checks.check_source``);
+2. the **feature stage**: ``create_features`` on every feature row, no target anywhere;
+   the parent reads the matrix back and checks it;
+3. beside the model stage, the **look-ahead guard**: one sandbox per cut, each holding only
+   the rows before its cut, cuts drawn per evaluation from a secret random source and never
+   written anywhere before the run. A program's features of the rows before a cut must be
+   the same with and without the rows after it (a feature that reads the future changes);
+4. the **model stage**: ``create_target`` on the training view (the only targets a child
+   sees), CV fits (advisory), the final fit on the checked feature matrix, then validation
+   and test streamed one era (period) at a time (:mod:`aiforml.pipeline.stream`);
+5. trusted scores of validation and sealed test by the task; suspected leakage by the task.
+
+Nothing the child reports is believed: the stage a failed program reached is what the
+parent validated itself (``program.STAGES``), and CV scores from the child's out-of-fold
+predictions are advisory, never a leakage claim, reward or ranking. Every failure of the
+program comes back as an :class:`EvalResult` with a status; only a broken environment raises.
 
 Not responsible for rewards (``aiforml.reward``) or for parallelism and caching across
 programs (the environment pool).
@@ -15,52 +27,53 @@ programs (the environment pool).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
-import shutil
-import stat
+import secrets
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from aiforml.config import EnvConfig
 from aiforml.data.cache import default_cache_dir
-from aiforml.data.dataset import Dataset, EraSplit
-from aiforml.metrics import score_split
+from aiforml.data.dataset import EraSplit
 from aiforml.pipeline import checks
-from aiforml.pipeline.defaults import default_program_source, default_sources
-from aiforml.pipeline.handoff import Handoff, build_handoff
-from aiforml.program import STAGES, EvalResult, Program
+from aiforml.pipeline.childio import load_array, load_matrix, read_child_file, remove_tree
+from aiforml.pipeline.handoff import shared_views, split_key, write_view
+from aiforml.pipeline.stream import BlockStreamer, write_array
+from aiforml.program import EvalResult, Program
 from aiforml.sandbox import Sandbox, SandboxResult
+from aiforml.tasks import Task, build_task
 
 HARNESS = Path(__file__).with_name("harness.py")
 Progress = Callable[[str, float], None]
+# Relative and absolute tolerance of the guard's comparison: honest features agree to the
+# last bit on truncated data; these only absorb summation-order noise.
+GUARD_RTOL, GUARD_ATOL = 1e-7, 1e-10
+MAX_COLUMNS = 100_000
 
 
 class Evaluator:
     """Scores programs against one dataset and split. Not thread-safe: one per worker."""
 
-    task = "numerai"  # the scoring this evaluator does (aiforml.pipeline.trading: "trading")
-
-    def __init__(self, dataset: Dataset, split: EraSplit, cfg: EnvConfig,
+    def __init__(self, dataset: Any, split: EraSplit, cfg: EnvConfig,
                  work_root: Path | None = None, cache_dir: Path | None = None) -> None:
         self.dataset, self.split, self.cfg = dataset, split, cfg
-        self.handoff: Handoff = self._build_handoff()
+        self.task: Task = build_task(dataset, split, cfg)
+        self.feature_dir, self.train_dir = shared_views(self.task)
         self.sandbox = Sandbox(cfg.sandbox)
         self.work_root = Path(work_root or Path(tempfile.gettempdir()) / "aiforml-evals")
         self.work_root.mkdir(parents=True, exist_ok=True)
         self.cache_dir = Path(cache_dir or default_cache_dir() / "baselines")
-        self.defaults = default_sources(cfg.pipeline, self.task)
+        self.defaults = self.task.defaults()
+        self.data_version = f"{dataset.version}/{split_key(self.task)}"
         self._baseline: np.ndarray | None = None
-        rows = self.handoff
-        self._train_target = dataset.targets[rows.train_rows, 0].astype(np.float64)
-        self._train_eras = dataset.eras[rows.train_rows]
-        self.data_version = f"{dataset.version}/{self.handoff.dir.name}"
+        self._cuts = np.random.default_rng(secrets.randbits(128))  # never seeded from config
 
     # --- public -------------------------------------------------------------------------
     def evaluate(self, program: Program, progress: Progress | None = None,
@@ -84,7 +97,7 @@ class Evaluator:
         if path.exists():
             self._baseline = np.load(path, allow_pickle=False)
             return self._baseline
-        result = self.evaluate(Program(default_program_source(self.cfg.pipeline, self.task)), with_baseline=False)
+        result = self.evaluate(Program(self.task.default_program()), with_baseline=False)
         if result.status != "ok":
             raise RuntimeError(f"the default program failed ({result.status}): {result.message}\n"
                                f"{result.traceback}")
@@ -98,67 +111,123 @@ class Evaluator:
         preds = result.predictions.get("eval")
         if preds is None or not result.ran:
             return None
-        return np.asarray(preds[: len(self.handoff.validation_rows)], dtype=np.float32)
+        return np.asarray(preds[: len(self.task.validation_rows)], dtype=np.float32)
+
+    def draw_cuts(self) -> list[int]:
+        """This evaluation's guard cuts: distinct era boundaries in validation and test, at random."""
+        candidates = self.task.cut_candidates()
+        k = min(self.cfg.pipeline.guard_cuts, len(candidates))
+        return sorted(int(c) for c in self._cuts.choice(candidates, size=k, replace=False))
 
     def close(self) -> None:
         self.sandbox.kill_all()
 
-    # --- steps --------------------------------------------------------------------------
-    def _build_handoff(self) -> Handoff:
-        return build_handoff(self.dataset, self.split)
-
-    def _job_extras(self) -> dict:
-        """Task-specific entries of the child's job (none for the Numerai task)."""
-        return {}
-
+    # --- stages -------------------------------------------------------------------------
     def _run(self, program: Program, progress: Progress, with_baseline: bool) -> EvalResult:
         progress("static checks", 0.0)
         finding = checks.check_source(program.source, self.cfg.pipeline.static_checks)
         if finding:
             return EvalResult(status=finding[0], message=finding[1])  # type: ignore[arg-type]
         baseline = self.baseline_predictions() if with_baseline else None
-        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
+        job = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
         try:
-            progress("running in sandbox", 0.1)
-            run = self._run_child(program, job_dir)
-            result = self._interpret(run, job_dir)
-            result.stage = read_stage(job_dir)
-            if result.status == "ok":
+            progress("feature stage", 0.1)
+            result, features = self._feature_stage(program, job)
+            if features is None:
+                return result
+            progress("model stage and look-ahead guard", 0.3)
+            with ThreadPoolExecutor(max_workers=max(1, self.cfg.pipeline.guard_cuts)) as pool:
+                guards = [pool.submit(self._guard, program, job, k, cut, features)
+                          for k, cut in enumerate(self.draw_cuts())]
+                result, streamer = self._model_stage(program, job, features, result)
+                findings = [g.result() for g in guards]
+            result.timings["sandbox/guard"] = max((f[1] for f in findings), default=0.0)
+            finding = next((f[0] for f in findings if f[0] is not None), None)
+            if finding:
+                result.status, result.message, result.stage = finding[0], finding[1], "parsed"  # type: ignore[assignment]
+            elif result.status == "ok":
                 progress("scoring", 0.8)
-                result = self._score(result, job_dir, baseline)
+                self._score(result, job / "model", streamer.result(), baseline)
             return result
         finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
+            remove_tree(job)
 
-    def _run_child(self, program: Program, job_dir: Path) -> SandboxResult:
-        names = self.dataset.feature_names
+    def _feature_stage(self, program: Program, job: Path) -> tuple[EvalResult, np.ndarray | None]:
+        out = _folder(job / "features")
+        run = self._sandbox_run(program, "features", self.feature_dir, out)
+        result = self._interpret(run, out, "features")
+        result.stage = "parsed"
+        if result.status != "ok":
+            return result, None
+        try:
+            features = read_features(out, len(self.task.feature_rows))
+        except ValueError as exc:
+            result.status, result.message = "invalid_output", f"create_features: {exc}"
+            return result, None
+        result.stage = "features"
+        return result, features
+
+    def _guard(self, program: Program, job: Path, k: int, cut: int,
+               features: np.ndarray) -> tuple[checks.Finding | None, float]:
+        """Run the feature step on the first ``cut`` rows alone; compare with the full run."""
+        data = write_view(job / f"guard-{k}-data", self.task.feature_view(cut))
+        out = _folder(job / f"guard-{k}")
+        run = self._sandbox_run(program, "features", data, out)
+        guard = self._interpret(run, out, "guard")
+        if guard.status != "ok":
+            return (guard.status, "look-ahead guard: the feature step failed on the data cut after "
+                    f"{self.task.describe_row(cut - 1)}: {guard.message}"), run.wall_s
+        try:
+            truncated = read_features(out, cut)
+        except ValueError as exc:
+            return ("invalid_output", f"look-ahead guard: {exc}"), run.wall_s
+        return compare_features(features, truncated, self.task), run.wall_s
+
+    def _model_stage(self, program: Program, job: Path, features: np.ndarray,
+                     feature_result: EvalResult) -> tuple[EvalResult, BlockStreamer]:
+        inbox, out = _folder(job / "inbox"), _folder(job / "model")
+        write_array(inbox, "x_train.npy", features[: self.task.n_train])
+        (inbox / "columns.json").write_text(json.dumps(read_columns(job / "features")))
+        blocks = self.task.eval_blocks()
+        streamer = BlockStreamer(features, blocks, inbox, out)
+        streamer.start()
+        try:
+            run = self._sandbox_run(program, "model", self.train_dir, out, inbox=inbox, n_blocks=len(blocks))
+        finally:
+            streamer.stop()
+        result = self._interpret(run, out, "model")
+        result.timings = {**feature_result.timings, **result.timings}
+        result.stage = "predict" if streamer.predictions else "features"
+        if streamer.finding:
+            result.status, result.message = streamer.finding  # type: ignore[assignment]
+        elif result.status == "ok" and not streamer.complete:
+            result.status = "invalid_output"
+            result.message = f"the model stage ended after {len(streamer.predictions)} of {len(blocks)} blocks"
+        return result, streamer
+
+    def _sandbox_run(self, program: Program, stage: str, data_dir: Path, out: Path,
+                     inbox: Path | None = None, n_blocks: int = 0) -> SandboxResult:
         job = {
-            "program": program.source,
-            "defaults": self.defaults,
-            "data_dir": str(self.handoff.dir),
-            "out_dir": str(job_dir),
-            "max_cv_folds": self.cfg.pipeline.max_cv_folds,
-            "feature_hint": f"{names[0]} ... {names[-1]} ({len(names)} columns)",
-            **self._job_extras(),
+            "stage": stage, "program": program.source, "defaults": self.defaults,
+            "data_dir": str(data_dir), "out_dir": str(out), "inbox": str(inbox or ""),
+            "n_blocks": n_blocks, "embargo": int(self.split.embargo),
+            "max_cv_folds": self.cfg.pipeline.max_cv_folds, "feature_hint": self.task.feature_hint(),
         }
-        job_file = job_dir / "job.json"
+        job_file = out / "job.json"
         job_file.write_text(json.dumps(job))
-        return self.sandbox.run(
-            [sys.executable, "-I", str(HARNESS), str(job_file)],
-            ro_paths=[HARNESS, self.handoff.dir],
-            rw_dir=job_dir,
-        )
+        ro = [HARNESS, data_dir] + ([inbox] if inbox else [])
+        return self.sandbox.run([sys.executable, "-I", str(HARNESS), str(job_file)], ro_paths=ro, rw_dir=out)
 
-    def _interpret(self, run: SandboxResult, job_dir: Path) -> EvalResult:
-        base = {"stdout": run.stdout[-2000:], "timings": {"sandbox": run.wall_s}}
+    def _interpret(self, run: SandboxResult, out: Path, stage: str) -> EvalResult:
+        base: dict[str, Any] = {"stdout": run.stdout[-2000:], "timings": {f"sandbox/{stage}": run.wall_s}}
         if run.outcome == "timeout":
-            return EvalResult(status="timeout", message=f"stopped after {run.wall_s:.1f}s: {run.message}", **base)
+            return EvalResult(status="timeout", message=f"{stage} stage stopped after {run.wall_s:.1f}s: {run.message}", **base)
         if run.outcome == "memory":
-            return EvalResult(status="memory", message=f"memory limit exceeded: {run.message}", **base)
-        if run.outcome == "spawn_error":
+            return EvalResult(status="memory", message=f"{stage} stage: memory limit exceeded: {run.message}", **base)
+        if run.outcome in ("spawn_error", "killed"):
             return EvalResult(status="infra_error", message=run.message, **base)
         try:
-            raw = read_child_file(job_dir / "result.json", limit=1_000_000)
+            raw = read_child_file(out / "result.json", limit=1_000_000)
         except ValueError:
             detail = f"signal {run.signal}" if run.signal else f"exit code {run.exit_code}"
             return EvalResult(status="runtime_error", traceback=run.stderr[-1500:],
@@ -166,71 +235,48 @@ class Evaluator:
         try:
             reported = json.loads(raw)
             status, message = str(reported["status"]), str(reported.get("message", ""))[:600]
-            child_timings = {f"child/{k}": float(v) for k, v in dict(reported.get("timings", {})).items()}
+            child = {f"child/{k}": float(v) for k, v in dict(reported.get("timings", {})).items()}
             tb = str(reported.get("traceback", ""))[-1500:]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             return EvalResult(status="invalid_output", message=f"unreadable result from the child: {exc}", **base)
         if status not in checks.CHILD_STATUSES:
             return EvalResult(status="invalid_output", message=f"unknown status {status!r} from the child", **base)
-        base["timings"].update(child_timings)
+        base["timings"].update(child)
         return EvalResult(status=status, message=message, traceback=tb, **base)  # type: ignore[arg-type]
 
-    def _score(self, result: EvalResult, job_dir: Path, baseline: np.ndarray | None) -> EvalResult:
+    # --- scores -------------------------------------------------------------------------
+    def _score(self, result: EvalResult, out: Path, predictions: np.ndarray,
+               baseline: np.ndarray | None) -> None:
         started = time.perf_counter()
-        rows = self.handoff
+        task = self.task
         try:
-            predictions = load_array(job_dir / "predictions.npy", (len(rows.eval_rows),))
-            folds = self._load_folds(job_dir)
-            oof = load_array(job_dir / "oof.npy", (rows.n_train,))
+            folds = self._load_folds(out)
+            oof = load_array(out / "oof.npy", (task.n_train,))
         except ValueError as exc:
             result.status, result.message = "invalid_output", str(exc)
-            return result
-        finding = (checks.check_predictions(predictions, len(rows.eval_rows))
-                   or checks.check_cv_folds(folds, self._train_eras, self.split.embargo))
+            return
+        finding = checks.check_cv_folds(folds, self.dataset.eras[task.train_rows], self.split.embargo)
         if finding:
             result.status, result.message = finding  # type: ignore[assignment]
-            return result
+            return
         result.predictions = {"eval": predictions, "oof": oof}
-        result.cv = self._score_cv(oof)
-        n_val = len(rows.validation_rows)
-        for name, idx, preds, base in (
-            ("validation", rows.validation_rows, predictions[:n_val], None if baseline is None else baseline[:n_val]),
-            ("test", rows.test_rows, predictions[n_val:], None if baseline is None else baseline[n_val:]),
-        ):
-            metrics = score_split(preds, self.dataset.targets[idx, 0], self.dataset.eras[idx],
-                                  features=self.dataset.features[idx], baseline=base)
-            setattr(result, name, metrics)
-        self._flag_leakage(result)
+        result.cv = task.score_cv(oof)  # advisory: the child computed these predictions unwatched
+        n_val = len(task.validation_rows)
+        base = (None, None) if baseline is None else (baseline[:n_val], baseline[n_val:])
+        result.validation = task.score(predictions[:n_val], task.validation_rows, base[0])
+        result.test = task.score(predictions[n_val:], task.test_rows, base[1])
+        finding = task.leakage(result.validation)
+        if finding:
+            result.status, result.message = finding  # type: ignore[assignment]
         result.timings["score"] = time.perf_counter() - started
-        return result
 
-    def _score_cv(self, oof: np.ndarray):
-        covered = np.isfinite(oof)
-        if not covered.any():
-            return None
-        return score_split(oof[covered], self._train_target[covered], self._train_eras[covered])
-
-    def _leakage_band(self) -> tuple[str, str, float]:
-        """The statistic the leakage band applies to: (SplitMetrics field, its name, the band)."""
-        return "mean_corr", "mean corr", self.cfg.pipeline.leakage_band
-
-    def _flag_leakage(self, result: EvalResult) -> None:
-        field, label, band = self._leakage_band()
-        for name, metrics in (("cross-validation", result.cv), ("validation", result.validation)):
-            value = getattr(metrics, field) if metrics is not None else None
-            if value is not None and value > band:
-                result.status = "leakage_suspected"
-                result.message = (f"{name} {label} {value:.3f} is above the leakage band "
-                                  f"{band}: honest pipelines do not score this high")
-                return
-
-    def _load_folds(self, job_dir: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _load_folds(self, out: Path) -> list[tuple[np.ndarray, np.ndarray]]:
         folds = []
+        limit = (self.task.n_train * 4,)
         for k in range(self.cfg.pipeline.max_cv_folds):
-            train, test = job_dir / f"cv_train_{k}.npy", job_dir / f"cv_test_{k}.npy"
+            train, test = out / f"cv_train_{k}.npy", out / f"cv_test_{k}.npy"
             if not train.exists() and not train.is_symlink():
                 break
-            limit = (self.handoff.n_train * 4,)
             folds.append((load_array(train, limit, integer=True), load_array(test, limit, integer=True)))
         return folds
 
@@ -239,69 +285,50 @@ class Evaluator:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def build_evaluator(dataset: Dataset, split: EraSplit, cfg: EnvConfig,
+def build_evaluator(dataset: Any, split: EraSplit, cfg: EnvConfig,
                     work_root: Path | None = None, cache_dir: Path | None = None) -> Evaluator:
-    """The evaluator of the data's task: trading for a price series, else the Numerai one."""
-    if getattr(dataset, "task", "numerai") == "trading":
-        from aiforml.pipeline.trading import TradingEvaluator
-
-        return TradingEvaluator(dataset, split, cfg, work_root, cache_dir)
+    """The evaluator of ``dataset``'s task (see :func:`aiforml.tasks.build_task`)."""
     return Evaluator(dataset, split, cfg, work_root, cache_dir)
 
 
-def read_stage(job_dir: Path) -> str:
-    """The last stage the child reported, only when it is one of STAGES; else ""."""
+def read_features(out: Path, n_rows: int) -> np.ndarray:
+    """The feature matrix a feature run wrote, with its column names checked."""
+    features = load_matrix(out / "features.npy", n_rows)
+    columns = read_columns(out)
+    if len(columns) != features.shape[1] or not features.shape[1]:
+        raise ValueError(f"{features.shape[1]} feature columns but {len(columns)} column names")
+    return features
+
+
+def read_columns(out: Path) -> list[str]:
     try:
-        raw = read_child_file(job_dir / "stage", limit=32)
-    except ValueError:
-        return ""
-    stage = raw.decode("ascii", errors="replace").strip()
-    return stage if stage in STAGES else ""
+        columns = json.loads(read_child_file(out / "columns.json", limit=4_000_000))
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"columns.json: {exc}") from exc
+    if not isinstance(columns, list) or len(columns) > MAX_COLUMNS or not all(isinstance(c, str) for c in columns):
+        raise ValueError(f"columns.json must list at most {MAX_COLUMNS} column names")
+    return [c[:200] for c in columns]
 
 
-MAX_CHILD_FILE = 256 * 1024 * 1024  # bytes read back from any one file the child wrote
+def compare_features(full: np.ndarray, truncated: np.ndarray, task: Task) -> checks.Finding | None:
+    """``leakage_suspected`` when the features of the rows before a cut changed with the cut."""
+    cut = len(truncated)
+    if truncated.shape[1] != full.shape[1]:
+        return "leakage_suspected", (f"create_features returned {truncated.shape[1]} columns on the data "
+                                     f"cut after {task.describe_row(cut - 1)} but {full.shape[1]} on the "
+                                     "whole data; features must not depend on later rows")
+    head = full[:cut].astype(np.float64)
+    same = np.isclose(head, truncated.astype(np.float64), rtol=GUARD_RTOL, atol=GUARD_ATOL, equal_nan=True)
+    if same.all():
+        return None
+    row, col = np.argwhere(~same)[0]
+    return "leakage_suspected", (
+        f"look-ahead: feature column {col} of row {row} ({task.describe_row(int(row))}) is "
+        f"{head[row, col]:.6g} on the whole data but {float(truncated[row, col]):.6g} when the data ends "
+        f"after {task.describe_row(cut - 1)}; features may use only the current and earlier rows "
+        "(shift(-k), centered windows, whole-series statistics and links to later eras read the future)")
 
 
-def read_child_file(path: Path, limit: int = MAX_CHILD_FILE) -> bytes:
-    """Bytes of a regular file the child wrote; never follows a link, never blocks on a FIFO."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError as exc:
-        raise ValueError(f"the child did not write {path.name}") from exc
-    except OSError as exc:
-        raise ValueError(f"{path.name} is not a regular file the child wrote: {exc.strerror}") from exc
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{path.name} is not a regular file")
-        if info.st_size > limit:
-            raise ValueError(f"{path.name} is {info.st_size} bytes; at most {limit} are read")
-        return f.read(limit + 1)[:limit]
-
-
-def load_array(path: Path, shape: tuple[int, ...], integer: bool = False) -> np.ndarray:
-    """Read a child's .npy without pickle, after checking its header.
-
-    ``shape`` is the exact expected shape, or with ``integer=True`` a 1-D upper bound.
-    """
-    buffer = io.BytesIO(read_child_file(path))
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(buffer)
-        read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}[version]
-        got_shape, _, dtype = read_header(buffer)
-    except (ValueError, KeyError, OSError) as exc:
-        raise ValueError(f"{path.name} is not a plain .npy array: {exc}") from exc
-    kinds = "iu" if integer else "fiu"
-    if dtype.kind not in kinds or dtype.hasobject:
-        raise ValueError(f"{path.name} has dtype {dtype}; expected {'integers' if integer else 'numbers'}")
-    if integer:
-        if len(got_shape) != 1 or got_shape[0] > shape[0]:
-            raise ValueError(f"{path.name} has shape {got_shape}; expected a 1-D index array")
-    elif tuple(got_shape) != shape:
-        raise ValueError(f"{path.name} has shape {got_shape}; expected {shape}")
-    buffer.seek(0)
-    try:
-        return np.load(buffer, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path.name} is truncated or corrupt: {exc}") from exc
+def _folder(path: Path) -> Path:
+    path.mkdir(mode=0o755)
+    return path

@@ -1,12 +1,12 @@
-"""The data a sandbox child may see, written once per data version and era split.
+"""The data a sandbox child may read: folders of plain ``.npy`` arrays and a ``meta.json``.
 
-A folder (under /dev/shm when it exists, so reads are memory-speed) holding:
-``features.npy`` (int8, training rows then validation rows then test rows),
-``eras.npy`` (int32, same rows), ``train_targets.npy`` (float32, training rows only) and
-``meta.json`` (names, row counts, embargo). Validation and test targets are never
-written here: the child cannot read what is not in its view. Children memory-map these
-files, which costs a fraction of a second and no copy (NOTES.md measured pickling through
-a pipe at ~20x the cost).
+A *view* is what a task lets one stage see (:meth:`aiforml.tasks.Task.feature_view`,
+``train_view``): features, eras and, for prices, assets and dates; training targets only
+in the training view. Validation and test targets are never written anywhere a child can
+read. The two views of a dataset and split are written once, under /dev/shm when it
+exists (reads at memory speed, memory-mapped by the child: no copy per evaluation), and
+shared by every evaluation; a look-ahead guard's truncated view is written per evaluation
+into its job folder.
 
 Not responsible for running or scoring; the trusted side keeps its own row indices.
 """
@@ -18,33 +18,13 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from aiforml.data.dataset import Dataset, EraSplit
+from aiforml.tasks.base import Task, View
 
-HANDOFF_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Handoff:
-    """Where the child's data lives, and which dataset rows it holds, in order."""
-
-    dir: Path
-    train_rows: np.ndarray  # dataset row indices of the training rows
-    validation_rows: np.ndarray
-    test_rows: np.ndarray
-
-    @property
-    def n_train(self) -> int:
-        return len(self.train_rows)
-
-    @property
-    def eval_rows(self) -> np.ndarray:
-        """Validation rows then test rows: the order of the child's predictions."""
-        return np.concatenate([self.validation_rows, self.test_rows])
+HANDOFF_VERSION = 2
 
 
 def default_root() -> Path:
@@ -53,49 +33,38 @@ def default_root() -> Path:
     return base / "aiforml-handoff"
 
 
-def split_key(dataset: Dataset, split: EraSplit) -> str:
-    text = json.dumps([dataset.version, split.train.tolist(), split.validation.tolist(),
-                       split.test.tolist(), split.embargo, HANDOFF_VERSION])
+def split_key(task: Task) -> str:
+    s = task.split
+    text = json.dumps([task.name, task.dataset.version, s.train.tolist(), s.validation.tolist(),
+                       s.test.tolist(), s.embargo, HANDOFF_VERSION])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def build_handoff(dataset: Dataset, split: EraSplit, root: Path | None = None) -> Handoff:
-    """Write (or reuse) the hand-off folder for this dataset and split."""
-    rows = {
-        name: np.flatnonzero(np.isin(dataset.eras, eras))
-        for name, eras in (("train", split.train), ("validation", split.validation), ("test", split.test))
-    }
-    handoff = Handoff(Path(root or default_root()) / split_key(dataset, split),
-                      rows["train"], rows["validation"], rows["test"])
-    if (handoff.dir / "meta.json").exists():
-        return handoff
-    handoff.dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=handoff.dir.parent))
+def shared_views(task: Task, root: Path | None = None) -> tuple[Path, Path]:
+    """The folders of the task's whole feature view and its training view (written once)."""
+    base = Path(root or default_root()) / split_key(task)
+    features, train = base / "features", base / "train"
+    if not (features / "meta.json").exists():
+        write_view(features, task.feature_view(len(task.feature_rows)))
+    if not (train / "meta.json").exists():
+        write_view(train, task.train_view())
+    return features, train
+
+
+def write_view(folder: Path, view: View) -> Path:
+    """Write ``view`` into ``folder`` atomically (staging folder, then rename); keep a winner's."""
+    arrays, meta = view
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
     try:
-        _write(staging, dataset, split, handoff)
+        for name, array in arrays.items():
+            np.save(staging / f"{name}.npy", array, allow_pickle=False)
+        (staging / "meta.json").write_text(json.dumps({**meta, "n_rows": int(len(arrays["eras"]))}))
         os.chmod(staging, 0o755)
         try:
-            os.rename(staging, handoff.dir)
+            os.rename(staging, folder)
         except OSError:  # another process won the race; its folder is identical
-            shutil.rmtree(staging, ignore_errors=True)
+            pass
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return handoff
-
-
-def _write(folder: Path, dataset: Dataset, split: EraSplit, handoff: Handoff) -> None:
-    order = np.concatenate([handoff.train_rows, handoff.eval_rows])
-    np.save(folder / "features.npy", np.ascontiguousarray(dataset.features[order], dtype=np.int8))
-    np.save(folder / "eras.npy", dataset.eras[order].astype(np.int32))
-    np.save(folder / "train_targets.npy", dataset.targets[handoff.train_rows].astype(np.float32))
-    meta = {
-        "feature_names": list(dataset.feature_names),
-        "target_names": list(dataset.target_names),
-        "feature_groups": {k: list(v) for k, v in dataset.feature_groups.items()},
-        "n_train": int(handoff.n_train),
-        "n_validation": int(len(handoff.validation_rows)),
-        "n_test": int(len(handoff.test_rows)),
-        "embargo": int(split.embargo),
-    }
-    (folder / "meta.json").write_text(json.dumps(meta))
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder

@@ -1,25 +1,28 @@
-"""The sandbox child: runs a program's steps on the handed-off data and writes plain arrays.
+"""The sandbox child: runs one stage of a program on the data it was handed, writes plain arrays.
 
 Run as a script inside the sandbox (``python -I harness.py JOB.json``); it imports nothing
 of aiforml, only numpy and pandas, because only this one file is visible in the sandbox.
-It sees the training targets and the feature rows of the validation and test eras, never
-their targets, and it scores nothing: it writes predictions, out-of-fold CV predictions,
-the CV folds it used, and a status with a short message to its output directory. The
-trusted parent checks and scores those arrays.
+It scores nothing and nothing it reports is believed: the trusted parent reads its arrays,
+checks them and scores them. One process runs one stage (``job["stage"]``):
 
-With ``guard_cuts`` in the job (the trading task's look-ahead guard), it only computes the
-features of the first rows at each cut and writes them; the parent compares them with the
-full run's.
+- ``features``: ``create_features`` on a feature view (every feature row, or for a
+  look-ahead guard only the rows before a cut), no target anywhere; writes
+  ``features.npy`` and ``columns.json``;
+- ``model``: ``create_target`` on the training view (the only targets a child ever sees),
+  ``define_cv`` and the CV fits (``cv_*.npy``, ``oof.npy``: advisory), the final fit on the
+  feature matrix the parent checked (``inbox/x_train.npy``), then the validation and test
+  blocks one at a time: block k arrives as ``inbox/x_k.npy`` only after ``p_{k-1}.npy``
+  came back, so the model never holds a later era than the one it predicts.
 
-Order of the six steps: 1 load data (here, locked), 2 create_target, 3 create_features,
-4 define_model, 5 define_cv, 6 run optimization (here, locked: fit per CV fold, then fit
-on all training rows and predict validation and test rows).
+``result.json`` holds a status and a short message (an exception of the program's steps is
+data, not a crash of this process).
 """
 
 from __future__ import annotations
 
 import json
 import linecache
+import os
 import sys
 import time
 import traceback
@@ -29,9 +32,8 @@ import numpy as np
 import pandas as pd
 
 PROGRAM_FILE = "program.py"
-STAGE_FILE = "stage"  # holds the last stage reached; the parent reads only a name from STAGES
-STAGES = ("parsed", "imports", "features", "fit", "predict")  # = aiforml.program.STAGES
 TRACEBACK_CHARS = 1500
+POLL_S = 0.0005  # how often the model stage looks for the next block
 
 
 class StepError(Exception):
@@ -63,41 +65,21 @@ def main(job_path: str) -> int:
 
 
 def run_job(job: dict, out: Path, timings: dict[str, float]) -> None:
-    t0 = time.perf_counter()
-    data = load_data(Path(job["data_dir"]))
-    timings["load_data"] = time.perf_counter() - t0
-
-    steps = load_steps(job["program"], job["defaults"], timings, out)
-    if job.get("guard_cuts"):
-        run_guard(steps["create_features"], data, job["guard_cuts"], out, timings)
-        return
-    meta = data["meta"]
-    n_train = meta["n_train"]
-
     t = time.perf_counter()
-    y = step_create_target(steps["create_target"], data)
-    timings["create_target"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    X = step_create_features(steps["create_features"], data)
-    timings["create_features"] = time.perf_counter() - t
-    reach(out, "features")
-    if job.get("save_features"):  # the trading task's look-ahead guard compares them
-        np.save(out / "features.npy", X.to_numpy(dtype=np.float64, na_value=np.nan))
-
-    t = time.perf_counter()
-    folds = step_define_cv(steps["define_cv"], data["eras"][:n_train], meta["embargo"], job["max_cv_folds"])
-    timings["define_cv"] = time.perf_counter() - t
-
-    run_optimization(steps["define_model"], X, y, folds, n_train, out, timings)
+    data = load_data(Path(job["data_dir"]), with_targets=job["stage"] == "model")
+    timings["load_data"] = time.perf_counter() - t
+    steps = load_steps(job["program"], job["defaults"], timings)
+    if job["stage"] == "features":
+        run_features(steps["create_features"], data, out, timings)
+    else:
+        run_model(steps, data, job, out, timings)
 
 
-def load_data(data_dir: Path) -> dict:
-    """Step 1 (locked): memory-map the hand-off arrays and build the feature frame."""
+def load_data(data_dir: Path, with_targets: bool) -> dict:
+    """Step 1 (locked): memory-map the view's arrays and build its frame."""
     meta = json.loads((data_dir / "meta.json").read_text())
     features = np.load(data_dir / "features.npy", mmap_mode="r", allow_pickle=False)
     eras = np.load(data_dir / "eras.npy", allow_pickle=False)
-    targets = np.load(data_dir / "train_targets.npy", allow_pickle=False)
     frame = pd.DataFrame(np.array(features), columns=meta["feature_names"])
     frame.insert(0, "era", eras)
     if "asset_names" in meta:  # price data: each row's date and asset too
@@ -105,37 +87,61 @@ def load_data(data_dir: Path) -> dict:
         assets = np.load(data_dir / "assets.npy", allow_pickle=False)
         frame.insert(1, "date", dates[eras])
         frame.insert(2, "asset", np.asarray(meta["asset_names"], dtype=object)[assets])
-    return {"meta": meta, "frame": frame, "eras": eras, "targets": targets}
+    data = {"meta": meta, "frame": frame, "eras": eras}
+    if with_targets:
+        data["targets"] = np.load(data_dir / "targets.npy", allow_pickle=False)
+    return data
 
 
-def run_guard(create_features, data: dict, cuts: list[int], out: Path, timings: dict[str, float]) -> None:
-    """Look-ahead guard: features of the first ``cut`` rows only, shortest cut first.
-
-    This process holds no row past the longest cut, and each call sees only its own rows,
-    so a feature that reads the future cannot produce the same values before the cut as
-    it does on the whole data. The trusted parent compares the arrays.
-    """
+def run_features(create_features, data: dict, out: Path, timings: dict[str, float]) -> None:
     t = time.perf_counter()
-    for k, cut in enumerate(sorted(cuts)):
-        X = step_create_features(create_features, {**data, "frame": data["frame"].iloc[:cut].copy()})
-        np.save(out / f"guard_{k}.npy", X.to_numpy(dtype=np.float64, na_value=np.nan))
-    timings["guard"] = time.perf_counter() - t
+    X = step_create_features(create_features, data)
+    values = X.to_numpy()
+    if values.dtype.kind == "b":
+        values = values.astype(np.int8)
+    if values.dtype.kind not in "iuf":
+        values = X.to_numpy(dtype=np.float64, na_value=np.nan)
+    np.save(out / "features.npy", values)
+    (out / "columns.json").write_text(json.dumps(list(X.columns)))
+    timings["create_features"] = time.perf_counter() - t
 
 
-def reach(out: Path, stage: str) -> None:
-    """Record that the run got to ``stage`` (overwritten by each later stage)."""
-    (out / STAGE_FILE).write_text(stage)
+def run_model(steps: dict, data: dict, job: dict, out: Path, timings: dict[str, float]) -> None:
+    inbox = Path(job["inbox"])
+    t = time.perf_counter()
+    y = step_create_target(steps["create_target"], data)
+    timings["create_target"] = time.perf_counter() - t
+    columns = json.loads((inbox / "columns.json").read_text())
+    X_train = pd.DataFrame(np.load(inbox / "x_train.npy", allow_pickle=False), columns=columns)
+    t = time.perf_counter()
+    folds = step_define_cv(steps["define_cv"], data["eras"], job["embargo"], job["max_cv_folds"])
+    timings["define_cv"] = time.perf_counter() - t
+    model = fit(steps["define_model"], X_train, y, folds, out, timings)
+    t = time.perf_counter()
+    for k in range(job["n_blocks"]):
+        X = pd.DataFrame(wait_for(inbox / f"x_{k}.npy"), columns=columns)
+        with open(out / f".p_{k}.npy", "wb") as f:
+            np.save(f, predict(model, X))
+        os.rename(out / f".p_{k}.npy", out / f"p_{k}.npy")
+    timings["predict"] = time.perf_counter() - t
 
 
-def load_steps(source: str, defaults: dict[str, str], timings: dict[str, float], out: Path) -> dict:
+def wait_for(path: Path) -> np.ndarray:
+    """The next block, once the parent has written it (the sandbox's limits end a stuck wait)."""
+    while not path.exists():
+        if (path.parent / "stop.npy").exists():
+            raise StepError("the parent stopped the stream after refusing a block's predictions")
+        time.sleep(POLL_S)
+    return np.load(path, allow_pickle=False)
+
+
+def load_steps(source: str, defaults: dict[str, str], timings: dict[str, float]) -> dict:
     """Compile and run the program, then take each step from it or from the defaults."""
     t = time.perf_counter()
     linecache.cache[PROGRAM_FILE] = (len(source), None, source.splitlines(True), PROGRAM_FILE)
     code = compile(source, PROGRAM_FILE, "exec")
-    reach(out, "parsed")
     namespace: dict = {"__name__": "program"}
     exec(code, namespace)  # noqa: S102 - this whole process is the sandboxed child
-    reach(out, "imports")
     steps = {}
     for name, default_source in defaults.items():
         fn = namespace.get(name)
@@ -149,8 +155,8 @@ def load_steps(source: str, defaults: dict[str, str], timings: dict[str, float],
 
 
 def step_create_target(create_target, data: dict) -> np.ndarray:
-    meta, n_train = data["meta"], data["meta"]["n_train"]
-    train = data["frame"].iloc[:n_train].copy()
+    meta, n_train = data["meta"], data["meta"]["n_rows"]
+    train = data["frame"].copy()
     for k, name in enumerate(meta["target_names"]):
         train[name] = data["targets"][:, k]
     y = create_target(train)
@@ -199,11 +205,11 @@ def step_define_cv(define_cv, train_eras: np.ndarray, embargo: int, max_folds: i
     return checked
 
 
-def run_optimization(define_model, X: pd.DataFrame, y: np.ndarray, folds: list, n_train: int,
-                     out: Path, timings: dict[str, float]) -> None:
-    """Step 6 (locked): CV fits, then the final fit on all training rows and prediction."""
+def fit(define_model, X_train: pd.DataFrame, y: np.ndarray, folds: list, out: Path,
+        timings: dict[str, float]):
+    """Step 6 (locked): the CV fits (advisory out-of-fold predictions), then the final fit."""
     t = time.perf_counter()
-    X_train = X.iloc[:n_train]
+    n_train = len(X_train)
     finite = np.isfinite(y)
     oof = np.full(n_train, np.nan)
     for k, (train_idx, test_idx) in enumerate(folds):
@@ -217,16 +223,11 @@ def run_optimization(define_model, X: pd.DataFrame, y: np.ndarray, folds: list, 
         oof[test_idx] = predict(model, X_train.iloc[test_idx])
     np.save(out / "oof.npy", oof)
     timings["cv"] = time.perf_counter() - t
-
     t = time.perf_counter()
     model = define_model()
     model.fit(X_train[finite], y[finite])
     timings["fit"] = time.perf_counter() - t
-    reach(out, "fit")
-    t = time.perf_counter()
-    np.save(out / "predictions.npy", predict(model, X.iloc[n_train:]))
-    timings["predict"] = time.perf_counter() - t
-    reach(out, "predict")
+    return model
 
 
 def predict(model, X: pd.DataFrame) -> np.ndarray:

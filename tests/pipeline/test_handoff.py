@@ -1,41 +1,58 @@
-"""The child's view of the data holds training targets only, in the documented row order."""
+"""What each stage's child may read: no target in the feature view, training targets only
+in the training view, rows in the documented order, folders written once."""
 
 import json
 
 import numpy as np
 
-from aiforml.pipeline.handoff import build_handoff
+from aiforml.config import EnvConfig
+from aiforml.pipeline.handoff import shared_views, write_view
+from aiforml.tasks import build_task
 
 
-def test_handoff_holds_no_validation_or_test_target(dataset, split, tmp_path):
-    handoff = build_handoff(dataset, split, root=tmp_path)
-    files = sorted(p.name for p in handoff.dir.iterdir())
-    assert files == ["eras.npy", "features.npy", "meta.json", "train_targets.npy"]
-    targets = np.load(handoff.dir / "train_targets.npy")
-    assert targets.shape == (handoff.n_train, len(dataset.target_names))
-    np.testing.assert_array_equal(targets, dataset.targets[handoff.train_rows])
-    # no array in the folder carries a validation or test target column
-    for rows in (handoff.validation_rows, handoff.test_rows):
-        hidden = dataset.targets[rows, 0]
-        for name in ("eras.npy", "features.npy", "train_targets.npy"):
-            arr = np.load(handoff.dir / name)
-            flat = arr.reshape(len(arr), -1)
-            if len(flat) >= len(hidden):
-                for column in flat.T:
-                    for start in (0, len(flat) - len(hidden)):
-                        assert not np.array_equal(column[start:start + len(hidden)], hidden)
+def never_holds(folder, dataset, rows):
+    """No column of any array in ``folder`` equals the targets of ``rows``."""
+    hidden = dataset.targets[rows, 0]
+    for path in folder.glob("*.npy"):
+        arr = np.load(path)
+        if arr.dtype.kind not in "iuf":
+            continue
+        flat = arr.reshape(len(arr), -1)
+        for column in flat.T:
+            for start in range(0, max(1, len(column) - len(hidden) + 1), max(1, len(hidden) // 2)):
+                assert not np.array_equal(column[start:start + len(hidden)], hidden), path.name
 
 
-def test_handoff_row_order_and_meta(dataset, split, tmp_path):
-    handoff = build_handoff(dataset, split, root=tmp_path)
-    eras = np.load(handoff.dir / "eras.npy")
-    meta = json.loads((handoff.dir / "meta.json").read_text())
-    assert meta["n_train"] == handoff.n_train
-    assert meta["n_validation"] + meta["n_test"] == len(handoff.eval_rows)
-    assert set(eras[: handoff.n_train]) == set(split.train.tolist())
-    assert set(eras[handoff.n_train:]) == set(split.validation.tolist()) | set(split.test.tolist())
+def test_views_hold_no_validation_or_test_target(dataset, split, tmp_path):
+    task = build_task(dataset, split, EnvConfig())
+    features, train = shared_views(task, root=tmp_path)
+    assert sorted(p.name for p in features.iterdir()) == ["eras.npy", "features.npy", "meta.json"]
+    assert sorted(p.name for p in train.iterdir()) == ["eras.npy", "features.npy", "meta.json", "targets.npy"]
+    targets = np.load(train / "targets.npy")
+    assert targets.shape == (task.n_train, len(dataset.target_names))
+    for rows in (task.validation_rows, task.test_rows):
+        never_holds(features, dataset, rows)
+        never_holds(train, dataset, rows)
+
+
+def test_view_row_order_and_meta(dataset, split, tmp_path):
+    task = build_task(dataset, split, EnvConfig())
+    features, train = shared_views(task, root=tmp_path)
+    eras = np.load(features / "eras.npy")
+    meta = json.loads((features / "meta.json").read_text())
+    assert meta["n_rows"] == len(task.feature_rows) == len(eras)
+    assert set(eras[: task.n_train]) == set(split.train.tolist())
+    assert set(eras[task.n_train:]) == set(split.validation.tolist()) | set(split.test.tolist())
     assert np.all(np.diff(eras) >= 0)
-    features = np.load(handoff.dir / "features.npy", mmap_mode="r")
-    assert features.dtype == np.int8 and features.shape == (len(eras), len(dataset.feature_names))
-    # a second build reuses the folder
-    assert build_handoff(dataset, split, root=tmp_path).dir == handoff.dir
+    matrix = np.load(features / "features.npy", mmap_mode="r")
+    assert matrix.dtype == np.int8 and matrix.shape == (len(eras), len(dataset.feature_names))
+    assert json.loads((train / "meta.json").read_text())["n_rows"] == task.n_train
+    assert shared_views(task, root=tmp_path) == (features, train)  # a second build reuses them
+
+
+def test_a_cut_view_holds_only_the_rows_before_the_cut(dataset, split, tmp_path):
+    task = build_task(dataset, split, EnvConfig())
+    cut = int(task.cut_candidates()[3])
+    folder = write_view(tmp_path / "cut", task.feature_view(cut))
+    eras = np.load(folder / "eras.npy")
+    assert len(eras) == cut and eras.max() < dataset.eras[task.feature_rows[cut]]

@@ -1,15 +1,13 @@
-"""The stage a run reached (for the shaped compile score) and the validation predictions
-the evaluator hands to trusted callers."""
+"""The stage a run reached, as the trusted side validated it (for the shaped compile score),
+and the validation predictions the evaluator hands to trusted callers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from aiforml.pipeline import harness
 from aiforml.pipeline.defaults import default_program_source, default_sources
-from aiforml.pipeline.evaluate import read_stage
-from aiforml.program import STAGES, Program
+from aiforml.program import Program
 
 
 def with_default(**steps: str) -> Program:
@@ -18,22 +16,18 @@ def with_default(**steps: str) -> Program:
     return Program("\n\n".join(sources.values()))
 
 
-def test_child_and_parent_share_the_stage_names():
-    assert harness.STAGES == STAGES
-
-
 @pytest.mark.parametrize(("program", "status", "stage"), [
     (with_default(create_features="def create_features(df, feature_cols):\n    return df[['nope']]\n"),
-     "runtime_error", "imports"),
+     "runtime_error", "parsed"),
     (with_default(define_cv="def define_cv(eras, embargo):\n    return []\n", define_model=(
         "def define_model():\n"
         "    from sklearn.linear_model import Ridge\n"
         "    class Broken(Ridge):\n"
         "        def predict(self, X):\n"
         "            raise ValueError('no')\n"
-        "    return Broken()\n")), "runtime_error", "fit"),
+        "    return Broken()\n")), "runtime_error", "features"),
 ])
-def test_stage_reached_is_reported(evaluator, program, status, stage):
+def test_stage_reached_is_what_the_parent_validated(evaluator, program, status, stage):
     result = evaluator.evaluate(program)
     assert (result.status, result.stage) == (status, stage), result.message
 
@@ -43,22 +37,11 @@ def test_static_refusal_reaches_no_stage(evaluator):
     assert result.status == "syntax_error" and result.stage == ""
 
 
-def test_only_a_known_stage_name_is_read(tmp_path):
-    (tmp_path / "stage").write_text("fit\n")
-    assert read_stage(tmp_path) == "fit"
-    (tmp_path / "stage").write_text("predict; and more")
-    assert read_stage(tmp_path) == ""
-    (tmp_path / "stage").write_bytes(b"\xff" * 10_000)
-    assert read_stage(tmp_path) == ""
-    (tmp_path / "stage").unlink()
-    assert read_stage(tmp_path) == ""
-
-
 def test_validation_predictions_are_the_validation_rows(evaluator):
     result = evaluator.evaluate(Program(default_program_source()))
     assert result.stage == "predict"
     preds = evaluator.validation_predictions(result)
-    n_val = len(evaluator.handoff.validation_rows)
+    n_val = len(evaluator.task.validation_rows)
     assert preds.shape == (n_val,) and preds.dtype == np.float32
     np.testing.assert_allclose(preds, result.predictions["eval"][:n_val], rtol=1e-6)
     failed = evaluator.evaluate(with_default(define_model="def define_model():\n    return object()\n"))

@@ -1,5 +1,6 @@
-"""The trading task through the sandbox: default program, walk-forward CV with embargo,
-and the look-ahead guard (features recomputed on truncated data in a sandboxed run)."""
+"""The trading task through the staged sandbox runs: default program, walk-forward CV with
+embargo, the look-ahead guard (features recomputed on truncated data, one sandbox per secret
+cut), and models that try to read later prices."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from aiforml.data import load_dataset, split_dataset
 from aiforml.pipeline import checks
 from aiforml.pipeline.defaults import default_program_source, default_sources
 from aiforml.pipeline.evaluate import build_evaluator
-from aiforml.pipeline.trading import TradingEvaluator
 from aiforml.program import Program
+from aiforml.tasks.trading import TradingTask
 
 DATA = DataConfig(source="synthetic_prices", prices=SyntheticPricesConfig(n_assets=2, n_days=500, seed=3),
                   horizon=5, embargo_eras=5, validation_eras=100, test_eras=100)
@@ -53,7 +54,7 @@ def evaluate(evaluator, source: str):
 
 def test_the_default_program_backtests_beside_buy_and_hold(evaluator, prices) -> None:
     data, split = prices
-    assert isinstance(evaluator, TradingEvaluator)
+    assert isinstance(evaluator.task, TradingTask)
     result = evaluator.evaluate(Program(default_program_source(task="trading")))
     assert result.status == "ok", (result.message, result.traceback)
     assert result.cv is not None and result.cv.sharpe is not None
@@ -98,7 +99,7 @@ def define_cv(eras, embargo):
 def test_an_honest_rolling_mean_passes_the_guard(evaluator) -> None:
     result = evaluate(evaluator, HONEST)
     assert result.status == "ok", (result.message, result.traceback)
-    assert result.timings["guard"] > 0
+    assert result.timings["sandbox/guard"] > 0
 
 
 @pytest.mark.parametrize("leak", [
@@ -113,16 +114,19 @@ def test_a_feature_that_reads_the_future_is_caught(evaluator, leak) -> None:
     assert "look-ahead" in result.message and result.validation is None
 
 
-def test_guard_cuts_lie_between_validation_and_the_end(evaluator, prices) -> None:
+def test_guard_cuts_are_drawn_per_evaluation_between_validation_and_the_end(evaluator, prices) -> None:
     data, split = prices
-    cuts = evaluator.guard_cuts()
-    assert len(cuts) == 3 and all(c % len(data.asset_names) == 0 for c in cuts)
-    assert cuts[0] == split.validation[0] * 2 and cuts[-1] == (len(data.dates) - 1) * 2
+    n_assets = len(data.asset_names)
+    draws = {tuple(evaluator.draw_cuts()) for _ in range(20)}
+    assert len(draws) > 10
+    for cuts in draws:
+        assert len(cuts) == 2 and all(c % n_assets == 0 for c in cuts)
+        assert all(split.validation[0] * n_assets <= c < len(data.dates) * n_assets for c in cuts)
 
 
-def test_a_model_that_keeps_the_future_aside_is_caught_by_the_sharpe_band(evaluator) -> None:
-    # Honest-looking features (the row number); the model peeks at tomorrow's price, which
-    # create_features kept aside. The guard compares features only; the band catches it.
+def test_a_model_cannot_keep_the_future_aside(evaluator) -> None:
+    # create_features keeps tomorrow's price aside for the model: the model runs in another
+    # process, which never held it.
     result = evaluate(evaluator, '''
 STASH = {}
 
@@ -140,8 +144,29 @@ def define_model():
             return STASH["next"][X["row"].to_numpy()]
     return Peek()
 ''')
-    assert result.status == "leakage_suspected", (result.message, result.traceback)
-    assert "above the leakage band" in result.message
+    assert result.status == "runtime_error" and "KeyError" in result.message, result.message
+
+
+def test_a_model_cannot_read_the_next_rows_of_its_input(evaluator) -> None:
+    # Honest features (today's close); predict reads the next period's close from the next
+    # rows of its input. Streamed one period at a time, there are no next rows.
+    result = evaluate(evaluator, '''
+def create_features(df, feature_cols):
+    import pandas as pd
+    return pd.DataFrame({"close": df["close"], "asset": df["asset"].astype("category").cat.codes})
+
+def define_model():
+    class Peek:
+        def fit(self, X, y):
+            return self
+        def predict(self, X):
+            nxt = X.groupby("asset")["close"].shift(-1)
+            return (nxt / X["close"] - 1).fillna(0).to_numpy()
+    return Peek()
+''')
+    assert result.status == "ok", (result.message, result.traceback)
+    assert result.validation.sharpe is None or result.validation.sharpe < 1.0
+    assert result.validation.turnover == 0  # every prediction was 0: nothing was ever seen
 
 
 def test_a_missing_column_names_the_price_columns(evaluator) -> None:

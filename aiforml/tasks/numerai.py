@@ -1,0 +1,58 @@
+"""The Numerai-style task: per-era cross sections of int8 features, a ranked target.
+
+Feature rows are the training, validation and test eras (embargo eras dropped), in era
+order. Scores are Numerai's per-era correlation statistics (:func:`aiforml.metrics.score_split`);
+a validation mean corr above ``env.pipeline.leakage_band`` is suspected leakage (Numerai
+itself flags honest-looking scores above 0.04 on real data).
+Not responsible for loading or generating the data (``aiforml.data``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aiforml.metrics import score_split
+from aiforml.program import SplitMetrics
+from aiforml.tasks.base import Finding, Task, View
+
+
+class NumeraiTask(Task):
+    name = "numerai"
+    kept_metrics = ("mean_corr", "sharpe", "max_drawdown", "feature_neutral_corr", "baseline_corr")
+
+    def _feature_rows(self) -> np.ndarray:
+        return np.concatenate([self.train_rows, self.validation_rows, self.test_rows])
+
+    def feature_view(self, n_rows: int) -> View:
+        rows = self.feature_rows[:n_rows]
+        d = self.dataset
+        arrays = {"features": np.ascontiguousarray(d.features[rows], dtype=np.int8),
+                  "eras": d.eras[rows].astype(np.int32)}
+        meta = {"feature_names": list(d.feature_names),
+                "feature_groups": {k: list(v) for k, v in d.feature_groups.items()}}
+        return arrays, meta
+
+    def train_view(self) -> View:
+        arrays, meta = self.feature_view(self.n_train)
+        arrays["targets"] = self.training_targets()
+        meta["target_names"] = list(self.dataset.target_names)
+        return arrays, meta
+
+    def score(self, predictions: np.ndarray, rows: np.ndarray, baseline: np.ndarray | None) -> SplitMetrics:
+        d = self.dataset
+        return score_split(predictions, d.targets[rows, 0], d.eras[rows], features=d.features[rows],
+                           baseline=baseline)
+
+    def score_cv(self, oof: np.ndarray) -> SplitMetrics | None:
+        covered = np.flatnonzero(np.isfinite(oof))
+        if not len(covered):
+            return None
+        rows = self.train_rows[covered]
+        return score_split(oof[covered], self.dataset.targets[rows, 0], self.dataset.eras[rows])
+
+    def leakage(self, validation: SplitMetrics) -> Finding | None:
+        band = self.cfg.pipeline.leakage_band
+        if validation.mean_corr is not None and validation.mean_corr > band:
+            return "leakage_suspected", (f"validation mean corr {validation.mean_corr:.3f} is above the "
+                                         f"leakage band {band}: honest pipelines do not score this high")
+        return None

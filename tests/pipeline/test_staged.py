@@ -1,0 +1,178 @@
+"""The staged evaluation against hostile programs: what the child holds at each stage, and
+what the trusted side believes (stage credit, CV, the look-ahead guard's secret cuts)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aiforml.config import RewardConfig
+from aiforml.pipeline.defaults import default_sources
+from aiforml.program import Program
+from aiforml.reward import compute_reward
+
+
+def with_default(**steps: str) -> Program:
+    sources = default_sources()
+    sources.update(steps)
+    return Program("\n\n".join(sources.values()))
+
+
+SMALL_MODEL = '''
+def define_model():
+    from sklearn.linear_model import Ridge
+    return Ridge(alpha=1.0)
+'''
+
+
+def test_the_default_program_runs_every_stage(evaluator):
+    result = evaluator.evaluate(Program(evaluator.task.default_program()))
+    assert result.status == "ok", (result.message, result.traceback)
+    assert result.stage == "predict"
+    assert {"sandbox/features", "sandbox/model", "sandbox/guard", "score"} <= set(result.timings)
+    assert result.validation.mean_corr > 0.03  # the fast preset's planted signal
+    n_eval = len(evaluator.task.validation_rows) + len(evaluator.task.test_rows)
+    assert result.predictions["eval"].shape == (n_eval,)
+
+
+def test_cuts_are_secret_random_era_boundaries_in_validation_and_test(evaluator):
+    task = evaluator.task
+    draws = [tuple(evaluator.draw_cuts()) for _ in range(20)]
+    assert len(set(draws)) > 10  # drawn afresh per evaluation, not a fixed public grid
+    first_validation = task.positions(task.validation_rows[:1])[0]
+    eras = evaluator.dataset.eras[task.feature_rows]
+    for cuts in draws:
+        assert len(cuts) == evaluator.cfg.pipeline.guard_cuts
+        for cut in cuts:
+            assert cut >= first_validation and eras[cut] != eras[cut - 1]
+
+
+def test_a_feature_from_a_later_era_is_caught_by_the_guard(evaluator):
+    # Links each era to the next one (as a program that follows stocks across eras would):
+    # the last era before any cut changes when the later eras are removed.
+    result = evaluator.evaluate(with_default(create_features='''
+def create_features(df, feature_cols):
+    import pandas as pd
+    X = df[feature_cols].astype("float64")
+    means = df.groupby("era")[feature_cols[0]].mean()
+    X["next_era_mean"] = df["era"].map(means.shift(-1)).fillna(2.0).to_numpy()
+    return X
+'''))
+    assert result.status == "leakage_suspected", (result.message, result.traceback)
+    assert "look-ahead" in result.message and result.validation is None
+
+
+def test_honest_on_short_data_and_leaky_on_the_whole_is_caught(evaluator):
+    # The program recognises a guard run by its length and behaves there; the guard compares
+    # with what the full run really returned, so behaving in the guard does not help.
+    full = len(evaluator.task.feature_rows)
+    result = evaluator.evaluate(with_default(create_features=f'''
+def create_features(df, feature_cols):
+    X = df[feature_cols].astype("float64")
+    if len(df) == {full}:
+        X[feature_cols[0]] = X.groupby(df["era"])[feature_cols[0]].transform("mean").shift(-500).fillna(2.0)
+    return X
+'''))
+    assert result.status == "leakage_suspected", (result.message, result.traceback)
+
+
+def test_the_model_stage_holds_no_data_of_the_feature_stage(evaluator):
+    # A stash filled by create_features is empty where the model runs: another process.
+    result = evaluator.evaluate(with_default(create_features='''
+STASH = {}
+
+def create_features(df, feature_cols):
+    STASH["rows"] = len(df)
+    return df[feature_cols]
+''', define_model='''
+def define_model():
+    from sklearn.linear_model import Ridge
+    class Peek(Ridge):
+        def predict(self, X):
+            return super().predict(X) * 0 + STASH["rows"]
+    return Peek()
+'''))
+    assert result.status == "runtime_error" and "KeyError" in result.message, result.message
+
+
+def test_predict_sees_one_era_at_a_time(evaluator):
+    # The model records how many eras each predict call holds; a batch of all validation and
+    # test rows would let it read later rows. Each call must hold exactly one era's rows.
+    task = evaluator.task
+    sizes = [len(b) for b in task.eval_blocks()]
+    assert len(sizes) == len(evaluator.split.validation) + len(evaluator.split.test)
+    result = evaluator.evaluate(with_default(define_model='''
+def define_model():
+    from sklearn.linear_model import Ridge
+    class OneEra(Ridge):
+        calls = []
+        def predict(self, X):
+            OneEra.calls.append(len(X))
+            return super().predict(X) + len(OneEra.calls)
+    return OneEra()
+'''))
+    assert result.status == "ok", (result.message, result.traceback)
+    # prediction k carries k + (calls before validation: one per CV fold): one call per era
+    preds = result.predictions["eval"]
+    steps = np.diff([preds[sum(sizes[:k])] for k in range(len(sizes))])
+    assert np.allclose(np.round(steps), 1, atol=0.3)
+
+
+def test_a_bad_block_stops_the_stream_at_once(evaluator):
+    result = evaluator.evaluate(with_default(define_model='''
+def define_model():
+    from sklearn.linear_model import Ridge
+    import numpy as np
+    class Nan(Ridge):
+        n = 0
+        def predict(self, X):
+            Nan.n += 1
+            p = super().predict(X)
+            return p * np.nan if Nan.n > 5 else p
+    return Nan()
+'''))
+    assert result.status == "invalid_output" and "block" in result.message, result.message
+    assert result.timings["sandbox/model"] < evaluator.cfg.sandbox.wall_s / 2  # not a hang to the wall limit
+
+
+def test_self_reported_cv_never_makes_a_score(evaluator):
+    # create_target stashes the training target; predict returns it for CV rows (by index):
+    # perfect out-of-fold predictions. They are advisory: no leakage claim, no reward.
+    result = evaluator.evaluate(with_default(create_target='''
+Y = {}
+
+def create_target(df):
+    Y["y"] = df["target"].to_numpy()
+    return df["target"]
+''', define_model='''
+def define_model():
+    from sklearn.linear_model import Ridge
+    class Echo(Ridge):
+        def predict(self, X):
+            if len(X) < len(Y["y"]) and X.index.max() < len(Y["y"]) and len(X) > 5000:
+                return Y["y"][X.index.to_numpy()]
+            return super().predict(X)
+    return Echo()
+'''))
+    assert result.status == "ok", (result.message, result.traceback)
+    assert result.cv.mean_corr > 0.5  # the child's numbers are as good as it likes
+    assert result.validation.mean_corr < 0.1  # the trusted ones are not
+    honest = evaluator.evaluate(with_default(define_model=SMALL_MODEL))
+    cfg = RewardConfig()
+    assert compute_reward(result, cfg).reward <= compute_reward(honest, cfg).reward + 0.1
+
+
+def test_stage_credit_comes_from_what_the_parent_validated(evaluator, open_evaluator):
+    # A program that claims the last stage in every file it can write, then fails at once.
+    result = open_evaluator.evaluate(Program('''
+import pathlib
+for name in ("stage", "result.json"):
+    pathlib.Path(name).write_text("predict")
+raise RuntimeError("gone")
+'''))
+    assert result.status in ("runtime_error", "invalid_output")
+    assert result.stage == "parsed"
+    failed_fit = evaluator.evaluate(with_default(define_model='''
+def define_model():
+    raise ValueError("no model")
+'''))
+    assert (failed_fit.status, failed_fit.stage) == ("runtime_error", "features")
