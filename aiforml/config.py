@@ -55,6 +55,7 @@ class SyntheticPricesConfig:
 
 
 PRICE_SOURCES = ("sp500", "prices", "synthetic_prices")
+MAIN_TARGET_ERAS = 4  # eras the main tournament target spans (20 days; aiforml.data.targets)
 
 
 @dataclass
@@ -90,6 +91,10 @@ class DataConfig:
         check(not trading or self.embargo_eras >= self.horizon,
               f"data.embargo_eras ({self.embargo_eras}) must be >= data.horizon ({self.horizon}) for "
               "price data, or training targets overlap validation: raise data.embargo_eras")
+        check(trading or self.embargo_eras >= MAIN_TARGET_ERAS,
+              f"data.embargo_eras ({self.embargo_eras}) must be >= {MAIN_TARGET_ERAS}, the main target's "
+              f"horizon in eras, or training targets overlap validation: set data.embargo_eras to "
+              f"at least {MAIN_TARGET_ERAS}")
         for name in ("validation_eras", "test_eras"):
             value = getattr(self, name)
             check(value is None or value >= 1, f"data.{name} must be >= 1 or null, got {value}")

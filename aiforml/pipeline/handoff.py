@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from aiforml.data.dataset import Dataset, EraSplit
+from aiforml.data.targets import training_targets
 
-HANDOFF_VERSION = 1
+HANDOFF_VERSION = 2  # 2: auxiliary targets masked where they reach validation
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def _write(folder: Path, dataset: Dataset, split: EraSplit, handoff: Handoff) ->
     order = np.concatenate([handoff.train_rows, handoff.eval_rows])
     np.save(folder / "features.npy", np.ascontiguousarray(dataset.features[order], dtype=np.int8))
     np.save(folder / "eras.npy", dataset.eras[order].astype(np.int32))
-    np.save(folder / "train_targets.npy", dataset.targets[handoff.train_rows].astype(np.float32))
+    np.save(folder / "train_targets.npy", training_targets(dataset, split).astype(np.float32))
     meta = {
         "feature_names": list(dataset.feature_names),
         "target_names": list(dataset.target_names),

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 
+from aiforml.data.targets import training_targets
 from aiforml.pipeline.handoff import build_handoff
 
 
@@ -13,7 +14,13 @@ def test_handoff_holds_no_validation_or_test_target(dataset, split, tmp_path):
     assert files == ["eras.npy", "features.npy", "meta.json", "train_targets.npy"]
     targets = np.load(handoff.dir / "train_targets.npy")
     assert targets.shape == (handoff.n_train, len(dataset.target_names))
-    np.testing.assert_array_equal(targets, dataset.targets[handoff.train_rows])
+    np.testing.assert_array_equal(targets, training_targets(dataset, split))
+    np.testing.assert_array_equal(targets[:, 0], dataset.targets[handoff.train_rows, 0])
+    # auxiliary targets whose window reaches validation are masked (the 12-era one of the
+    # last training era linked rows to validation stocks)
+    last = dataset.eras[handoff.train_rows] == split.train[-1]
+    long = dataset.target_names.index("target_alpha_60")
+    assert np.isnan(targets[last, long]).all() and np.isfinite(dataset.targets[handoff.train_rows][last, long]).all()
     # no array in the folder carries a validation or test target column
     for rows in (handoff.validation_rows, handoff.test_rows):
         hidden = dataset.targets[rows, 0]
