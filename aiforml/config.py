@@ -141,6 +141,8 @@ class PipelineConfig:
     colsample_bytree: float = 0.1  # default LightGBM: column subsample
     cv_folds: int = 3  # default CV: forward-chaining folds over training eras
     leakage_band: float = 0.25  # mean per-era corr above this (CV or validation) is suspected leakage
+    leakage_sharpe: float = 4.5  # validation Sharpe (mean / std of per-era corr) above this is suspected leakage
+    leakage_era_corr: float = 0.3  # any one validation era's corr above this is suspected leakage
     static_checks: bool = True  # refuse disallowed imports/builtins before running (isolation stays on)
     max_cv_folds: int = 10  # a program's define_cv may return at most this many folds
 
@@ -150,6 +152,9 @@ class PipelineConfig:
         check(0 < self.colsample_bytree <= 1, f"env.pipeline.colsample_bytree must be in (0, 1], got {self.colsample_bytree}")
         check(self.cv_folds >= 1, f"env.pipeline.cv_folds must be >= 1, got {self.cv_folds}")
         check(0 < self.leakage_band <= 1, f"env.pipeline.leakage_band must be in (0, 1], got {self.leakage_band}")
+        check(self.leakage_sharpe > 0, f"env.pipeline.leakage_sharpe must be > 0, got {self.leakage_sharpe}")
+        check(0 < self.leakage_era_corr <= 1,
+              f"env.pipeline.leakage_era_corr must be in (0, 1], got {self.leakage_era_corr}")
 
 
 @dataclass
