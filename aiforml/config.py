@@ -23,7 +23,7 @@ class SyntheticConfig:
     """Sizes and seed of the synthetic Numerai-like generator (see aiforml.data.synthetic)."""
 
     preset: Literal["fast", "realistic"] = "fast"  # named size/strength preset; fields below override it when set
-    seed: int = 0  # generator seed: same seed, same data, bit for bit
+    seed: int = 0  # generator seed: same seed and data secret (aiforml/data/secret.py), same data, bit for bit
     n_eras: int | None = None  # total eras generated (train + validation + test + embargoes)
     rows_per_era: int | None = None  # mean rows per era (varies +-20 % per era)
     n_features: int | None = None  # number of feature_* columns
@@ -43,7 +43,7 @@ class SyntheticConfig:
 class SyntheticPricesConfig:
     """The synthetic multi-asset price generator (aiforml.data.price_synthetic)."""
 
-    seed: int = 0  # generator seed: same seed, same prices
+    seed: int = 0  # generator seed: same seed and data secret, same prices
     n_assets: int = 3  # assets traded side by side
     n_days: int = 2000  # trading days per asset
     signal: float = 0.05  # strength of the planted momentum (share of a day's vol carried by the last 5 days' return)
