@@ -10,7 +10,12 @@ program that reran them inside the sandbox rebuilt every validation row (validat
 0600 beside the data cache (``<cache dir>/data-secret``; ``$AIFORML_DATA_SECRET_FILE``
 names another file, which is how tests pin it). The secret itself goes nowhere else: not
 into the config, logs, archive, checkpoints or tool output. The data's version carries
-``secret_digest``, a one-way hash, so caches differ per secret.
+``secret_digest``, a one-way hash, so caches differ per secret. The synthetic design (which
+latents feed which features, the planted premia) stays the seed's alone, so statistics per
+seed stay comparable across installations; a program can rebuild it, which tells it the
+planted structure but no era's returns, universe or targets. Whoever can read this file
+(or the data cache beside it) has the data: the bubblewrap sandbox binds neither; with
+``env.sandbox.isolation: none`` nothing keeps a child from reading them.
 
 Responsible for: finding, creating (atomically, race-free) and reading the secret file,
 and the digest. Not responsible for: the generators that use it (``synthetic.py``,
