@@ -23,7 +23,7 @@ class SyntheticConfig:
     """Sizes and seed of the synthetic Numerai-like generator (see aiforml.data.synthetic)."""
 
     preset: Literal["fast", "realistic"] = "fast"  # named size/strength preset; fields below override it when set
-    seed: int = 0  # generator seed: same seed, same data, bit for bit
+    seed: int = 0  # generator seed: same seed and data secret (aiforml/data/secret.py), same data, bit for bit
     n_eras: int | None = None  # total eras generated (train + validation + test + embargoes)
     rows_per_era: int | None = None  # mean rows per era (varies +-20 % per era)
     n_features: int | None = None  # number of feature_* columns
@@ -43,7 +43,7 @@ class SyntheticConfig:
 class SyntheticPricesConfig:
     """The synthetic multi-asset price generator (aiforml.data.price_synthetic)."""
 
-    seed: int = 0  # generator seed: same seed, same prices
+    seed: int = 0  # generator seed: same seed and data secret, same prices
     n_assets: int = 3  # assets traded side by side
     n_days: int = 2000  # trading days per asset
     signal: float = 0.05  # strength of the planted momentum (share of a day's vol carried by the last 5 days' return)
@@ -55,6 +55,7 @@ class SyntheticPricesConfig:
 
 
 PRICE_SOURCES = ("sp500", "prices", "synthetic_prices")
+MAIN_TARGET_ERAS = 4  # eras the main tournament target spans (20 days; aiforml.data.targets)
 
 
 @dataclass
@@ -90,6 +91,10 @@ class DataConfig:
         check(not trading or self.embargo_eras >= self.horizon,
               f"data.embargo_eras ({self.embargo_eras}) must be >= data.horizon ({self.horizon}) for "
               "price data, or training targets overlap validation: raise data.embargo_eras")
+        check(trading or self.embargo_eras >= MAIN_TARGET_ERAS,
+              f"data.embargo_eras ({self.embargo_eras}) must be >= {MAIN_TARGET_ERAS}, the main target's "
+              f"horizon in eras, or training targets overlap validation: set data.embargo_eras to "
+              f"at least {MAIN_TARGET_ERAS}")
         for name in ("validation_eras", "test_eras"):
             value = getattr(self, name)
             check(value is None or value >= 1, f"data.{name} must be >= 1 or null, got {value}")
@@ -136,6 +141,8 @@ class PipelineConfig:
     colsample_bytree: float = 0.1  # default LightGBM: column subsample
     cv_folds: int = 3  # default CV: forward-chaining folds over training eras
     leakage_band: float = 0.25  # validation mean per-era corr above this is suspected leakage
+    leakage_sharpe: float = 4.5  # validation Sharpe (mean / std of per-era corr) above this is suspected leakage
+    leakage_era_corr: float = 0.3  # any one validation era's corr above this is suspected leakage
     static_checks: bool = True  # refuse disallowed imports/builtins before running (isolation stays on)
     max_cv_folds: int = 10  # a program's define_cv may return at most this many folds
     guard_cuts: int = 2  # look-ahead guard: sandboxes per evaluation, each with the data cut at a secret random era
@@ -147,6 +154,9 @@ class PipelineConfig:
         check(self.cv_folds >= 1, f"env.pipeline.cv_folds must be >= 1, got {self.cv_folds}")
         check(0 < self.leakage_band <= 1, f"env.pipeline.leakage_band must be in (0, 1], got {self.leakage_band}")
         check(self.guard_cuts >= 1, f"env.pipeline.guard_cuts must be >= 1 (the look-ahead guard stays on), got {self.guard_cuts}")
+        check(self.leakage_sharpe > 0, f"env.pipeline.leakage_sharpe must be > 0, got {self.leakage_sharpe}")
+        check(0 < self.leakage_era_corr <= 1,
+              f"env.pipeline.leakage_era_corr must be in (0, 1], got {self.leakage_era_corr}")
 
 
 @dataclass

@@ -85,7 +85,7 @@ def test_a_price_csv_is_the_trading_task(tmp_path, capsys):
     from aiforml.config import SyntheticPricesConfig
     from aiforml.data.price_synthetic import generate_prices
 
-    prices = generate_prices(SyntheticPricesConfig(n_assets=2, n_days=400, seed=5), horizon=5)
+    prices = generate_prices(SyntheticPricesConfig(n_assets=2, n_days=400, seed=5), horizon=5, secret=None)
     frame = pd.DataFrame(prices.features, columns=list(prices.feature_names))
     frame.insert(0, "date", prices.dates[prices.eras])
     frame.insert(1, "asset", np.asarray(prices.asset_names)[prices.assets])

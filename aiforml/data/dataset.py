@@ -179,7 +179,13 @@ def split_eras(
 
 
 def split_dataset(dataset: Dataset, cfg: DataConfig) -> EraSplit:
-    """Train / validation / sealed test by era order, sizes from ``cfg`` or the dataset."""
+    """Train / validation / sealed test by era order, sizes from ``cfg`` or the dataset.
+
+    ValueError when ``cfg.embargo_eras`` is shorter than the main target's horizon.
+    """
+    from aiforml.data.targets import check_main_target  # targets.py reads Dataset: import here
+
+    check_main_target(dataset, cfg.embargo_eras)
     n_val = cfg.validation_eras if cfg.validation_eras is not None else dataset.default_validation_eras
     n_test = cfg.test_eras if cfg.test_eras is not None else dataset.default_test_eras
     return split_eras(dataset.eras, n_val, n_test, cfg.embargo_eras)

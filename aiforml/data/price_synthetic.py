@@ -1,6 +1,6 @@
 """Synthetic multi-asset daily prices: regime switching, fat tails, volatility clustering.
 
-    prices = generate_prices(SyntheticPricesConfig(n_assets=3, n_days=2000, seed=0), horizon=5)
+    prices = generate_prices(SyntheticPricesConfig(n_assets=3, n_days=2000, seed=0), horizon=5, secret=secret)
 
 Each asset's daily log return is ``mu[regime] + vol_t * eps_t + signal * momentum_t`` where
 
@@ -26,6 +26,7 @@ import pandas as pd
 
 from aiforml.config import SyntheticPricesConfig
 from aiforml.data.prices import PriceData, from_frame
+from aiforml.data.secret import secret_entropy
 
 MU = (0.0006, -0.0008)  # daily drift per regime (bull, bear)
 BASE_VOL = (0.010, 0.022)  # long-run daily vol per regime
@@ -36,9 +37,17 @@ FACTOR_LOADING = 0.5
 MOMENTUM_DAYS = 5
 
 
-def simulate_log_returns(cfg: SyntheticPricesConfig) -> tuple[np.ndarray, np.ndarray]:
+def _rngs(seed: int, secret: bytes | None) -> tuple[np.random.Generator, np.random.Generator]:
+    """The returns' and the bars' generators: from the seed alone, or with the data secret."""
+    if secret is None:
+        return np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    returns_rng, bars_rng = np.random.default_rng(secret_entropy(seed, secret)).spawn(2)
+    return returns_rng, bars_rng
+
+
+def simulate_log_returns(cfg: SyntheticPricesConfig, secret: bytes | None) -> tuple[np.ndarray, np.ndarray]:
     """(T, A) daily log returns and (T,) regimes of the configured generator."""
-    rng = np.random.default_rng(cfg.seed)
+    rng = _rngs(cfg.seed, secret)[0]
     T, A = cfg.n_days, cfg.n_assets
     scale = np.sqrt((DOF - 2) / DOF)  # unit-variance t draws
     common = rng.standard_t(DOF, size=T) * scale
@@ -61,10 +70,16 @@ def simulate_log_returns(cfg: SyntheticPricesConfig) -> tuple[np.ndarray, np.nda
     return returns, regimes
 
 
-def generate_prices(cfg: SyntheticPricesConfig, horizon: int) -> PriceData:
-    """Synthetic OHLCV for ``cfg.n_assets`` assets over ``cfg.n_days`` business days."""
-    returns, _ = simulate_log_returns(cfg)
-    rng = np.random.default_rng(cfg.seed + 1)
+def generate_prices(cfg: SyntheticPricesConfig, horizon: int, secret: bytes | None) -> PriceData:
+    """Synthetic OHLCV for ``cfg.n_assets`` assets over ``cfg.n_days`` business days.
+
+    With the installation's data ``secret`` (``secret.py``) the whole path draws on it too:
+    a program that reran this public code with the config's seed could otherwise compute
+    future prices that its features, cut at any point, would agree on (the look-ahead guard
+    would not see it). ``secret=None``: the seed alone, for tests.
+    """
+    returns, _ = simulate_log_returns(cfg, secret)
+    rng = _rngs(cfg.seed, secret)[1]
     T, A = returns.shape
     close = 100.0 * np.exp(np.cumsum(returns, axis=0))
     prev = np.vstack([np.full((1, A), 100.0), close[:-1]])

@@ -51,6 +51,11 @@ per-era ``numerai_corr``; LightGBM = the default program's 200 trees, lr 0.05, d
   feature-neutral / plain ratio 0.86 / 0.93 / 0.74 (0.70; real data about 0.6);
   random-row CV 3.9 / 3.7 / 3.9x the era-forward CV (3.4x).
 
+Every era's market path also draws on the installation's data secret (``secret.py``): the
+config's seed and this public code do not rebuild the validation or test rows. The figures
+above were measured without a secret (``secret=None``); a secret changes the draws, not
+the statistics (tests/data/test_secret.py).
+
 ``GENERATOR_VERSION`` is part of every cache key: bump it whenever the generated data
 changes for the same spec and seed.
 """
@@ -67,6 +72,7 @@ from aiforml.data.design import Design, draw_design
 from aiforml.data.market import Panel, simulate
 from aiforml.data.presets import SyntheticSpec, spec_key
 from aiforml.data.quantize import quantize_target, residualize
+from aiforml.data.secret import secret_digest, secret_entropy
 
 GENERATOR_VERSION = "3"
 
@@ -81,16 +87,23 @@ TARGETS: dict[str, tuple[int, int | None, float]] = {
 }
 
 
-def synthetic_version(spec: SyntheticSpec, seed: int) -> str:
-    """Content id of the data a spec and seed generate (the generator is deterministic)."""
-    key = json.dumps({"v": GENERATOR_VERSION, "seed": seed, **spec_key(spec)}, sort_keys=True)
+def synthetic_version(spec: SyntheticSpec, seed: int, secret: bytes | None) -> str:
+    """Content id of the data a spec, seed and secret generate (only the secret's hash enters)."""
+    hidden = secret_digest(secret) if secret is not None else None
+    key = json.dumps({"v": GENERATOR_VERSION, "seed": seed, "secret": hidden, **spec_key(spec)}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def generate(spec: SyntheticSpec, seed: int) -> Dataset:
-    """Generate the whole dataset of ``spec`` from ``seed``, bit for bit reproducible."""
-    design, panel = simulate_panel(spec, seed)
-    id_rng = np.random.default_rng(seed).spawn(3)[2]
+def generate(spec: SyntheticSpec, seed: int, secret: bytes | None) -> Dataset:
+    """Generate the whole dataset of ``spec``, bit for bit reproducible from ``seed`` and ``secret``.
+
+    The design (which latents drive which features and returns) comes from ``seed`` alone;
+    the market path, the universes and the row ids also need ``secret`` (``secret.py``), so
+    public code and the config's seed cannot rebuild any era. ``secret=None`` draws them from
+    the seed alone: for tests and benchmarks that want the same data everywhere.
+    """
+    design, panel = simulate_panel(spec, seed, secret)
+    id_rng = _rngs(seed, secret)[2]
     eras = np.repeat(np.arange(spec.n_eras, dtype=np.int32), panel.era_rows)
     return Dataset(
         eras=eras,
@@ -100,7 +113,7 @@ def generate(spec: SyntheticSpec, seed: int) -> Dataset:
         target_names=tuple(TARGETS),
         feature_sets=design.feature_sets,
         feature_groups=design.feature_groups,
-        version=synthetic_version(spec, seed),
+        version=synthetic_version(spec, seed, secret),
         name=f"synthetic-{spec.preset}",
         default_validation_eras=spec.validation_eras,
         default_test_eras=spec.test_eras,
@@ -108,11 +121,19 @@ def generate(spec: SyntheticSpec, seed: int) -> Dataset:
     )
 
 
-def simulate_panel(spec: SyntheticSpec, seed: int) -> tuple[Design, Panel]:
-    """The structure and the simulated market behind ``generate(spec, seed)``."""
-    design_rng, market_rng, _ = np.random.default_rng(seed).spawn(3)
+def simulate_panel(spec: SyntheticSpec, seed: int, secret: bytes | None) -> tuple[Design, Panel]:
+    """The structure and the simulated market behind ``generate(spec, seed, secret)``."""
+    design_rng, market_rng, _ = _rngs(seed, secret)
     design = draw_design(spec, design_rng)
     return design, simulate(spec, design, market_rng)
+
+
+def _rngs(seed: int, secret: bytes | None) -> tuple[np.random.Generator, ...]:
+    """Generators of the design (seed only), the market path and the row ids (seed and secret)."""
+    design_rng, market_rng, id_rng = np.random.default_rng(seed).spawn(3)
+    if secret is not None:
+        market_rng, id_rng = np.random.default_rng(secret_entropy(seed, secret)).spawn(2)
+    return design_rng, market_rng, id_rng
 
 
 def build_targets(panel: Panel) -> np.ndarray:

@@ -7,8 +7,9 @@ in depth and a clear message for the policy; the sandbox is what actually contai
 program that slips past it.
 
 After: the CV folds must be disjoint in rows and eras, in range, and embargoed; the
-predictions must be finite and of the right length. Each failure is a (status, message)
-pair, never an exception.
+predictions must be finite and of the right length; the per-era validation scores must not
+be more consistent, nor any era higher, than honest pipelines reach
+(``implausible_consistency``). Each failure is a (status, message) pair, never an exception.
 """
 
 from __future__ import annotations
@@ -117,4 +118,49 @@ def check_predictions(predictions: np.ndarray, expected_rows: int) -> Finding | 
     bad = int(np.sum(~np.isfinite(predictions)))
     if bad:
         return "invalid_output", f"{bad} predictions are NaN or infinite"
+    return None
+
+
+def implausible_consistency(
+    per_era_corr: np.ndarray | list[float | None], max_sharpe: float, max_era_corr: float,
+    min_eras: int = 20,
+) -> Finding | None:
+    """``leakage_suspected`` when per-era scores are more consistent than honest ones get.
+
+    The leakage band looks at the mean corr only; a leak diluted under it still shows as
+    a Sharpe (mean / std of per-era corr, ddof 1, over at least ``min_eras`` scored eras)
+    above ``max_sharpe``, or, when it helps only a few eras, as one era scoring above
+    ``max_era_corr``. ``per_era_corr`` is ``SplitMetrics.per_era_corr`` (None or NaN for
+    an era that did not score is left out).
+
+    Calibrated on the fast preset (``benchmarks/calibrate_leakage.py``: generator seeds 0-3
+    x no secret and two secrets, default split, 60 validation eras of 480-720 rows). Honest,
+    84 runs (the default program's LightGBM, another model seed, 20 trees, 1000 trees at lr
+    0.01, Ridge, LightGBM on the mean of the targets the child sees, a rank ensemble):
+    mean corr -0.001..0.114, Sharpe -0.02..3.34, best era 0.095..0.241. Leaks, 12 runs each:
+    the stale-target link of ``aiforml/data/targets.py`` alone (mean 0.031-0.069, Sharpe
+    0.27-0.64, best era 0.361-0.461: 12/12 flagged by the era) or added to the LightGBM
+    rank (mean 0.071-0.108, Sharpe 0.86-1.57, best era 0.290-0.398: 10/12); the LightGBM
+    rank plus 0.1 x the true target's rank, a diluted leak under the 0.25 mean-corr band
+    (mean 0.208-0.242, Sharpe 4.28-7.09, best era 0.290-0.362: 12/12, by the Sharpe or
+    the era); plus 0.2 / 0.4 x (Sharpe 6.5-16.7: 12/12). Hence the defaults
+    ``env.pipeline.leakage_sharpe`` 4.5 (honest best 3.34) and ``leakage_era_corr`` 0.3
+    (honest best 0.241). They are the fast preset's: realistic or Numerai data (per-era
+    corr about 0.02 +- 0.02) never comes near them, and can lower them.
+    """
+    scores = np.array([np.nan if c is None else c for c in per_era_corr], dtype=np.float64)
+    scores = scores[np.isfinite(scores)]
+    if len(scores) == 0:
+        return None
+    top = int(np.argmax(scores))
+    if scores[top] > max_era_corr:
+        return "leakage_suspected", (
+            f"one era scored corr {scores[top]:.3f} (era {top + 1} of {len(scores)} scored), above "
+            f"{max_era_corr}: honest pipelines never score an era this high; does the program "
+            "read targets that overlap the evaluated eras?")
+    std = scores.std(ddof=1) if len(scores) > 1 else 0.0
+    if len(scores) >= min_eras and std > 0 and scores.mean() / std > max_sharpe:
+        return "leakage_suspected", (
+            f"per-era corr is implausibly consistent: Sharpe {scores.mean() / std:.2f} over "
+            f"{len(scores)} eras is above {max_sharpe}, which honest pipelines do not reach")
     return None

@@ -22,6 +22,7 @@ import numpy as np
 
 from aiforml.config import EnvConfig
 from aiforml.data.dataset import EraSplit
+from aiforml.data.targets import training_targets
 from aiforml.pipeline.defaults import default_program_source, default_sources
 from aiforml.program import SplitMetrics
 
@@ -97,8 +98,8 @@ class Task(ABC):
         """The training rows with their usable targets: what ``create_target`` reads."""
 
     def training_targets(self) -> np.ndarray:
-        """Targets of the training rows (float32, every column)."""
-        return self.dataset.targets[self.train_rows].astype(np.float32)
+        """Targets of the training rows, every column, NaN where a window reaches validation."""
+        return training_targets(self.dataset, self.split)
 
     def feature_hint(self) -> str:
         names = self.dataset.feature_names

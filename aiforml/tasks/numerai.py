@@ -2,8 +2,9 @@
 
 Feature rows are the training, validation and test eras (embargo eras dropped), in era
 order. Scores are Numerai's per-era correlation statistics (:func:`aiforml.metrics.score_split`);
-a validation mean corr above ``env.pipeline.leakage_band`` is suspected leakage (Numerai
-itself flags honest-looking scores above 0.04 on real data).
+a validation mean corr above ``env.pipeline.leakage_band``, or a consistency honest
+pipelines never reach (``checks.implausible_consistency``: per-era Sharpe, best single
+era), is suspected leakage (Numerai itself flags scores above 0.04 on real data).
 Not responsible for loading or generating the data (``aiforml.data``).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from aiforml.metrics import score_split
+from aiforml.pipeline.checks import implausible_consistency
 from aiforml.program import SplitMetrics
 from aiforml.tasks.base import Finding, Task, View
 
@@ -34,7 +36,7 @@ class NumeraiTask(Task):
 
     def train_view(self) -> View:
         arrays, meta = self.feature_view(self.n_train)
-        arrays["targets"] = self.training_targets()
+        arrays["targets"] = self.training_targets().astype(np.float32)
         meta["target_names"] = list(self.dataset.target_names)
         return arrays, meta
 
@@ -51,8 +53,8 @@ class NumeraiTask(Task):
         return score_split(oof[covered], self.dataset.targets[rows, 0], self.dataset.eras[rows])
 
     def leakage(self, validation: SplitMetrics) -> Finding | None:
-        band = self.cfg.pipeline.leakage_band
-        if validation.mean_corr is not None and validation.mean_corr > band:
+        cfg = self.cfg.pipeline
+        if validation.mean_corr is not None and validation.mean_corr > cfg.leakage_band:
             return "leakage_suspected", (f"validation mean corr {validation.mean_corr:.3f} is above the "
-                                         f"leakage band {band}: honest pipelines do not score this high")
-        return None
+                                         f"leakage band {cfg.leakage_band}: honest pipelines do not score this high")
+        return implausible_consistency(validation.per_era_corr, cfg.leakage_sharpe, cfg.leakage_era_corr)

@@ -95,7 +95,7 @@ def test_embargo_shorter_than_the_horizon_is_refused() -> None:
 
 def test_synthetic_prices_have_fat_tails_vol_clustering_and_regimes() -> None:
     cfg = SyntheticPricesConfig(n_assets=3, n_days=3000, seed=1)
-    returns, regimes = simulate_log_returns(cfg)
+    returns, regimes = simulate_log_returns(cfg, secret=None)
     assert kurtosis(returns, axis=0).min() > 1.0  # fatter than normal
     size = np.abs(returns)
     autocorr = [np.corrcoef(size[1:, a], size[:-1, a])[0, 1] for a in range(3)]
@@ -104,8 +104,8 @@ def test_synthetic_prices_have_fat_tails_vol_clustering_and_regimes() -> None:
     assert np.corrcoef(returns.T)[0, 1] > 0.1  # assets move together
     bear, bull = returns[regimes == 1], returns[regimes == 0]
     assert bear.std() > 1.2 * bull.std() and bear.mean() < 0 < bull.mean()  # seed 1: 1.26x the vol
-    prices = generate_prices(cfg, horizon=5)
+    prices = generate_prices(cfg, horizon=5, secret=None)
     assert prices.asset_names == ("asset_0", "asset_1", "asset_2") and prices.n_rows == 9000
-    np.testing.assert_array_equal(prices.features, generate_prices(cfg, horizon=5).features)
+    np.testing.assert_array_equal(prices.features, generate_prices(cfg, horizon=5, secret=None).features)
     high, low = prices.features[:, 1], prices.features[:, 2]
     assert (high >= prices.features[:, [0, 3]].max(axis=1)).all() and (low <= prices.features[:, [0, 3]].min(axis=1)).all()

@@ -19,7 +19,7 @@ SMALL = SyntheticConfig(n_eras=60, rows_per_era=200, n_features=30)
 
 
 def _small(seed: int) -> Dataset:
-    return generate(resolve_spec(SMALL), seed)
+    return generate(resolve_spec(SMALL), seed, secret=None)
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:
@@ -75,7 +75,7 @@ def test_quantize_target_exact_shares() -> None:
 
 def test_ids_are_fresh_while_stocks_persist() -> None:
     spec = resolve_spec(SMALL)
-    _, panel = simulate_panel(spec, 0)
+    _, panel = simulate_panel(spec, 0, secret=None)
     eras = np.repeat(np.arange(spec.n_eras), panel.era_rows)
     same = np.intersect1d(panel.stock[eras == 10], panel.stock[eras == 11])
     assert len(same) > 0.7 * panel.era_rows[10]  # the universe is sticky...
@@ -86,13 +86,13 @@ def test_ids_are_fresh_while_stocks_persist() -> None:
 
 def test_targets_are_risk_neutral_but_raw_returns_are_not() -> None:
     spec = resolve_spec(SMALL)
-    _, panel = simulate_panel(spec, 0)
+    _, panel = simulate_panel(spec, 0, secret=None)
     lo, hi, week = 0, panel.era_rows[0], panel.era_week[0]
     stocks, b = panel.stock[lo:hi], panel.exposures[lo:hi]
     raw = panel.cum_returns[week + 4, stocks] - panel.cum_returns[week, stocks]
     raw_r2 = 1 - np.var(residualize(raw, b)) / np.var(raw)
     assert raw_r2 > 0.5  # risk dominates raw returns
-    target = generate(spec, 0).targets[lo:hi, 0]
+    target = generate(spec, 0, secret=None).targets[lo:hi, 0]
     assert np.max(np.abs([np.corrcoef(target, b[:, j])[0, 1] for j in range(b.shape[1])])) < 0.1
 
 
@@ -103,15 +103,15 @@ def test_presets_resolve_with_overrides(preset: str) -> None:
     assert (spec.n_eras, spec.rows_per_era, spec.n_features) == (60, 200, 30)
     assert spec.validation_eras <= 15 and spec.test_eras <= 15
     assert spec.n_latents < 30 and spec.w_linear == base.w_linear
-    data = generate(spec, 0)
+    data = generate(spec, 0, secret=None)
     assert data.features.shape[1] == 30 and data.name == f"synthetic-{preset}"
 
 
 def test_targets_overlap_within_the_horizon_only() -> None:
     """The same stock's 4-week targets share returns one era apart, not five: why embargo."""
     spec = resolve_spec(SMALL)
-    _, panel = simulate_panel(spec, 0)
-    targets = generate(spec, 0).targets[:, 0]
+    _, panel = simulate_panel(spec, 0, secret=None)
+    targets = generate(spec, 0, secret=None).targets[:, 0]
     eras = np.repeat(np.arange(spec.n_eras), panel.era_rows)
 
     def same_stock_corr(t: int, lag: int) -> float:

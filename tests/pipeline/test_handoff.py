@@ -6,6 +6,7 @@ import json
 import numpy as np
 
 from aiforml.config import EnvConfig
+from aiforml.data.targets import training_targets
 from aiforml.pipeline.handoff import shared_views, write_view
 from aiforml.tasks import build_task
 
@@ -30,6 +31,13 @@ def test_views_hold_no_validation_or_test_target(dataset, split, tmp_path):
     assert sorted(p.name for p in train.iterdir()) == ["eras.npy", "features.npy", "meta.json", "targets.npy"]
     targets = np.load(train / "targets.npy")
     assert targets.shape == (task.n_train, len(dataset.target_names))
+    np.testing.assert_array_equal(targets, training_targets(dataset, split))
+    np.testing.assert_array_equal(targets[:, 0], dataset.targets[task.train_rows, 0])
+    # auxiliary targets whose window reaches validation are masked (the 12-era one of the
+    # last training era linked rows to validation stocks)
+    last = dataset.eras[task.train_rows] == split.train[-1]
+    long = dataset.target_names.index("target_alpha_60")
+    assert np.isnan(targets[last, long]).all() and np.isfinite(dataset.targets[task.train_rows][last, long]).all()
     for rows in (task.validation_rows, task.test_rows):
         never_holds(features, dataset, rows)
         never_holds(train, dataset, rows)

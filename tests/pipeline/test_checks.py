@@ -1,0 +1,54 @@
+"""The implausible-consistency check: honest per-era scores pass, leaks under the band do not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import rankdata
+
+from aiforml.compose import load_config
+from aiforml.config import PipelineConfig
+from aiforml.data.calibration import ModelSpec, fit_predict
+from aiforml.metrics import per_era_corr, score_split
+from aiforml.pipeline.checks import implausible_consistency
+
+CFG = PipelineConfig()
+
+
+def _check(scores) -> tuple[str, str] | None:
+    return implausible_consistency(scores, CFG.leakage_sharpe, CFG.leakage_era_corr)
+
+
+def test_hand_made_per_era_scores() -> None:
+    honest = 0.08 + 0.05 * np.random.default_rng(0).standard_normal(60)  # Sharpe about 1.6
+    assert _check(honest) is None
+    steady = 0.2 + 0.03 * np.random.default_rng(1).standard_normal(60)  # mean under the band, Sharpe ~7
+    status, message = _check(steady)
+    assert status == "leakage_suspected" and "Sharpe" in message
+    assert _check(steady[:10]) is None  # too few eras to call a Sharpe implausible
+    spike = honest.copy()
+    spike[2] = 0.45  # one era far above any honest one
+    status, message = _check(spike)
+    assert status == "leakage_suspected" and "era 3 of 60" in message
+    with_gaps = [None, *honest.tolist(), float("nan")]  # SplitMetrics.per_era_corr holds None
+    assert _check(with_gaps) is None and _check([]) is None
+
+
+def test_conf_holds_the_dataclass_defaults() -> None:
+    assert load_config([]).env.pipeline == PipelineConfig()
+
+
+@pytest.mark.slow
+def test_the_default_model_passes_and_a_diluted_target_leak_is_caught(dataset, split) -> None:
+    """On the fast preset: the default program's LightGBM is not flagged; its prediction
+    plus a tenth of the true target's rank stays under the mean-corr band but is flagged."""
+    train, val = dataset.rows(split.train), dataset.rows(split.validation)
+    y, eras = dataset.targets[val, 0], dataset.eras[val]
+    preds = fit_predict(ModelSpec(), dataset.features[train], dataset.targets[train, 0], dataset.features[val])
+    honest = score_split(preds, y, eras)
+    assert honest.mean_corr > 0.04 and _check(honest.per_era_corr) is None
+    rank = np.concatenate([rankdata(preds[eras == e]) / (eras == e).sum() for e in np.unique(eras)])
+    truth = np.concatenate([rankdata(y[eras == e]) / (eras == e).sum() for e in np.unique(eras)])
+    leaky = per_era_corr(rank + 0.1 * truth, y, eras)
+    assert leaky.mean() < CFG.leakage_band  # the band alone misses it
+    assert _check(leaky) is not None
