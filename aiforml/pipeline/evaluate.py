@@ -15,11 +15,8 @@ programs (the environment pool).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import shutil
-import stat
 import sys
 import tempfile
 import time
@@ -33,6 +30,14 @@ from aiforml.data.cache import default_cache_dir
 from aiforml.data.dataset import Dataset, EraSplit
 from aiforml.metrics import score_split
 from aiforml.pipeline import checks
+from aiforml.pipeline.childio import (
+    READ_ERRORS,
+    load_array,
+    output_finding,
+    read_child_file,
+    read_json,
+    remove_tree,
+)
 from aiforml.pipeline.defaults import default_program_source, default_sources
 from aiforml.pipeline.handoff import Handoff, build_handoff
 from aiforml.program import STAGES, EvalResult, Program
@@ -128,7 +133,7 @@ class Evaluator:
                 result = self._score(result, job_dir, baseline)
             return result
         finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
+            remove_tree(job_dir)
 
     def _run_child(self, program: Program, job_dir: Path) -> SandboxResult:
         names = self.dataset.feature_names
@@ -157,19 +162,17 @@ class Evaluator:
             return EvalResult(status="memory", message=f"memory limit exceeded: {run.message}", **base)
         if run.outcome == "spawn_error":
             return EvalResult(status="infra_error", message=run.message, **base)
-        try:
-            raw = read_child_file(job_dir / "result.json", limit=1_000_000)
-        except ValueError:
+        if not os.path.lexists(job_dir / "result.json"):
             detail = f"signal {run.signal}" if run.signal else f"exit code {run.exit_code}"
             return EvalResult(status="runtime_error", traceback=run.stderr[-1500:],
                               message=f"the program's process ended without a result ({detail})", **base)
         try:
-            reported = json.loads(raw)
+            reported = read_json(job_dir / "result.json", limit_bytes=1_000_000)
             status, message = str(reported["status"]), str(reported.get("message", ""))[:600]
             child_timings = {f"child/{k}": float(v) for k, v in dict(reported.get("timings", {})).items()}
             tb = str(reported.get("traceback", ""))[-1500:]
-        except (ValueError, KeyError, TypeError) as exc:
-            return EvalResult(status="invalid_output", message=f"unreadable result from the child: {exc}", **base)
+        except READ_ERRORS as exc:
+            return EvalResult(status="invalid_output", message=f"unreadable result from the child: {output_finding(exc)[1]}", **base)
         if status not in checks.CHILD_STATUSES:
             return EvalResult(status="invalid_output", message=f"unknown status {status!r} from the child", **base)
         base["timings"].update(child_timings)
@@ -182,8 +185,8 @@ class Evaluator:
             predictions = load_array(job_dir / "predictions.npy", (len(rows.eval_rows),))
             folds = self._load_folds(job_dir)
             oof = load_array(job_dir / "oof.npy", (rows.n_train,))
-        except ValueError as exc:
-            result.status, result.message = "invalid_output", str(exc)
+        except READ_ERRORS as exc:
+            result.status, result.message = output_finding(exc)
             return result
         finding = (checks.check_predictions(predictions, len(rows.eval_rows))
                    or checks.check_cv_folds(folds, self._train_eras, self.split.embargo))
@@ -258,50 +261,3 @@ def read_stage(job_dir: Path) -> str:
     stage = raw.decode("ascii", errors="replace").strip()
     return stage if stage in STAGES else ""
 
-
-MAX_CHILD_FILE = 256 * 1024 * 1024  # bytes read back from any one file the child wrote
-
-
-def read_child_file(path: Path, limit: int = MAX_CHILD_FILE) -> bytes:
-    """Bytes of a regular file the child wrote; never follows a link, never blocks on a FIFO."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError as exc:
-        raise ValueError(f"the child did not write {path.name}") from exc
-    except OSError as exc:
-        raise ValueError(f"{path.name} is not a regular file the child wrote: {exc.strerror}") from exc
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{path.name} is not a regular file")
-        if info.st_size > limit:
-            raise ValueError(f"{path.name} is {info.st_size} bytes; at most {limit} are read")
-        return f.read(limit + 1)[:limit]
-
-
-def load_array(path: Path, shape: tuple[int, ...], integer: bool = False) -> np.ndarray:
-    """Read a child's .npy without pickle, after checking its header.
-
-    ``shape`` is the exact expected shape, or with ``integer=True`` a 1-D upper bound.
-    """
-    buffer = io.BytesIO(read_child_file(path))
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(buffer)
-        read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}[version]
-        got_shape, _, dtype = read_header(buffer)
-    except (ValueError, KeyError, OSError) as exc:
-        raise ValueError(f"{path.name} is not a plain .npy array: {exc}") from exc
-    kinds = "iu" if integer else "fiu"
-    if dtype.kind not in kinds or dtype.hasobject:
-        raise ValueError(f"{path.name} has dtype {dtype}; expected {'integers' if integer else 'numbers'}")
-    if integer:
-        if len(got_shape) != 1 or got_shape[0] > shape[0]:
-            raise ValueError(f"{path.name} has shape {got_shape}; expected a 1-D index array")
-    elif tuple(got_shape) != shape:
-        raise ValueError(f"{path.name} has shape {got_shape}; expected {shape}")
-    buffer.seek(0)
-    try:
-        return np.load(buffer, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"{path.name} is truncated or corrupt: {exc}") from exc

@@ -23,7 +23,6 @@ Not responsible for the backtest's maths (``aiforml.backtest``) or the reward.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -37,7 +36,14 @@ import numpy as np
 from aiforml.backtest import score_trading
 from aiforml.data.prices import PriceData
 from aiforml.pipeline import checks
-from aiforml.pipeline.evaluate import HARNESS, Evaluator, load_array, read_child_file
+from aiforml.pipeline.childio import (
+    READ_ERRORS,
+    load_array,
+    load_matrix,
+    output_finding,
+    remove_tree,
+)
+from aiforml.pipeline.evaluate import HARNESS, Evaluator
 from aiforml.pipeline.handoff import Handoff, default_root, split_key
 from aiforml.program import EvalResult, Program, SplitMetrics
 
@@ -75,8 +81,8 @@ class TradingEvaluator(Evaluator):
             features = load_matrix(job_dir / "features.npy", n)
             folds = self._load_folds(job_dir)
             oof = load_array(job_dir / "oof.npy", (n_train,))
-        except ValueError as exc:
-            result.status, result.message = "invalid_output", str(exc)
+        except READ_ERRORS as exc:
+            result.status, result.message = output_finding(exc)
             return result
         finding = (checks.check_predictions(predictions, n - n_train)
                    or checks.check_cv_folds(folds, self._train_eras, self.split.embargo))
@@ -146,14 +152,14 @@ class TradingEvaluator(Evaluator):
             for k, cut in enumerate(cuts):
                 try:
                     truncated = load_matrix(guard_dir / f"guard_{k}.npy", cut)
-                except ValueError as exc:
-                    return "invalid_output", f"look-ahead guard: {exc}"
+                except READ_ERRORS as exc:
+                    return "invalid_output", f"look-ahead guard: {output_finding(exc)[1]}"
                 finding = compare_features(features, truncated, self.dataset)
                 if finding:
                     return finding
             return None
         finally:
-            shutil.rmtree(guard_dir, ignore_errors=True)
+            remove_tree(guard_dir)
 
 
 def compare_features(full: np.ndarray, truncated: np.ndarray, data: PriceData) -> checks.Finding | None:
@@ -174,20 +180,6 @@ def compare_features(full: np.ndarray, truncated: np.ndarray, data: PriceData) -
         f"{full[row, col]:.6g} on the whole data but {truncated[row, col]:.6g} when the data ends on {last}; "
         "features may use only the current and earlier rows (shift(-k), centered windows and "
         "whole-series statistics read the future)")
-
-
-def load_matrix(path: Path, n_rows: int) -> np.ndarray:
-    """A child's 2-D float array with ``n_rows`` rows (checked header, no pickle)."""
-    header = io.BytesIO(read_child_file(path))
-    fmt = np.lib.format
-    try:
-        version = fmt.read_magic(header)
-        shape, _, dtype = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}[version](header)
-    except (ValueError, KeyError, OSError) as exc:
-        raise ValueError(f"{path.name} is not a plain .npy array: {exc}") from exc
-    if len(shape) != 2 or shape[0] != n_rows or dtype.kind != "f":
-        raise ValueError(f"{path.name} has shape {shape} and dtype {dtype}; expected ({n_rows}, k) floats")
-    return load_array(path, tuple(shape))
 
 
 def write_price_handoff(folder: Path, data: PriceData, n_rows: int, n_train: int, embargo: int) -> None:
