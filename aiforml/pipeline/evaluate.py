@@ -40,6 +40,7 @@ from aiforml.pipeline.childio import (
 )
 from aiforml.pipeline.defaults import default_program_source, default_sources
 from aiforml.pipeline.handoff import Handoff, build_handoff
+from aiforml.pipeline.userdirs import private_root
 from aiforml.program import STAGES, EvalResult, Program
 from aiforml.sandbox import Sandbox, SandboxResult
 
@@ -57,7 +58,7 @@ class Evaluator:
         self.dataset, self.split, self.cfg = dataset, split, cfg
         self.handoff: Handoff = self._build_handoff()
         self.sandbox = Sandbox(cfg.sandbox)
-        self.work_root = Path(work_root or Path(tempfile.gettempdir()) / "aiforml-evals")
+        self.work_root = Path(work_root or private_root("evals"))
         self.work_root.mkdir(parents=True, exist_ok=True)
         self.cache_dir = Path(cache_dir or default_cache_dir() / "baselines")
         self.defaults = default_sources(cfg.pipeline, self.task)

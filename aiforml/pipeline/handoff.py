@@ -1,6 +1,7 @@
 """The data a sandbox child may see, written once per data version and era split.
 
-A folder (under /dev/shm when it exists, so reads are memory-speed) holding:
+A folder (in this user's private folder under /dev/shm when it exists, so reads are
+memory-speed, see :mod:`.userdirs`) holding:
 ``features.npy`` (int8, training rows then validation rows then test rows),
 ``eras.npy`` (int32, same rows), ``train_targets.npy`` (float32, training rows only) and
 ``meta.json`` (names, row counts, embargo). Validation and test targets are never
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from aiforml.data.dataset import Dataset, EraSplit
+from aiforml.pipeline.userdirs import private_root
 
 HANDOFF_VERSION = 1
 
@@ -48,9 +50,8 @@ class Handoff:
 
 
 def default_root() -> Path:
-    shm = Path("/dev/shm")
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
-    return base / "aiforml-handoff"
+    """This user's private hand-off folder (:func:`aiforml.pipeline.userdirs.private_root`)."""
+    return private_root("handoff")
 
 
 def split_key(dataset: Dataset, split: EraSplit) -> str:
