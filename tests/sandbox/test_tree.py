@@ -1,0 +1,63 @@
+"""Walking and defusing a tree a child built: any depth, any name length, links never followed."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from aiforml.pipeline.childio import remove_tree
+from aiforml.sandbox.paths import defuse
+from aiforml.sandbox.tree import walk_tree
+
+NAME = "d" * 200  # 1500 of these make a path of 300 kB: no path-based call reaches the bottom
+DEPTH = 1500  # past Python's recursion limit too
+
+
+def chain_bottom(top: Path, depth: int = DEPTH) -> int:
+    """Make a chain of ``depth`` folders under ``top``; an open descriptor of the deepest one."""
+    here = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir(NAME, dir_fd=here)
+        below = os.open(NAME, os.O_RDONLY | os.O_DIRECTORY, dir_fd=here)
+        os.close(here)
+        here = below
+    return here
+
+
+def test_walk_visits_every_entry_of_a_deep_chain_without_following_links(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("x")
+    top = tmp_path / "rw"
+    top.mkdir()
+    bottom = chain_bottom(top)
+    os.symlink(outside, "link", dir_fd=bottom)
+    os.close(bottom)
+    seen: list[str] = []
+    left: list[str] = []
+
+    def visit(dir_fd: int, entry: os.DirEntry) -> bool:
+        seen.append(entry.name)
+        return entry.is_dir(follow_symlinks=False)
+
+    assert walk_tree(top, visit, lambda parent_fd, name: left.append(name)) == []
+    assert seen.count(NAME) == DEPTH and seen[-1] == "link" and "secret" not in seen
+    assert left == [NAME] * DEPTH  # every folder left once, deepest first
+    assert remove_tree(top) == []  # pytest's own clean-up stops at PATH_MAX
+
+
+def test_defuse_reaches_the_bottom_of_a_deep_chain(tmp_path):
+    top = tmp_path / "rw"
+    top.mkdir()
+    bottom = chain_bottom(top)
+    os.symlink("/etc/passwd", "predictions.npy", dir_fd=bottom)
+    os.mkfifo("result.json", dir_fd=bottom)
+    fd = os.open("tool", os.O_WRONLY | os.O_CREAT, 0o755, dir_fd=bottom)
+    os.fchmod(fd, 0o4755)
+    os.close(fd)
+    assert sorted(defuse(top)) == ["predictions.npy", "result.json"]
+    assert sorted(os.listdir(bottom)) == ["tool"]
+    assert stat.S_IMODE(os.stat("tool", dir_fd=bottom).st_mode) == 0o755
+    os.close(bottom)
+    assert remove_tree(top) == []
