@@ -142,9 +142,16 @@ def build_chain(top: Path, depth: int = DEPTH, name: str = "d" * 200) -> None:
     os.close(here)
 
 
-def test_remove_tree_removes_a_deep_chain_never_following_links(tmp_path):
-    job = tmp_path / "job"
-    job.mkdir()
+@pytest.fixture
+def job(tmp_path):
+    """A job folder, removed at teardown even if the test failed (pytest's clean-up stops at PATH_MAX)."""
+    folder = tmp_path / "job"
+    folder.mkdir()
+    yield folder
+    remove_tree(folder)
+
+
+def test_remove_tree_removes_a_deep_chain_never_following_links(tmp_path, job):
     build_chain(job)
     outside = tmp_path / "keep"
     outside.mkdir()

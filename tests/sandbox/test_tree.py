@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from aiforml.pipeline.childio import remove_tree
 from aiforml.sandbox.paths import defuse
 from aiforml.sandbox.tree import walk_tree
@@ -25,12 +27,19 @@ def chain_bottom(top: Path, depth: int = DEPTH) -> int:
     return here
 
 
-def test_walk_visits_every_entry_of_a_deep_chain_without_following_links(tmp_path):
+@pytest.fixture
+def top(tmp_path):
+    """The child's folder; removed here whatever the test did (pytest's clean-up stops at PATH_MAX)."""
+    folder = tmp_path / "rw"
+    folder.mkdir()
+    yield folder
+    assert remove_tree(folder) == []
+
+
+def test_walk_visits_every_entry_of_a_deep_chain_without_following_links(tmp_path, top):
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_text("x")
-    top = tmp_path / "rw"
-    top.mkdir()
     bottom = chain_bottom(top)
     os.symlink(outside, "link", dir_fd=bottom)
     os.close(bottom)
@@ -44,12 +53,9 @@ def test_walk_visits_every_entry_of_a_deep_chain_without_following_links(tmp_pat
     assert walk_tree(top, visit, lambda parent_fd, name: left.append(name)) == []
     assert seen.count(NAME) == DEPTH and seen[-1] == "link" and "secret" not in seen
     assert left == [NAME] * DEPTH  # every folder left once, deepest first
-    assert remove_tree(top) == []  # pytest's own clean-up stops at PATH_MAX
 
 
-def test_defuse_reaches_the_bottom_of_a_deep_chain(tmp_path):
-    top = tmp_path / "rw"
-    top.mkdir()
+def test_defuse_reaches_the_bottom_of_a_deep_chain(top):
     bottom = chain_bottom(top)
     os.symlink("/etc/passwd", "predictions.npy", dir_fd=bottom)
     os.mkfifo("result.json", dir_fd=bottom)
@@ -60,4 +66,3 @@ def test_defuse_reaches_the_bottom_of_a_deep_chain(tmp_path):
     assert sorted(os.listdir(bottom)) == ["tool"]
     assert stat.S_IMODE(os.stat("tool", dir_fd=bottom).st_mode) == 0o755
     os.close(bottom)
-    assert remove_tree(top) == []
