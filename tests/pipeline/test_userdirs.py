@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
+from pathlib import Path
 
 import pytest
 
+from aiforml.config import SandboxConfig
 from aiforml.pipeline.userdirs import UnsafeFolderError, folder_mode, private_root
+from aiforml.sandbox import Sandbox, fallback
 
 OTHER_UIDS = (54321, 54322)  # no such users need exist: the kernel only needs the numbers
 
@@ -90,3 +94,27 @@ def test_a_folder_planted_by_another_user_is_refused(as_user, shared_dir):
     outcome = as_user(victim, victim_root)
     assert outcome.startswith("refused:"), outcome
     assert f"aiforml-{victim} is owned by uid {planter}" in outcome and "rm -rf" in outcome
+
+
+def test_a_child_run_as_nobody_reaches_its_job_folder_and_the_handoff(shared_dir):
+    """Root's folders are 0711 so that the fallback's uid-65534 child can pass through them."""
+    system_python = "/usr/bin/python3"
+    if os.geteuid() != 0 or not fallback.nobody_can_run(system_python):
+        pytest.skip("needs root and a system python that uid 65534 can run")
+    box = Sandbox(SandboxConfig(isolation="none", wall_s=30.0, max_procs=8), use_cgroups=False)
+    if not fallback.runs_as_nobody(fallback.prefix(system_python)):
+        pytest.skip("the fallback does not run this interpreter as nobody here")
+    data = private_root("handoff", base=shared_dir) / "split"
+    data.mkdir()
+    (data / "meta.json").write_text('{"n_train": 3}')
+    os.chmod(data, 0o755)  # as build_handoff leaves it
+    job = Path(tempfile.mkdtemp(prefix="job-", dir=private_root("evals", base=shared_dir)))
+    code = (f"import os; open({str(job / 'out.txt')!r}, 'w').write(open({str(data / 'meta.json')!r}).read())\n"
+            "try:\n"
+            f"    print(os.listdir({str(job.parent)!r}))\n"  # passing through is all it may do
+            "except PermissionError:\n"
+            "    print('listing refused', os.getuid())\n")
+    result = box.run([system_python, "-c", code], ro_paths=[data], rw_dir=job)
+    assert result.ok, result.stderr
+    assert result.stdout.strip() == "listing refused 65534"
+    assert (job / "out.txt").read_text() == '{"n_train": 3}'
