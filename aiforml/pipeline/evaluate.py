@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from aiforml.metrics import score_split
 from aiforml.pipeline import checks
 from aiforml.pipeline.childio import (
     READ_ERRORS,
+    MissingOutput,
     load_array,
     output_finding,
     read_child_file,
@@ -163,15 +163,15 @@ class Evaluator:
             return EvalResult(status="memory", message=f"memory limit exceeded: {run.message}", **base)
         if run.outcome == "spawn_error":
             return EvalResult(status="infra_error", message=run.message, **base)
-        if not os.path.lexists(job_dir / "result.json"):
-            detail = f"signal {run.signal}" if run.signal else f"exit code {run.exit_code}"
-            return EvalResult(status="runtime_error", traceback=run.stderr[-1500:],
-                              message=f"the program's process ended without a result ({detail})", **base)
         try:
             reported = read_json(job_dir / "result.json", limit_bytes=1_000_000)
             status, message = str(reported["status"]), str(reported.get("message", ""))[:600]
             child_timings = {f"child/{k}": float(v) for k, v in dict(reported.get("timings", {})).items()}
             tb = str(reported.get("traceback", ""))[-1500:]
+        except MissingOutput:
+            detail = f"signal {run.signal}" if run.signal else f"exit code {run.exit_code}"
+            return EvalResult(status="runtime_error", traceback=run.stderr[-1500:],
+                              message=f"the program's process ended without a result ({detail})", **base)
         except READ_ERRORS as exc:
             return EvalResult(status="invalid_output", message=f"unreadable result from the child: {output_finding(exc)[1]}", **base)
         if status not in checks.CHILD_STATUSES:
