@@ -9,7 +9,8 @@ foreign-byte-order dtypes, never pickle), JSON of bounded size and nesting depth
 any reader may still raise (:data:`READ_ERRORS`) and their translation into an
 ``invalid_output`` finding charged to the program (:func:`output_finding`); and
 :func:`remove_tree`, which deletes a job folder however the child shaped it (thousands
-deep, read-only or mode-000 folders, symlinks) without recursion and without raising.
+deep, read-only or mode-000 folders, symlinks) without recursion and without raising, and
+:func:`remove_stale_jobs`, the job folders of evaluator processes killed mid-evaluation.
 
 Not responsible for: what the arrays mean (:mod:`aiforml.pipeline.checks` checks rows,
 folds and values), or for where job folders live (:mod:`aiforml.pipeline.userdirs`).
@@ -45,6 +46,7 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
 )  # fmt: skip
 # what is wrong with an array of this shape and dtype, or None
 Expected = Callable[[tuple[int, ...], np.dtype], "str | None"]
+_JOB_NAME = re.compile(r"[a-z]+-(\d+)-.+")  # what job_prefix() makes
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)  # a JSON string (brackets inside do not nest)
 
 
@@ -187,6 +189,35 @@ def _open_regular(path: Path, limit: int) -> BinaryIO:
         f.close()
         raise ValueError(problem)
     return f
+
+
+def job_prefix(kind: str = "job") -> str:
+    """The name prefix of a job folder this process makes: ``<kind>-<pid>-`` (see :func:`remove_stale_jobs`)."""
+    return f"{kind}-{os.getpid()}-"
+
+
+def remove_stale_jobs(work_root: Path) -> int:
+    """Remove the job folders of processes that no longer run (killed mid-evaluation); how many.
+
+    A folder whose process still runs, or whose name carries no pid, is left alone.
+    """
+    removed = 0
+    for entry in os.scandir(work_root):
+        match = _JOB_NAME.fullmatch(entry.name)
+        if match and not _running(int(match.group(1))):
+            remove_tree(Path(entry.path))
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    return True
 
 
 def remove_tree(path: Path) -> list[str]:

@@ -32,10 +32,12 @@ from aiforml.pipeline import checks
 from aiforml.pipeline.childio import (
     READ_ERRORS,
     MissingOutput,
+    job_prefix,
     load_array,
     output_finding,
     read_child_file,
     read_json,
+    remove_stale_jobs,
     remove_tree,
 )
 from aiforml.pipeline.defaults import default_program_source, default_sources
@@ -60,6 +62,7 @@ class Evaluator:
         self.sandbox = Sandbox(cfg.sandbox)
         self.work_root = Path(work_root or private_root("evals"))
         self.work_root.mkdir(parents=True, exist_ok=True)
+        remove_stale_jobs(self.work_root)
         self.cache_dir = Path(cache_dir or default_cache_dir() / "baselines")
         self.defaults = default_sources(cfg.pipeline, self.task)
         self._baseline: np.ndarray | None = None
@@ -123,7 +126,7 @@ class Evaluator:
         if finding:
             return EvalResult(status=finding[0], message=finding[1])  # type: ignore[arg-type]
         baseline = self.baseline_predictions() if with_baseline else None
-        job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
+        job_dir = Path(tempfile.mkdtemp(prefix=job_prefix(), dir=self.work_root))
         try:
             progress("running in sandbox", 0.1)
             run = self._run_child(program, job_dir)

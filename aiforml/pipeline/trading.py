@@ -38,6 +38,7 @@ from aiforml.data.prices import PriceData
 from aiforml.pipeline import checks
 from aiforml.pipeline.childio import (
     READ_ERRORS,
+    job_prefix,
     load_array,
     load_matrix,
     output_finding,
@@ -137,7 +138,7 @@ class TradingEvaluator(Evaluator):
     def _guard(self, features: np.ndarray, result: EvalResult) -> checks.Finding | None:
         """Run the program's feature step on truncated data in the sandbox; compare with ``features``."""
         cuts = self.guard_cuts()
-        guard_dir = Path(tempfile.mkdtemp(prefix="guard-", dir=self.work_root))
+        guard_dir = Path(tempfile.mkdtemp(prefix=job_prefix("guard"), dir=self.work_root))
         try:
             data_dir = self.handoff.dir.with_name(f"{self.handoff.dir.name}-cut{cuts[-1]}")
             write_price_handoff(data_dir, self.dataset, cuts[-1], 0, self.split.embargo)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +235,16 @@ def test_a_program_overwriting_its_outputs_is_invalid_output(open_evaluator):
     assert result.status == "invalid_output", result.message
     assert "oof.npy" in result.message, result.message
     assert list(open_evaluator.work_root.iterdir()) == []
+
+
+def test_stale_job_folders_of_dead_processes_are_removed(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"job-{dead.pid}-abc"
+    stale.mkdir()
+    (stale / "big").write_bytes(b"x" * 1000)
+    ours = tmp_path / f"{childio.job_prefix('guard')}def"
+    ours.mkdir()
+    (tmp_path / "notes").mkdir()
+    assert childio.remove_stale_jobs(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ours.name, "notes"])
