@@ -14,9 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aiforml.config import (
+    DataConfig,
+    EnvConfig,
+    PipelineConfig,
+    SandboxConfig,
+    SyntheticPricesConfig,
+)
+from aiforml.data import load_dataset, split_dataset
 from aiforml.pipeline import childio
 from aiforml.pipeline.childio import load_array, load_matrix, read_json, remove_tree
-from aiforml.pipeline.evaluate import Evaluator
+from aiforml.pipeline.evaluate import Evaluator, build_evaluator
 from aiforml.program import Program
 from aiforml.sandbox import SandboxResult
 
@@ -248,3 +256,34 @@ def test_stale_job_folders_of_dead_processes_are_removed(tmp_path):
     (tmp_path / "notes").mkdir()
     assert childio.remove_stale_jobs(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ours.name, "notes"])
+
+
+@pytest.mark.slow
+def test_a_trading_program_claiming_10_to_the_12_feature_columns_is_invalid_output(work_root, tmp_path_factory):
+    data_cfg = DataConfig(source="synthetic_prices", prices=SyntheticPricesConfig(n_assets=2, n_days=500, seed=3),
+                          horizon=5, embargo_eras=5, validation_eras=100, test_eras=100)
+    data = load_dataset(data_cfg)
+    evaluator = build_evaluator(data, split_dataset(data, data_cfg),
+                                EnvConfig(sandbox=SandboxConfig(wall_s=120, memory_mb=2048),
+                                          pipeline=PipelineConfig(static_checks=False)),
+                                work_root=work_root, cache_dir=tmp_path_factory.mktemp("trading-baselines"))
+    # features.npy is rewritten, once the harness is done, with a header promising 8 TB
+    source = (
+        "import os, sys, threading, time\n"
+        "def rewrite(out, rows):\n"
+        "    while not os.path.exists(os.path.join(out, 'result.json')):\n"
+        "        time.sleep(0.01)\n"
+        "    header = \"{'descr': '<f8', 'fortran_order': False, 'shape': (%d, 1000000000000), }\" % rows\n"
+        "    with open(os.path.join(out, 'new.npy'), 'wb') as f:\n"
+        "        f.write(b'\\x93NUMPY\\x01\\x00v\\x00' + header.ljust(117).encode() + b'\\n' + bytes(64))\n"
+        "    os.replace(os.path.join(out, 'new.npy'), os.path.join(out, 'features.npy'))\n"
+        "def create_features(df, feature_cols):\n"
+        "    threading.Thread(target=rewrite, args=(os.path.dirname(sys.argv[1]), len(df))).start()\n"
+        "    return df[['close']].pct_change().fillna(0)\n")
+    try:
+        result = evaluator.evaluate(Program(source), with_baseline=False)
+    finally:
+        evaluator.close()
+    assert result.status == "invalid_output", result.message
+    assert "features.npy" in result.message and "header promises" in result.message, result.message
+    assert list(work_root.iterdir()) == []
