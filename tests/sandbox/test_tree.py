@@ -66,3 +66,22 @@ def test_defuse_reaches_the_bottom_of_a_deep_chain(top):
     assert sorted(os.listdir(bottom)) == ["tool"]
     assert stat.S_IMODE(os.stat("tool", dir_fd=bottom).st_mode) == 0o755
     os.close(bottom)
+
+
+def test_defuse_opens_closed_folders_and_never_raises(as_user, shared_dir):
+    def build_and_defuse() -> tuple[list[str], list[str], int]:
+        rw = shared_dir / "rw"
+        (rw / "locked").mkdir(parents=True)
+        os.symlink("/etc/passwd", rw / "locked" / "oof.npy")
+        os.chmod(rw / "locked", 0)
+        os.chmod(rw, 0)  # the child may close its own folder too
+        removed = defuse(rw)
+        return removed, os.listdir(rw / "locked"), stat.S_IMODE(os.stat(rw / "locked").st_mode)
+
+    removed, left, mode = as_user(54321, build_and_defuse)
+    assert removed == ["oof.npy"] and left == [] and mode == 0o700
+
+
+def test_defuse_of_a_missing_folder_says_so_without_raising(tmp_path, caplog):
+    assert defuse(tmp_path / "gone") == []
+    assert "gone" in caplog.text
