@@ -45,7 +45,7 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
     OSError, EOFError, RecursionError, MemoryError, KeyError, IndexError, TypeError, OverflowError,
 )  # fmt: skip
 # what is wrong with an array of this shape and dtype, or None
-Expected = Callable[[tuple[int, ...], np.dtype], "str | None"]
+Expected = Callable[[tuple[int, ...], np.dtype], str | None]
 _JOB_NAME = re.compile(r"[a-z]+-(\d+)-.+")  # what job_prefix() makes
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)  # a JSON string (brackets inside do not nest)
 
