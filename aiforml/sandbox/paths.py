@@ -2,11 +2,11 @@
 
 Responsible for: refusing a run whose paths cannot be bound (missing, relative), and, once
 every process of the run is dead, removing from ``rw_dir`` whatever is not a plain file or a
-directory, clearing set-uid/set-gid bits and giving folders back rwx for their owner. A symlink made inside the sandbox may point at
-any host path (the target need not be visible inside), so a trusted reader of
-``rw_dir/predictions.npy`` would follow it to, say, a file of labels; a FIFO would block the
-reader forever; a set-uid file made by a child whose uid maps to root would be a set-uid-root
-binary on the host.
+directory, clearing set-uid/set-gid bits and giving folders back rwx for their owner. A
+symlink made inside the sandbox may point at any host path (the target need not be visible
+inside), so a trusted reader of ``rw_dir/predictions.npy`` would follow it to, say, a file of
+labels; a FIFO would block the reader forever; a set-uid file made by a child whose uid maps
+to root would be a set-uid-root binary on the host.
 
 Not responsible for: what the regular files contain (the caller reads them as ``.npy`` with
 ``allow_pickle=False`` or JSON).
