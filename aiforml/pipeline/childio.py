@@ -26,7 +26,7 @@ import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 
@@ -46,7 +46,7 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
 )  # fmt: skip
 # what is wrong with an array of this shape and dtype, or None
 Expected = Callable[[tuple[int, ...], np.dtype], str | None]
-_JOB_NAME = re.compile(r"[a-z]+-(\d+)-.+")  # what job_prefix() makes
+_JOB_NAME = re.compile(r"(?:job|guard)-(\d+)-.+")  # what job_prefix("job"/"guard") makes
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)  # a JSON string (brackets inside do not nest)
 
 
@@ -191,7 +191,7 @@ def _open_regular(path: Path, limit: int) -> BinaryIO:
     return f
 
 
-def job_prefix(kind: str = "job") -> str:
+def job_prefix(kind: Literal["job", "guard"] = "job") -> str:
     """The name prefix of a job folder this process makes: ``<kind>-<pid>-`` (see :func:`remove_stale_jobs`)."""
     return f"{kind}-{os.getpid()}-"
 
