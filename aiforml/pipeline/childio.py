@@ -18,11 +18,13 @@ folds and values), or for where job folders live (:mod:`aiforml.pipeline.userdir
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
 import re
+import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +48,7 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
 )  # fmt: skip
 # what is wrong with an array of this shape and dtype, or None
 Expected = Callable[[tuple[int, ...], np.dtype], str | None]
-_JOB_NAME = re.compile(r"(?:job|guard)-(\d+)-.+")  # what job_prefix("job"/"guard") makes
+_JOB_NAME = re.compile(r"(?:job|guard)-(\d+)-([0-9a-f]{8})-.+")  # what job_prefix() makes
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)  # a JSON string (brackets inside do not nest)
 
 
@@ -192,22 +194,29 @@ def _open_regular(path: Path, limit: int) -> BinaryIO:
 
 
 def job_prefix(kind: Literal["job", "guard"] = "job") -> str:
-    """The name prefix of a job folder this process makes: ``<kind>-<pid>-`` (see :func:`remove_stale_jobs`)."""
-    return f"{kind}-{os.getpid()}-"
+    """The name prefix of a job folder this process makes: ``<kind>-<pid>-<host>-``.
+
+    The pid says whose it is (:func:`remove_stale_jobs`); the host, a short hash of this
+    machine's name, keeps a work root shared between machines from being swept by the wrong one.
+    """
+    return f"{kind}-{os.getpid()}-{_host()}-"
 
 
 def remove_stale_jobs(work_root: Path) -> int:
-    """Remove the job folders of processes that no longer run (killed mid-evaluation); how many.
-
-    A folder whose process still runs, or whose name carries no pid, is left alone.
+    """Remove the job folders of this machine's processes that no longer run (killed
+    mid-evaluation); how many. Any other folder is left alone.
     """
     removed = 0
     for entry in os.scandir(work_root):
         match = _JOB_NAME.fullmatch(entry.name)
-        if match and not _running(int(match.group(1))):
+        if match and match.group(2) == _host() and not _running(int(match.group(1))):
             remove_tree(Path(entry.path))
             removed += 1
     return removed
+
+
+def _host() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _running(pid: int) -> bool:

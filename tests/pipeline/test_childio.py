@@ -248,14 +248,16 @@ def test_a_program_overwriting_its_outputs_is_invalid_output(open_evaluator):
 def test_stale_job_folders_of_dead_processes_are_removed(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = tmp_path / f"job-{dead.pid}-abc"
+    ours = childio.job_prefix("guard")  # guard-<our pid>-<host>-
+    host = ours.split("-")[2]
+    stale = tmp_path / f"job-{dead.pid}-{host}-abc"
     stale.mkdir()
     (stale / "big").write_bytes(b"x" * 1000)
-    ours = tmp_path / f"{childio.job_prefix('guard')}def"
-    ours.mkdir()
-    (tmp_path / "notes").mkdir()
+    kept = [f"{ours}def", f"job-{dead.pid}-00000000-ghi", "notes"]  # running, another machine's, not a job
+    for name in kept:
+        (tmp_path / name).mkdir()
     assert childio.remove_stale_jobs(tmp_path) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ours.name, "notes"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
 
 
 @pytest.mark.slow
