@@ -43,9 +43,21 @@ from aiforml.config import EnvConfig
 from aiforml.data.cache import default_cache_dir
 from aiforml.data.dataset import EraSplit
 from aiforml.pipeline import checks
-from aiforml.pipeline.childio import load_array, load_matrix, read_child_file, remove_tree
+from aiforml.pipeline.childio import (
+    READ_ERRORS,
+    MissingOutput,
+    job_prefix,
+    load_array,
+    load_matrix,
+    output_finding,
+    read_child_file,
+    read_json,
+    remove_stale_jobs,
+    remove_tree,
+)
 from aiforml.pipeline.handoff import shared_views, split_key, write_view
 from aiforml.pipeline.stream import BlockStreamer, write_array
+from aiforml.pipeline.userdirs import private_root
 from aiforml.program import EvalResult, Program
 from aiforml.sandbox import Sandbox, SandboxResult
 from aiforml.tasks import Task, build_task
@@ -67,8 +79,9 @@ class Evaluator:
         self.task: Task = build_task(dataset, split, cfg)
         self.feature_dir, self.train_dir = shared_views(self.task)
         self.sandbox = Sandbox(cfg.sandbox)
-        self.work_root = Path(work_root or Path(tempfile.gettempdir()) / "aiforml-evals")
+        self.work_root = Path(work_root or private_root("evals"))
         self.work_root.mkdir(parents=True, exist_ok=True)
+        remove_stale_jobs(self.work_root)
         self.cache_dir = Path(cache_dir or default_cache_dir() / "baselines")
         self.defaults = self.task.defaults()
         self.data_version = f"{dataset.version}/{split_key(self.task)}"
@@ -129,7 +142,7 @@ class Evaluator:
         if finding:
             return EvalResult(status=finding[0], message=finding[1])  # type: ignore[arg-type]
         baseline = self.baseline_predictions() if with_baseline else None
-        job = Path(tempfile.mkdtemp(prefix="job-", dir=self.work_root))
+        job = Path(tempfile.mkdtemp(prefix=job_prefix(), dir=self.work_root))
         try:
             progress("feature stage", 0.1)
             result, features = self._feature_stage(program, job)
@@ -161,8 +174,8 @@ class Evaluator:
             return result, None
         try:
             features = read_features(out, len(self.task.feature_rows))
-        except ValueError as exc:
-            result.status, result.message = "invalid_output", f"create_features: {exc}"
+        except READ_ERRORS as exc:
+            result.status, result.message = "invalid_output", f"create_features: {output_finding(exc)[1]}"
             return result, None
         result.stage = "features"
         return result, features
@@ -179,8 +192,8 @@ class Evaluator:
                     f"{self.task.describe_row(cut - 1)}: {guard.message}"), run.wall_s
         try:
             truncated = read_features(out, cut)
-        except ValueError as exc:
-            return ("invalid_output", f"look-ahead guard: {exc}"), run.wall_s
+        except READ_ERRORS as exc:
+            return ("invalid_output", f"look-ahead guard: {output_finding(exc)[1]}"), run.wall_s
         return compare_features(features, truncated, self.task), run.wall_s
 
     def _model_stage(self, program: Program, job: Path, features: np.ndarray,
@@ -227,18 +240,17 @@ class Evaluator:
         if run.outcome in ("spawn_error", "killed"):
             return EvalResult(status="infra_error", message=run.message, **base)
         try:
-            raw = read_child_file(out / "result.json", limit=1_000_000)
-        except ValueError:
-            detail = f"signal {run.signal}" if run.signal else f"exit code {run.exit_code}"
-            return EvalResult(status="runtime_error", traceback=run.stderr[-1500:],
-                              message=f"the program's process ended without a result ({detail})", **base)
-        try:
-            reported = json.loads(raw)
+            reported = read_json(out / "result.json", limit_bytes=1_000_000)
             status, message = str(reported["status"]), str(reported.get("message", ""))[:600]
             child = {f"child/{k}": float(v) for k, v in dict(reported.get("timings", {})).items()}
             tb = str(reported.get("traceback", ""))[-1500:]
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
-            return EvalResult(status="invalid_output", message=f"unreadable result from the child: {exc}", **base)
+        except MissingOutput:
+            detail = f"signal {run.signal}" if run.signal else f"exit code {run.exit_code}"
+            return EvalResult(status="runtime_error", traceback=run.stderr[-1500:],
+                              message=f"the program's process ended without a result ({detail})", **base)
+        except READ_ERRORS as exc:
+            return EvalResult(status="invalid_output",
+                              message=f"unreadable result from the child: {output_finding(exc)[1]}", **base)
         if status not in checks.CHILD_STATUSES:
             return EvalResult(status="invalid_output", message=f"unknown status {status!r} from the child", **base)
         base["timings"].update(child)
@@ -252,8 +264,8 @@ class Evaluator:
         try:
             folds = self._load_folds(out)
             oof = load_array(out / "oof.npy", (task.n_train,))
-        except ValueError as exc:
-            result.status, result.message = "invalid_output", str(exc)
+        except READ_ERRORS as exc:
+            result.status, result.message = output_finding(exc)  # type: ignore[assignment]
             return
         finding = checks.check_cv_folds(folds, self.dataset.eras[task.train_rows], self.split.embargo)
         if finding:
@@ -303,7 +315,7 @@ def read_features(out: Path, n_rows: int) -> np.ndarray:
 def read_columns(out: Path) -> list[str]:
     try:
         columns = json.loads(read_child_file(out / "columns.json", limit=4_000_000))
-    except (ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError, UnicodeDecodeError) as exc:
         raise ValueError(f"columns.json: {exc}") from exc
     if not isinstance(columns, list) or len(columns) > MAX_COLUMNS or not all(isinstance(c, str) for c in columns):
         raise ValueError(f"columns.json must list at most {MAX_COLUMNS} column names")

@@ -5,7 +5,7 @@ A *view* is what a task lets one stage see (:meth:`aiforml.tasks.Task.feature_vi
 in the training view. Validation and test targets are never written anywhere a child can
 read. The two views of a dataset and split are written once, under /dev/shm when it
 exists (reads at memory speed, memory-mapped by the child: no copy per evaluation), and
-shared by every evaluation; a look-ahead guard's truncated view is written per evaluation
+shared by every evaluation (in this user's private folder, :mod:`.userdirs`); a look-ahead guard's truncated view is written per evaluation
 into its job folder.
 
 Not responsible for running or scoring; the trusted side keeps its own row indices.
@@ -22,15 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from aiforml.pipeline.userdirs import private_root
 from aiforml.tasks.base import Task, View
 
 HANDOFF_VERSION = 2
 
 
 def default_root() -> Path:
-    shm = Path("/dev/shm")
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
-    return base / "aiforml-handoff"
+    """This user's private hand-off folder (:func:`aiforml.pipeline.userdirs.private_root`)."""
+    return private_root("handoff")
 
 
 def split_key(task: Task) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from aiforml.pipeline import checks
-from aiforml.pipeline.childio import load_array
+from aiforml.pipeline.childio import READ_ERRORS, load_array, output_finding
 
 POLL_S = 0.0005
 STOP = "stop.npy"  # written to the inbox when the stream ends early
@@ -60,8 +60,8 @@ class BlockStreamer:
                 return
             try:
                 predictions = load_array(answer, (len(positions),))
-            except ValueError as exc:
-                finding = "invalid_output", str(exc)
+            except READ_ERRORS as exc:
+                finding = output_finding(exc)
             else:
                 finding = checks.check_predictions(predictions, len(positions))
             if finding:
