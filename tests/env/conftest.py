@@ -20,6 +20,7 @@ import pytest
 from aiforml.compose import load_config
 from aiforml.config import Config
 from aiforml.data import load_dataset, split_dataset
+from aiforml.data.secret import SECRET_ENV
 from aiforml.env.session import EnvSession
 from aiforml.program import Program
 
@@ -103,6 +104,7 @@ def server_env(fake_home) -> dict[str, str]:
     """Environment of a server subprocess: the fake HOME, and this interpreter's PATH."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR")}
     env.update(HOME=str(fake_home), PYTHONUNBUFFERED="1")
+    env[SECRET_ENV] = os.environ[SECRET_ENV]  # the suite's pinned data secret: the same data
     return env
 
 

@@ -19,6 +19,8 @@ import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.types import REQUEST_TIMEOUT
 
+from aiforml.data.secret import SECRET_ENV
+from aiforml.pipeline.userdirs import private_root
 from aiforml.program import Program
 
 pytestmark = pytest.mark.slow  # sandboxed evaluations: seconds each
@@ -34,7 +36,7 @@ def check_episode(facts: dict, expected, same_scores, hostile_is_a_result) -> No
     assert facts["locked"].is_error and "locked" in facts["locked"].content[0].text
     assert facts["state"]["overridden_steps"] == ["define_model"]
     same_scores(facts["run"].structured_content, expected)
-    assert "running in sandbox" in facts["stages"]
+    assert "model stage and look-ahead guard" in facts["stages"]
     hostile_is_a_result(facts["hostile"])
 
 
@@ -99,7 +101,9 @@ def inspector(args: list[str], server_argv: list[str], server_env: dict[str, str
     (the Inspector writes ~/.mcp-inspector there, and the server finds its cached baseline)."""
     if not INSPECTOR.exists() or shutil.which("node") is None:
         pytest.skip("the MCP Inspector is not installed: run `make install` (npm ci) first")
-    return subprocess.run([str(INSPECTOR), "--cli", *server_argv, *args], env=server_env, cwd=ROOT,
+    # the Inspector starts the server with a default environment plus what -e names
+    secret = ["-e", f"{SECRET_ENV}={server_env[SECRET_ENV]}"]
+    return subprocess.run([str(INSPECTOR), "--cli", *secret, *server_argv, *args], env=server_env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -135,10 +139,9 @@ def test_inspector_cli_sees_a_failing_program_as_a_result(server_argv, server_en
 
 def test_stdio_client_timeout_kills_the_sandbox(server_argv, server_env, tmp_path, sandbox_children, programs):
     """A client that times out over stdio: the server kills the child and keeps serving."""
-    jobs = tmp_path / "tmp"  # the server's TMPDIR: its job folders, so we see only its children
-    jobs.mkdir()
-    params = StdioServerParameters(command=server_argv[0], args=server_argv[1:], cwd=str(ROOT),
-                                   env={**server_env, "TMPDIR": str(jobs)})
+    jobs = private_root("evals")  # where the server's job folders live (this user's private folder)
+    before = set(sandbox_children(jobs))  # so we see only the server's children
+    params = StdioServerParameters(command=server_argv[0], args=server_argv[1:], cwd=str(ROOT), env=server_env)
     seen: list[int] = []
 
     async def go():
@@ -149,16 +152,16 @@ def test_stdio_client_timeout_kills_the_sandbox(server_argv, server_env, tmp_pat
                     tg.start_soon(lambda: client.call_tool("evaluate_program", {"code": programs.spin}, read_timeout_seconds=20))
                     for _ in range(200):
                         await anyio.sleep(0.1)
-                        seen.extend(sandbox_children(jobs))
+                        seen.extend(set(sandbox_children(jobs)) - before)
                         if seen:
                             break
             except* Exception as group:  # the call's timeout, raised through the task group
                 assert all(isinstance(e, MCPError) and e.code == REQUEST_TIMEOUT for e in group.exceptions), group
             for _ in range(100):
-                if not sandbox_children(jobs):
+                if not set(sandbox_children(jobs)) - before:
                     break
                 await anyio.sleep(0.1)
-            left = sandbox_children(jobs)
+            left = sorted(set(sandbox_children(jobs)) - before)
             alive = await client.call_tool("describe_data", {})
             return left, alive
 
