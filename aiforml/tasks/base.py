@@ -5,8 +5,8 @@ what order (``feature_rows``), what a child may read at each stage (:meth:`featu
 :meth:`train_view`: plain arrays and a JSON-able meta, never a target of a row the child
 predicts), where the look-ahead guard may cut (:meth:`cut_candidates`), the blocks the
 model stage receives one at a time (:meth:`eval_blocks`), the default program, how
-predictions are scored (:meth:`score`) and what is suspected leakage (:meth:`leakage`),
-and which metrics the archive and report keep (``kept_metrics``).
+predictions are scored (:meth:`score`: a ``SplitMetrics`` whose fields the archive keeps,
+NULL where a task has no such statistic) and what is suspected leakage (:meth:`leakage`).
 
 The evaluator (:mod:`aiforml.pipeline.evaluate`) asks the Task and never which task it
 is. Adding a task means one module here with a subclass, plus its data loader and config.
@@ -34,8 +34,7 @@ class Task(ABC):
     """One tournament's data contract and scoring; subclasses set ``name`` and the rows."""
 
     name: ClassVar[str]
-    # SplitMetrics fields that the archive, the report and the logger keep for this task.
-    kept_metrics: ClassVar[tuple[str, ...]]
+    target_dtype: ClassVar[type] = np.float32  # of the training targets handed to the child
 
     def __init__(self, dataset: Any, split: EraSplit, cfg: EnvConfig) -> None:
         self.dataset, self.split, self.cfg = dataset, split, cfg
@@ -93,9 +92,12 @@ class Task(ABC):
     def feature_view(self, n_rows: int) -> View:
         """The first ``n_rows`` feature rows without any target: what ``create_features`` reads."""
 
-    @abstractmethod
     def train_view(self) -> View:
         """The training rows with their usable targets: what ``create_target`` reads."""
+        arrays, meta = self.feature_view(self.n_train)
+        arrays["targets"] = self.training_targets().astype(self.target_dtype)
+        meta["target_names"] = list(self.dataset.target_names)
+        return arrays, meta
 
     def training_targets(self) -> np.ndarray:
         """Targets of the training rows, every column, NaN where a window reaches validation."""

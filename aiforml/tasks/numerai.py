@@ -20,7 +20,6 @@ from aiforml.tasks.base import Finding, Task, View
 
 class NumeraiTask(Task):
     name = "numerai"
-    kept_metrics = ("mean_corr", "sharpe", "max_drawdown", "feature_neutral_corr", "baseline_corr")
 
     def _feature_rows(self) -> np.ndarray:
         return np.concatenate([self.train_rows, self.validation_rows, self.test_rows])
@@ -32,12 +31,6 @@ class NumeraiTask(Task):
                   "eras": d.eras[rows].astype(np.int32)}
         meta = {"feature_names": list(d.feature_names),
                 "feature_groups": {k: list(v) for k, v in d.feature_groups.items()}}
-        return arrays, meta
-
-    def train_view(self) -> View:
-        arrays, meta = self.feature_view(self.n_train)
-        arrays["targets"] = self.training_targets().astype(np.float32)
-        meta["target_names"] = list(self.dataset.target_names)
         return arrays, meta
 
     def score(self, predictions: np.ndarray, rows: np.ndarray, baseline: np.ndarray | None) -> SplitMetrics:

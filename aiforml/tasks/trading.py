@@ -19,8 +19,7 @@ from aiforml.tasks.base import Finding, Task, View
 
 class TradingTask(Task):
     name = "trading"
-    kept_metrics = ("sharpe", "max_drawdown", "total_return", "turnover", "hit_rate",
-                    "bh_sharpe", "bh_total_return", "bh_max_drawdown", "baseline_corr")
+    target_dtype = np.float64
 
     def _feature_rows(self) -> np.ndarray:
         return np.arange(self.dataset.n_rows)
@@ -33,12 +32,6 @@ class TradingTask(Task):
                   "dates": d.dates[: int(d.eras[n_rows - 1]) + 1]}
         meta = {"feature_names": list(d.feature_names), "feature_groups": {},
                 "asset_names": list(d.asset_names)}
-        return arrays, meta
-
-    def train_view(self) -> View:
-        arrays, meta = self.feature_view(self.n_train)
-        arrays["targets"] = self.training_targets().astype(np.float64)
-        meta["target_names"] = list(self.dataset.target_names)
         return arrays, meta
 
     def feature_hint(self) -> str:
