@@ -205,7 +205,8 @@ class Evaluator:
         streamer = BlockStreamer(features, blocks, inbox, out)
         streamer.start()
         try:
-            run = self._sandbox_run(program, "model", self.train_dir, out, inbox=inbox, n_blocks=len(blocks))
+            run = self._sandbox_run(program, "model", self.train_dir, out, inbox=inbox, n_blocks=len(blocks),
+                                    streamer=streamer)
         finally:
             streamer.stop()
         result = self._interpret(run, out, "model")
@@ -219,17 +220,20 @@ class Evaluator:
         return result, streamer
 
     def _sandbox_run(self, program: Program, stage: str, data_dir: Path, out: Path,
-                     inbox: Path | None = None, n_blocks: int = 0) -> SandboxResult:
+                     inbox: Path | None = None, n_blocks: int = 0,
+                     streamer: BlockStreamer | None = None) -> SandboxResult:
+        fds = streamer.child_fds if streamer else []
         job = {
             "stage": stage, "program": program.source, "defaults": self.defaults,
             "data_dir": str(data_dir), "out_dir": str(out), "inbox": str(inbox or ""),
-            "n_blocks": n_blocks, "embargo": int(self.split.embargo),
+            "n_blocks": n_blocks, "signal_fds": fds, "embargo": int(self.split.embargo),
             "max_cv_folds": self.cfg.pipeline.max_cv_folds, "feature_hint": self.task.feature_hint(),
         }
         job_file = out / "job.json"
         job_file.write_text(json.dumps(job))
         ro = [HARNESS, data_dir] + ([inbox] if inbox else [])
-        return self.sandbox.run([sys.executable, "-I", str(HARNESS), str(job_file)], ro_paths=ro, rw_dir=out)
+        return self.sandbox.run([sys.executable, "-I", str(HARNESS), str(job_file)], ro_paths=ro, rw_dir=out,
+                                pass_fds=fds, on_start=lambda pid: streamer and streamer.started())
 
     def _interpret(self, run: SandboxResult, out: Path, stage: str) -> EvalResult:
         base: dict[str, Any] = {"stdout": run.stdout[-2000:], "timings": {f"sandbox/{stage}": run.wall_s}}

@@ -11,8 +11,9 @@ checks them and scores them. One process runs one stage (``job["stage"]``):
 - ``model``: ``create_target`` on the training view (the only targets a child ever sees),
   ``define_cv`` and the CV fits (``cv_*.npy``, ``oof.npy``: advisory), the final fit on the
   feature matrix the parent checked (``inbox/x_train.npy``), then the validation and test
-  blocks one at a time: block k arrives as ``inbox/x_k.npy`` only after ``p_{k-1}.npy``
-  came back, so the model never holds a later era than the one it predicts.
+  blocks one at a time: block k arrives as ``inbox/x_k.npy`` (one byte on the job's first
+  pipe says so) only after ``p_{k-1}.npy`` came back (one byte on the second pipe), so the
+  model never holds a later era than the one it predicts.
 
 ``result.json`` holds a status and a short message (an exception of the program's steps is
 data, not a crash of this process).
@@ -33,7 +34,6 @@ import pandas as pd
 
 PROGRAM_FILE = "program.py"
 TRACEBACK_CHARS = 1500
-POLL_S = 0.0005  # how often the model stage looks for the next block
 
 
 class StepError(Exception):
@@ -118,20 +118,20 @@ def run_model(steps: dict, data: dict, job: dict, out: Path, timings: dict[str, 
     timings["define_cv"] = time.perf_counter() - t
     model = fit(steps["define_model"], X_train, y, folds, out, timings)
     t = time.perf_counter()
+    signals, answers = job["signal_fds"]
     for k in range(job["n_blocks"]):
-        X = pd.DataFrame(wait_for(inbox / f"x_{k}.npy"), columns=columns)
+        X = pd.DataFrame(next_block(inbox / f"x_{k}.npy", signals), columns=columns)
         with open(out / f".p_{k}.npy", "wb") as f:
             np.save(f, predict(model, X))
         os.rename(out / f".p_{k}.npy", out / f"p_{k}.npy")
+        os.write(answers, b"p")
     timings["predict"] = time.perf_counter() - t
 
 
-def wait_for(path: Path) -> np.ndarray:
-    """The next block, once the parent has written it (the sandbox's limits end a stuck wait)."""
-    while not path.exists():
-        if (path.parent / "stop.npy").exists():
-            raise StepError("the parent stopped the stream after refusing a block's predictions")
-        time.sleep(POLL_S)
+def next_block(path: Path, signals: int) -> np.ndarray:
+    """The next block, once the parent says it is there (the sandbox's limits end a stuck wait)."""
+    if os.read(signals, 1) != b"n":
+        raise StepError("the parent stopped the stream after refusing a block's predictions")
     return np.load(path, allow_pickle=False)
 
 

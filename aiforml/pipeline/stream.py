@@ -1,21 +1,23 @@
 """Feed the model stage one era (or period) at a time, in time order.
 
 The parent's side of the model stage's protocol (``harness.run_model``): block k's
-features go into the run's read-only inbox as ``x_k.npy`` only after the child's
-predictions of block k-1 came back as ``p_{k-1}.npy`` and passed the checks, so the model
-never holds a row later than the one it predicts (a ``predict`` that reads the next rows
-of its input has none). Runs in a thread beside the blocking sandbox run; :meth:`stop`
-when the run has ended. A missing, unreadable or wrong block is the program's failure.
+features go into the run's read-only inbox as ``x_k.npy``, announced by one byte on a pipe,
+only after the child's predictions of block k-1 came back as ``p_{k-1}.npy`` (announced on
+a second pipe) and passed the checks, so the model never holds a row later than the one it
+predicts (a ``predict`` that reads the next rows of its input has none). Runs in a thread
+beside the blocking sandbox run; :meth:`stop` when the run has ended. A missing, unreadable
+or wrong block is the program's failure, and the child is told to stop at once.
 
-Hand-written: a few lines of polling on two folders; the sandbox's own limits (wall and
-CPU time) end a child that never answers.
+Nothing the child sends on its pipe is believed: a byte only wakes the parent, which then
+looks for the file itself. Hand-written: two pipes and a few lines; the sandbox's own limits
+(wall and CPU time) end a child that never answers.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +25,8 @@ import numpy as np
 from aiforml.pipeline import checks
 from aiforml.pipeline.childio import READ_ERRORS, load_array, output_finding
 
-POLL_S = 0.0005
-STOP = "stop.npy"  # written to the inbox when the stream ends early
+NEXT, STOP = b"n", b"s"  # parent -> child: block k is in the inbox / no more blocks
+WAKE_S = 0.05  # how often a waiting parent looks whether the run has ended
 
 
 class BlockStreamer:
@@ -36,6 +38,18 @@ class BlockStreamer:
         self.finding: checks.Finding | None = None
         self._ended = threading.Event()
         self._thread = threading.Thread(target=self._feed, name="block-streamer", daemon=True)
+        self._child_in, self._notify = os.pipe()  # parent -> child
+        self._ready, self._child_out = os.pipe()  # child -> parent
+
+    @property
+    def child_fds(self) -> list[int]:
+        """The pipe ends the child inherits: [read the parent's signals, write its own]."""
+        return [self._child_in, self._child_out]
+
+    def started(self) -> None:
+        """Once the child holds its ends: close the parent's copies (so its death reads as EOF)."""
+        for fd in self.child_fds:
+            _close(fd)
 
     def start(self) -> None:
         self._thread.start()
@@ -44,6 +58,8 @@ class BlockStreamer:
         """Call once the child's run has ended: the feeder takes its last block and returns."""
         self._ended.set()
         self._thread.join()
+        for fd in (self._notify, self._ready, *self.child_fds):
+            _close(fd)
 
     @property
     def complete(self) -> bool:
@@ -56,7 +72,7 @@ class BlockStreamer:
         for k, positions in enumerate(self.blocks):
             write_array(self.inbox, f"x_{k}.npy", self.features[positions])
             answer = self.out / f"p_{k}.npy"
-            if not self._wait(answer):
+            if not (self._signal(NEXT) and self._wait(answer)):
                 return
             try:
                 predictions = load_array(answer, (len(positions),))
@@ -66,15 +82,25 @@ class BlockStreamer:
                 finding = checks.check_predictions(predictions, len(positions))
             if finding:
                 self.finding = finding[0], f"predictions of block {k}: {finding[1]}"
-                write_array(self.inbox, STOP, np.zeros(0))  # an honest child stops waiting
+                self._signal(STOP)  # an honest child stops waiting
                 return
             self.predictions.append(predictions.astype(np.float64))
 
+    def _signal(self, byte: bytes) -> bool:
+        try:
+            os.write(self._notify, byte)
+            return True
+        except OSError:  # the child is gone (or closed its end)
+            return False
+
     def _wait(self, path: Path) -> bool:
+        """Until ``path`` exists (True) or the run is over without it (False)."""
         while not os.path.lexists(path):
             if self._ended.is_set():
                 return os.path.lexists(path)
-            time.sleep(POLL_S)
+            readable, _, _ = select.select([self._ready], [], [], WAKE_S)
+            if readable and not os.read(self._ready, 4096):  # EOF: every child end is closed
+                self._ended.wait()
         return True
 
 
@@ -84,3 +110,10 @@ def write_array(folder: Path, name: str, array: np.ndarray) -> None:
     with open(staging, "wb") as f:
         np.save(f, np.ascontiguousarray(array), allow_pickle=False)
     os.rename(staging, folder / name)
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:  # already closed
+        pass

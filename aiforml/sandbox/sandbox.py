@@ -94,8 +94,12 @@ class Sandbox:
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         on_start: Callable[[int], None] | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> SandboxResult:
         """Run ``argv`` isolated; returns when it and every process it started are gone.
+
+        ``pass_fds``: the caller's descriptors the child inherits under the same numbers
+        (pipe ends for a protocol with the caller; the caller closes its own copies).
 
         Afterwards ``rw_dir`` holds only plain files and directories (see :mod:`.paths`).
         """
@@ -105,7 +109,7 @@ class Sandbox:
         if problem:
             return self._spawn_error(problem, start)
         try:
-            child = self._spawn(argv, ro_paths, rw_dir, cwd, env or {})
+            child = self._spawn(argv, ro_paths, rw_dir, cwd, env or {}, pass_fds)
         except OSError as exc:
             return self._spawn_error(f"could not start the sandbox: {exc}", start)
         try:
@@ -125,7 +129,8 @@ class Sandbox:
 
     # --- one run ----------------------------------------------------------------------
     def _spawn(
-        self, argv: list[str], ro_paths: Sequence[Path], rw_dir: Path, cwd: Path, env: dict[str, str]
+        self, argv: list[str], ro_paths: Sequence[Path], rw_dir: Path, cwd: Path, env: dict[str, str],
+        pass_fds: Sequence[int] = (),
     ) -> _Child:
         confine = [] if self.bwrap else fallback.prefix(argv[0])
         as_nobody = fallback.runs_as_nobody(confine)
@@ -161,7 +166,7 @@ class Sandbox:
             proc = subprocess.Popen(
                 [BASH, "-c", GATE, "bash", *command],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=fds, start_new_session=True, env=popen_env, cwd=popen_cwd,
+                pass_fds=[*fds, *pass_fds], start_new_session=True, env=popen_env, cwd=popen_cwd,
             )  # fmt: skip
         except OSError:
             os.close(status_r)

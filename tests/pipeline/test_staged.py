@@ -176,3 +176,22 @@ def define_model():
     raise ValueError("no model")
 '''))
     assert (failed_fit.status, failed_fit.stage) == ("runtime_error", "features")
+
+
+def test_a_child_dying_mid_stream_fails_at_once(evaluator, open_evaluator):
+    result = open_evaluator.evaluate(with_default(define_model='''
+def define_model():
+    import os
+    from sklearn.linear_model import Ridge
+    class Dies(Ridge):
+        n = 0
+        def predict(self, X):
+            Dies.n += 1
+            if Dies.n > 8:
+                os._exit(0)
+            return super().predict(X)
+    return Dies()
+'''))
+    assert result.status == "runtime_error" and "without a result" in result.message, result.message
+    assert result.stage == "predict"  # some blocks came back valid before it died
+    assert result.timings["sandbox/model"] < open_evaluator.cfg.sandbox.wall_s / 2
