@@ -52,9 +52,10 @@ PROGRAM_FAILURES: frozenset[str] = frozenset(STATUSES) - {"ok", "infra_error"}
 
 MAX_SOURCE_CHARS = 40_000
 # How far a failed run got, in order, as the trusted side validated it itself (nothing the
-# child reports counts): parsed: the source passed the static checks; features: the feature
-# matrix was read back, checked, and passed the look-ahead guard; predict: the first streamed
-# block's predictions came back valid.
+# child reports counts): parsed: the source passed the static checks; features: the program's
+# own feature matrix was read back, checked, and passed the look-ahead guard (a program that
+# keeps the default step gets no such credit); predict: the first streamed block's
+# predictions came back valid.
 STAGES: tuple[str, ...] = ("parsed", "features", "predict")
 
 

@@ -164,3 +164,39 @@ def implausible_consistency(
             f"per-era corr is implausibly consistent: Sharpe {scores.mean() / std:.2f} over "
             f"{len(scores)} eras is above {max_sharpe}, which honest pipelines do not reach")
     return None
+
+
+def keeps_default_step(source: str, step: str, default_source: str) -> bool:
+    """Whether ``source`` leaves ``step`` as the default: not bound at all, or bound once, at top
+    level, to a function identical (as a syntax tree) to the default's, and never rebound.
+
+    Lets the evaluator reuse what the default step computes once per dataset (its output is
+    the same for every such program); when in doubt, False.
+    """
+    try:
+        tree, default = ast.parse(source), ast.parse(default_source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    bindings = [node for node in tree.body if step in _bound_names(node)]
+    rebound = any(isinstance(node, ast.Global | ast.Nonlocal) and step in node.names
+                  or isinstance(node, ast.Name) and node.id == step and isinstance(node.ctx, ast.Store | ast.Del)
+                  and node not in _top_level_targets(tree)
+                  for node in ast.walk(tree))
+    if rebound or len(bindings) > 1:
+        return False
+    return not bindings or ast.dump(bindings[0]) == ast.dump(default.body[0])
+
+
+def _bound_names(node: ast.stmt) -> set[str]:
+    """Names a top-level statement binds (definitions, assignments, imports, loops, with)."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {node.name}
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)}
+
+
+def _top_level_targets(tree: ast.Module) -> list[ast.AST]:
+    return [n for stmt in tree.body if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)]
+

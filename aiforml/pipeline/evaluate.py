@@ -5,7 +5,9 @@ The trusted side of the pipeline. :class:`Evaluator` holds a :class:`~aiforml.ta
 
 1. static checks of the source (``checks.check_source``);
 2. the **feature stage**: ``create_features`` on every feature row, no target anywhere;
-   the parent reads the matrix back and checks it;
+   the parent reads the matrix back and checks it (a program that keeps the default step
+   gets the default's matrix, computed and guarded once per evaluator: steps 2 and 3 are
+   skipped for it);
 3. beside the model stage, the **look-ahead guard**: one sandbox per cut, each holding only
    the rows before its cut, cuts drawn per evaluation from a secret random source and never
    written anywhere before the run. A program's features of the rows before a cut must be
@@ -86,6 +88,7 @@ class Evaluator:
         self.defaults = self.task.defaults()
         self.data_version = f"{dataset.version}/{split_key(self.task)}"
         self._baseline: np.ndarray | None = None
+        self._default_matrix: tuple[np.ndarray, list[str]] | None = None
         self._cuts = np.random.default_rng(secrets.randbits(128))  # never seeded from config
 
     # --- public -------------------------------------------------------------------------
@@ -145,14 +148,18 @@ class Evaluator:
         job = Path(tempfile.mkdtemp(prefix=job_prefix(), dir=self.work_root))
         try:
             progress("feature stage", 0.1)
-            result, features = self._feature_stage(program, job)
-            if features is None:
-                return result
+            if checks.keeps_default_step(program.source, "create_features", self.defaults["create_features"]):
+                # its own feature step computed nothing: no "features" credit (program.STAGES)
+                result, (features, columns), cuts = EvalResult(status="ok", stage="parsed"), self._default_features(), []
+            else:
+                result, checked = self._feature_stage(program, job)
+                if checked is None:
+                    return result
+                (features, columns), cuts = checked, self.draw_cuts()
             progress("model stage and look-ahead guard", 0.3)
-            with ThreadPoolExecutor(max_workers=max(1, self.cfg.pipeline.guard_cuts)) as pool:
-                guards = [pool.submit(self._guard, program, job, k, cut, features)
-                          for k, cut in enumerate(self.draw_cuts())]
-                result, streamer = self._model_stage(program, job, features, result)
+            with ThreadPoolExecutor(max_workers=max(1, len(cuts))) as pool:
+                guards = [pool.submit(self._guard, program, job, k, cut, features) for k, cut in enumerate(cuts)]
+                result, streamer = self._model_stage(program, job, features, columns, result)
                 findings = [g.result() for g in guards]
             result.timings["sandbox/guard"] = max((f[1] for f in findings), default=0.0)
             finding = next((f[0] for f in findings if f[0] is not None), None)
@@ -165,7 +172,29 @@ class Evaluator:
         finally:
             remove_tree(job)
 
-    def _feature_stage(self, program: Program, job: Path) -> tuple[EvalResult, np.ndarray | None]:
+    def _default_features(self) -> tuple[np.ndarray, list[str]]:
+        """The default ``create_features``'s matrix: one feature stage and guard per evaluator.
+
+        Every program that keeps the default step gets it (what the default computes does not
+        depend on the program); their evaluations skip the feature stage and the guard.
+        """
+        if self._default_matrix is None:
+            program = Program(self.task.default_program())
+            job = Path(tempfile.mkdtemp(prefix=job_prefix(), dir=self.work_root))
+            try:
+                result, checked = self._feature_stage(program, job)
+                if checked is None:
+                    raise RuntimeError(f"the default create_features failed ({result.status}): {result.message}")
+                findings = [self._guard(program, job, k, cut, checked[0])[0] for k, cut in enumerate(self.draw_cuts())]
+                if any(findings):
+                    raise RuntimeError(f"the default create_features failed its look-ahead guard: {findings}")
+                self._default_matrix = checked
+            finally:
+                remove_tree(job)
+        return self._default_matrix
+
+    def _feature_stage(self, program: Program,
+                       job: Path) -> tuple[EvalResult, tuple[np.ndarray, list[str]] | None]:
         out = _folder(job / "features")
         run = self._sandbox_run(program, "features", self.feature_dir, out)
         result = self._interpret(run, out, "features")
@@ -173,12 +202,12 @@ class Evaluator:
         if result.status != "ok":
             return result, None
         try:
-            features = read_features(out, len(self.task.feature_rows))
+            checked = read_features(out, len(self.task.feature_rows))
         except READ_ERRORS as exc:
             result.status, result.message = "invalid_output", f"create_features: {output_finding(exc)[1]}"
             return result, None
         result.stage = "features"
-        return result, features
+        return result, checked
 
     def _guard(self, program: Program, job: Path, k: int, cut: int,
                features: np.ndarray) -> tuple[checks.Finding | None, float]:
@@ -191,16 +220,16 @@ class Evaluator:
             return (guard.status, "look-ahead guard: the feature step failed on the data cut after "
                     f"{self.task.describe_row(cut - 1)}: {guard.message}"), run.wall_s
         try:
-            truncated = read_features(out, cut)
+            truncated, _ = read_features(out, cut)
         except READ_ERRORS as exc:
             return ("invalid_output", f"look-ahead guard: {output_finding(exc)[1]}"), run.wall_s
         return compare_features(features, truncated, self.task), run.wall_s
 
-    def _model_stage(self, program: Program, job: Path, features: np.ndarray,
+    def _model_stage(self, program: Program, job: Path, features: np.ndarray, columns: list[str],
                      feature_result: EvalResult) -> tuple[EvalResult, BlockStreamer]:
         inbox, out = _folder(job / "inbox"), _folder(job / "model")
         write_array(inbox, "x_train.npy", features[: self.task.n_train])
-        (inbox / "columns.json").write_text(json.dumps(read_columns(job / "features")))
+        (inbox / "columns.json").write_text(json.dumps(columns))
         blocks = self.task.eval_blocks()
         streamer = BlockStreamer(features, blocks, inbox, out)
         streamer.start()
@@ -211,7 +240,7 @@ class Evaluator:
             streamer.stop()
         result = self._interpret(run, out, "model")
         result.timings = {**feature_result.timings, **result.timings}
-        result.stage = "predict" if streamer.predictions else "features"
+        result.stage = "predict" if streamer.predictions else feature_result.stage
         if streamer.finding:
             result.status, result.message = streamer.finding  # type: ignore[assignment]
         elif result.status == "ok" and not streamer.complete:
@@ -307,13 +336,13 @@ def build_evaluator(dataset: Any, split: EraSplit, cfg: EnvConfig,
     return Evaluator(dataset, split, cfg, work_root, cache_dir)
 
 
-def read_features(out: Path, n_rows: int) -> np.ndarray:
-    """The feature matrix a feature run wrote, with its column names checked."""
+def read_features(out: Path, n_rows: int) -> tuple[np.ndarray, list[str]]:
+    """The feature matrix a feature run wrote, and its column names, checked."""
     features = load_matrix(out / "features.npy", n_rows)
     columns = read_columns(out)
     if len(columns) != features.shape[1] or not features.shape[1]:
         raise ValueError(f"{features.shape[1]} feature columns but {len(columns)} column names")
-    return features
+    return features, columns
 
 
 def read_columns(out: Path) -> list[str]:

@@ -4,6 +4,7 @@ what the trusted side believes (stage credit, CV, the look-ahead guard's secret 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from aiforml.config import RewardConfig
 from aiforml.pipeline.defaults import default_sources
@@ -24,14 +25,38 @@ def define_model():
 '''
 
 
-def test_the_default_program_runs_every_stage(evaluator):
+def test_the_default_program_runs_and_reuses_the_default_features(evaluator):
     result = evaluator.evaluate(Program(evaluator.task.default_program()))
     assert result.status == "ok", (result.message, result.traceback)
     assert result.stage == "predict"
-    assert {"sandbox/features", "sandbox/model", "sandbox/guard", "score"} <= set(result.timings)
+    assert {"sandbox/model", "score"} <= set(result.timings)
+    assert "sandbox/features" not in result.timings  # the default step's matrix, computed once
     assert result.validation.mean_corr > 0.03  # the fast preset's planted signal
     n_eval = len(evaluator.task.validation_rows) + len(evaluator.task.test_rows)
     assert result.predictions["eval"].shape == (n_eval,)
+    own = evaluator.evaluate(with_default(create_features=OWN_FEATURES))
+    assert own.status == "ok" and own.timings["sandbox/features"] > 0 and own.timings["sandbox/guard"] > 0
+    assert own.validation.mean_corr == pytest.approx(result.validation.mean_corr, abs=1e-6)
+
+
+OWN_FEATURES = '''
+def create_features(df, feature_cols):
+    return df[feature_cols].astype("float32")
+'''
+# Its top level patches pandas so that the default step would return ones; a program that
+# keeps the default step gets the default matrix all the same.
+PATCHED = '''import pandas as pd
+_getitem = pd.DataFrame.__getitem__
+pd.DataFrame.__getitem__ = lambda self, key: _getitem(self, key) * 0 + 1
+
+def define_model():'''
+
+
+def test_a_program_keeping_the_default_step_gets_the_default_features(open_evaluator):
+    source = open_evaluator.task.default_program().replace("def define_model():", PATCHED, 1)
+    result = open_evaluator.evaluate(Program(source))
+    assert "sandbox/features" not in result.timings
+    assert result.status in ("ok", "runtime_error"), result.message
 
 
 def test_cuts_are_secret_random_era_boundaries_in_validation_and_test(evaluator):
@@ -171,11 +196,14 @@ raise RuntimeError("gone")
 '''))
     assert result.status in ("runtime_error", "invalid_output")
     assert result.stage == "parsed"
-    failed_fit = evaluator.evaluate(with_default(define_model='''
+    no_model = '''
 def define_model():
     raise ValueError("no model")
-'''))
-    assert (failed_fit.status, failed_fit.stage) == ("runtime_error", "features")
+'''
+    failed_fit = evaluator.evaluate(with_default(define_model=no_model))
+    assert (failed_fit.status, failed_fit.stage) == ("runtime_error", "parsed")  # default features
+    own = evaluator.evaluate(with_default(define_model=no_model, create_features=OWN_FEATURES))
+    assert (own.status, own.stage) == ("runtime_error", "features")
 
 
 def test_a_child_dying_mid_stream_fails_at_once(evaluator, open_evaluator):

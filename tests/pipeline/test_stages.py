@@ -25,7 +25,9 @@ def with_default(**steps: str) -> Program:
         "    class Broken(Ridge):\n"
         "        def predict(self, X):\n"
         "            raise ValueError('no')\n"
-        "    return Broken()\n")), "runtime_error", "features"),
+        "    return Broken()\n")), "runtime_error", "parsed"),  # default features: not its own
+    (with_default(create_features="def create_features(df, feature_cols):\n    return df[feature_cols] * 2\n",
+                  define_model="def define_model():\n    return object()\n"), "runtime_error", "features"),
 ])
 def test_stage_reached_is_what_the_parent_validated(evaluator, program, status, stage):
     result = evaluator.evaluate(program)
@@ -45,5 +47,5 @@ def test_validation_predictions_are_the_validation_rows(evaluator):
     assert preds.shape == (n_val,) and preds.dtype == np.float32
     np.testing.assert_allclose(preds, result.predictions["eval"][:n_val], rtol=1e-6)
     failed = evaluator.evaluate(with_default(define_model="def define_model():\n    return object()\n"))
-    assert (failed.status, failed.stage) == ("runtime_error", "features")  # object() has no fit
+    assert (failed.status, failed.stage) == ("runtime_error", "parsed")  # object() has no fit
     assert evaluator.validation_predictions(failed) is None
