@@ -41,8 +41,8 @@ evaluator = build_evaluator(data, split_dataset(data, cfg.data), cfg.env)
 evaluator.baseline_predictions()
 program = Program(default_program_source(cfg.env.pipeline, cfg.data.resolved_task))
 if sys.argv[3] == "own":  # the same features, written by the program: its own feature stage
-    head = "def create_features(df, feature_cols):\n"
-    program = Program(program.source.replace(head, head + "    _ = 0\n", 1))
+    head = "def create_features(df, feature_cols):\\n"
+    program = Program(program.source.replace(head, head + "    _ = 0\\n", 1))
 warm = time.perf_counter()
 evaluator.evaluate(program)  # once per evaluator: (after) the default features and their guard
 warm = time.perf_counter() - warm
