@@ -46,10 +46,11 @@ from aiforml.sandbox.environment import THREAD_VARS
 PROBE = "import time as _t\nprint('FIRST_LINE', _t.time(), flush=True)\n"
 
 
-def write_job(evaluator: Evaluator, source: str, out: Path, inbox: Path) -> Path:
+def write_job(evaluator: Evaluator, source: str, out: Path, inbox: Path, fds: list[int]) -> Path:
     job = {"stage": "model", "program": source, "defaults": evaluator.defaults,
            "data_dir": str(evaluator.train_dir), "out_dir": str(out), "inbox": str(inbox),
-           "n_blocks": len(evaluator.task.eval_blocks()), "embargo": int(evaluator.split.embargo),
+           "n_blocks": len(evaluator.task.eval_blocks()), "signal_fds": fds,
+           "embargo": int(evaluator.split.embargo),
            "max_cv_folds": 10, "feature_hint": ""}
     path = out / "job.json"
     path.write_text(json.dumps(job))
@@ -81,8 +82,8 @@ def run_mode(mode: str, evaluator: Evaluator, source: str, sandbox: Sandbox,
         out = Path(tmp) / "out"
         out.mkdir()
         inbox = prepare_inbox(evaluator, features, Path(tmp))
-        job = write_job(evaluator, source, out, inbox)
         streamer = BlockStreamer(features, evaluator.task.eval_blocks(), inbox, out)
+        job = write_job(evaluator, source, out, inbox, streamer.child_fds)
         started = time.time()
         t0 = time.perf_counter()
         streamer.start()
@@ -91,10 +92,12 @@ def run_mode(mode: str, evaluator: Evaluator, source: str, sandbox: Sandbox,
             stdout = ""
         elif mode == "subprocess":
             stdout = subprocess.run([sys.executable, "-I", str(HARNESS), str(job)], capture_output=True,
-                                    text=True, check=True, env=dict(os.environ)).stdout
+                                    text=True, check=True, env=dict(os.environ),
+                                    pass_fds=streamer.child_fds).stdout
         else:
             stdout = sandbox.run([sys.executable, "-I", str(HARNESS), str(job)],
-                                 ro_paths=[HARNESS, evaluator.train_dir, inbox], rw_dir=out).stdout
+                                 ro_paths=[HARNESS, evaluator.train_dir, inbox], rw_dir=out,
+                                 pass_fds=streamer.child_fds).stdout
         streamer.stop()
         assert streamer.complete, streamer.finding
         total = time.perf_counter() - t0
