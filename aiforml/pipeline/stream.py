@@ -40,6 +40,8 @@ class BlockStreamer:
         self._thread = threading.Thread(target=self._feed, name="block-streamer", daemon=True)
         self._child_in, self._notify = os.pipe()  # parent -> child
         self._ready, self._child_out = os.pipe()  # child -> parent
+        self._open = {self._child_in, self._notify, self._ready, self._child_out}
+        self._lock = threading.Lock()
 
     @property
     def child_fds(self) -> list[int]:
@@ -48,8 +50,7 @@ class BlockStreamer:
 
     def started(self) -> None:
         """Once the child holds its ends: close the parent's copies (so its death reads as EOF)."""
-        for fd in self.child_fds:
-            _close(fd)
+        self._close(*self.child_fds)
 
     def start(self) -> None:
         self._thread.start()
@@ -58,8 +59,16 @@ class BlockStreamer:
         """Call once the child's run has ended: the feeder takes its last block and returns."""
         self._ended.set()
         self._thread.join()
-        for fd in (self._notify, self._ready, *self.child_fds):
-            _close(fd)
+        self._close(self._notify, self._ready, *self.child_fds)
+
+    def _close(self, *fds: int) -> None:
+        """Close each of our descriptors once: a second close could hit a number another
+        thread's sandbox run has been given since."""
+        with self._lock:
+            for fd in fds:
+                if fd in self._open:
+                    self._open.discard(fd)
+                    os.close(fd)
 
     @property
     def complete(self) -> bool:
@@ -111,9 +120,3 @@ def write_array(folder: Path, name: str, array: np.ndarray) -> None:
         np.save(f, np.ascontiguousarray(array), allow_pickle=False)
     os.rename(staging, folder / name)
 
-
-def _close(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:  # already closed
-        pass

@@ -3,6 +3,8 @@ what the trusted side believes (stage credit, CV, the look-ahead guard's secret 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -223,3 +225,20 @@ def define_model():
     assert result.status == "runtime_error" and "without a result" in result.message, result.message
     assert result.stage == "predict"  # some blocks came back valid before it died
     assert result.timings["sandbox/model"] < open_evaluator.cfg.sandbox.wall_s / 2
+
+
+def test_the_streamer_never_closes_a_descriptor_twice(tmp_path):
+    # Its pipe ends for the child are closed once the child holds them; the numbers are then
+    # free for another thread's sandbox run, which a second close would break (EBADF).
+    from aiforml.pipeline.stream import BlockStreamer
+
+    streamer = BlockStreamer(np.zeros((4, 1)), [np.arange(2), np.arange(2, 4)], tmp_path, tmp_path)
+    freed = set(streamer.child_fds)
+    streamer.started()
+    others = [fd for _ in range(2) for fd in os.pipe()]
+    assert freed & set(others), "the freed numbers are given out again"
+    streamer.start()
+    streamer.stop()
+    for fd in others:
+        os.fstat(fd)  # still open
+        os.close(fd)
