@@ -86,14 +86,26 @@ PRESET_LEARNING_RATES = {"mistral7b_qlora": 1e-5, "tiny": 3e-3}
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
+# GPU memory the 7B preset needs: 11.7 GiB reserved at peak on an H200 (benchmarks/README.md,
+# GPU check), plus the CUDA context and headroom for a run's longer prompts.
+MIN_7B_GIB = 14.0
+
+
 def choose_policy(cfg: PolicyConfig) -> tuple[str, str]:
     """The concrete policy name for ``cfg.name`` and a sentence saying why."""
     if cfg.name != "auto":
         return cfg.name, f"policy={cfg.name} was requested"
     if torch.cuda.is_available():
         gpu = torch.cuda.get_device_name(0)
+        gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+        if gib < MIN_7B_GIB:
+            return "tiny", (
+                f"policy=auto and the GPU ({gpu}) has {gib:.1f} GiB, under the {MIN_7B_GIB:g} GiB the "
+                "7B QLoRA learner needs (11.7 GiB reserved at peak): the tiny policy. Force the 7B "
+                "with policy=mistral7b_qlora"
+            )
         return "mistral7b_qlora", (
-            f"policy=auto and CUDA is available ({gpu}): Mistral-7B in 4-bit QLoRA. "
+            f"policy=auto and CUDA is available ({gpu}, {gib:.0f} GiB): Mistral-7B in 4-bit QLoRA. "
             "Force the small CPU policy with policy=tiny"
         )
     return "tiny", (
@@ -211,9 +223,22 @@ def _load_base(path: str | Path, cfg: PolicyConfig, device: torch.device) -> nn.
     else:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device)
     if cfg.gradient_checkpointing:
-        model.activation_checkpointing_enable({"use_reentrant": False})
+        enable_checkpointing(model)
     model.config.use_cache = True  # generation; the training forward passes use_cache=False
     return model
+
+
+def enable_checkpointing(model: nn.Module) -> None:
+    """Non-reentrant activation checkpointing, under either name transformers gives it.
+
+    ``activation_checkpointing_enable`` exists from transformers 5.23; older releases (the
+    project allows 4.46 and later) call it ``gradient_checkpointing_enable``.
+    """
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _keep_cpu_4bit_trainable(model: nn.Module) -> None:

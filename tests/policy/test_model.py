@@ -2,6 +2,7 @@
 policy (adapter off), the 4-bit QLoRA path on CPU with one update, and conf/ mirrors."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,7 +11,13 @@ from omegaconf import OmegaConf
 from aiforml.compose import CONF_DIR, load_config
 from aiforml.config import AlgoConfig, PolicyConfig, TinyPolicyConfig, from_dict
 from aiforml.learner import LearnerActor
-from aiforml.policy.model import PRESETS, choose_policy, load_policy, resolve_policy_config
+from aiforml.policy.model import (
+    PRESETS,
+    choose_policy,
+    enable_checkpointing,
+    load_policy,
+    resolve_policy_config,
+)
 from aiforml.policy.sampling import generate_rollouts
 from aiforml.policy.scratch import build_scratch_policy
 
@@ -26,9 +33,35 @@ def test_auto_chooses_by_cuda_and_says_how_to_force(monkeypatch: pytest.MonkeyPa
     assert name == "tiny" and "CUDA is not available" in reason and "policy=mistral7b_qlora" in reason
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "RTX 3090")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: SimpleNamespace(total_memory=24 * 2**30))
     name, reason = choose_policy(PolicyConfig())
     assert name == "mistral7b_qlora" and "RTX 3090" in reason and "policy=tiny" in reason
     assert choose_policy(PolicyConfig(name="tiny"))[0] == "tiny"
+
+
+def test_auto_takes_the_7b_only_where_the_gpu_has_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "RTX 3060")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: SimpleNamespace(total_memory=12 * 2**30))
+    name, reason = choose_policy(PolicyConfig())
+    assert name == "tiny" and "12.0 GiB" in reason and "policy=mistral7b_qlora" in reason
+    assert choose_policy(PolicyConfig(name="mistral7b_qlora"))[0] == "mistral7b_qlora"  # forced: taken
+
+
+def test_checkpointing_falls_back_to_the_older_transformers_name() -> None:
+    calls = []
+
+    class Older:  # transformers < 5.23: no activation_checkpointing_enable
+        def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
+            calls.append(gradient_checkpointing_kwargs)
+
+    class Newer:
+        def activation_checkpointing_enable(self, kwargs=None):
+            calls.append(("new", kwargs))
+
+    enable_checkpointing(Older())
+    enable_checkpointing(Newer())
+    assert calls == [{"use_reentrant": False}, ("new", {"use_reentrant": False})]
 
 
 def test_presets_fill_only_unset_fields(monkeypatch: pytest.MonkeyPatch) -> None:
