@@ -68,7 +68,8 @@ def grpo_update(
             logprobs, mb["old_logprobs"], token_advantages, mask, cfg.clip_range
         )
         kl_ref = masked_mean(kl_estimate(logprobs, mb["ref_logprobs"], cfg.kl_estimator), mask)
-        entropy = masked_mean(entropy_from_logits(logits), mask)
+        with torch.set_grad_enabled(cfg.entropy_coef != 0):  # no graph for a stat alone
+            entropy = masked_mean(entropy_from_logits(logits), mask)
         loss = pg_loss + cfg.kl_coef * kl_ref - cfg.entropy_coef * entropy
         return loss, {
             "loss": loss.detach(), "policy_loss": pg_loss.detach(), "kl_ref": kl_ref.detach(),

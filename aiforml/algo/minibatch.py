@@ -43,12 +43,16 @@ def run_epochs(
     from the rollout policy to the updated one) exceeds it, so a large step cannot run away
     over the remaining epochs (CleanRL's ``target_kl``); also returns ``epochs_run``.
 
-    A micro-batch's loss is weighted by its share of the minibatch, so the accumulated
-    gradient equals that of the whole minibatch's (sample-weighted) mean loss.
+    A micro-batch's loss (a token mean over its ``response_mask``, or a sample mean when the
+    batch has none) is weighted by its share of the minibatch's tokens (samples), so the
+    accumulated gradient is that of the whole minibatch's token (sample) mean, whatever
+    ``micro_batch_size`` is: weighting by samples made the objective depend on it.
     Also returns ``grad_norm`` (mean pre-clip norm) and ``optimizer_steps``.
     """
     params = [p for p in params if p.requires_grad]
     size = next(iter(batch.values())).shape[0]
+    mask = batch.get("response_mask")
+    weights = mask.sum(dim=1).float() if mask is not None else torch.ones(size)
     sums: dict[str, float] = defaultdict(float)
     n_micro, norms, epochs_run = 0, [], 0
     for _ in range(epochs):
@@ -57,9 +61,10 @@ def run_epochs(
         for start in range(0, size, minibatch_size):
             minibatch = order[start : start + minibatch_size]
             optimizer.zero_grad(set_to_none=True)
+            total = weights[minibatch].sum().clamp(min=1e-8)
             for micro in minibatch.split(micro_batch_size):
                 loss, stats = loss_fn(select(batch, micro))
-                (loss * (len(micro) / len(minibatch))).backward()
+                (loss * (weights[micro].sum() / total)).backward()
                 for key, value in stats.items():
                     sums[key] += float(value)
                 epoch_kl += float(stats.get("approx_kl", 0.0))

@@ -163,7 +163,8 @@ def ppo_update(
         vf_loss, vf_clip_frac = clipped_value_loss(
             values.float(), mb["old_values"], mb["returns"], mask, cfg.clip_range_value
         )
-        entropy = masked_mean(entropy_from_logits(logits), mask)
+        with torch.set_grad_enabled(cfg.entropy_coef != 0):  # no graph for a stat alone
+            entropy = masked_mean(entropy_from_logits(logits), mask)
         loss = pg_loss + cfg.vf_coef * vf_loss - cfg.entropy_coef * entropy
         return loss, {
             "loss": loss.detach(), "policy_loss": pg_loss.detach(), "value_loss": vf_loss.detach(),

@@ -59,3 +59,29 @@ def test_early_stop_kl_ends_the_epochs_once_the_step_is_too_large() -> None:
     # epoch 1 sees w = 0 then 1 (mean KL 0.5); epoch 2 sees 2 and 3 (mean 6.5) > 1.0: stop
     assert steps(1.0) == (4.0, 2.0)
     assert steps(None) == (10.0, 5.0)
+
+
+def _fit_tokens(micro: int) -> torch.Tensor:
+    """A token-mean loss over responses of different lengths (as PPO's and GRPO's are)."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.zeros(3))
+    x, y = torch.randn(4, 5, 3), torch.randn(4, 5)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]]).float()
+    batch = {"x": x, "y": y, "response_mask": mask}
+
+    def loss_fn(mb: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        err = (mb["x"] @ w - mb["y"]) ** 2
+        loss = (err * mb["response_mask"]).sum() / mb["response_mask"].sum()
+        return loss, {"loss": loss.detach()}
+
+    opt = torch.optim.SGD([w], lr=0.1)
+    run_epochs(batch, loss_fn, opt, [w], epochs=2, minibatch_size=4, micro_batch_size=micro,
+               max_grad_norm=100.0, generator=torch.Generator().manual_seed(0))
+    return w.detach()
+
+
+def test_the_update_does_not_depend_on_the_micro_batch_size() -> None:
+    # Weighting micro-batches by their sample count made short responses count for more
+    # in small micro-batches; weighted by tokens, micro-batch 1 and 4 take the same step.
+    assert torch.allclose(_fit_tokens(micro=1), _fit_tokens(micro=4), atol=1e-6)
+    assert torch.allclose(_fit_tokens(micro=2), _fit_tokens(micro=4), atol=1e-6)
