@@ -86,9 +86,19 @@ def check_start(cfg: Config, run_dir: Path) -> None:
     if cfg.data.source == "prices" and cfg.data.path and not Path(cfg.data.path).expanduser().exists():
         raise ValueError(f"data.path={cfg.data.path} does not exist: point it at an OHLCV CSV/parquet file or folder")
     check_trackers(cfg.logger)
+    _check_policy_weights(cfg)
     if not cfg.resume and list_checkpoints(run_dir):
         raise ValueError(f"run_dir={run_dir} already holds a run with checkpoints: continue it with "
                          f"resume={run_dir}, or choose another run_dir")
+
+
+def _check_policy_weights(cfg: Config) -> None:
+    """A policy loaded from weights (not the tiny one built here) needs them all on this machine."""
+    from aiforml.policy.model import check_model_folder, resolve_policy_config
+
+    resolved, _ = resolve_policy_config(cfg.policy)
+    if resolved.name != "tiny" or resolved.model_path:
+        check_model_folder(resolved.model_path)
 
 
 def config_dict(cfg: Config) -> dict[str, Any]:

@@ -165,6 +165,18 @@ def test_a_missing_data_path_fails_at_start_naming_it(tmp_path: Path, data: str)
     assert "Started a local Ray" not in output, "it fails before anything starts"
 
 
+def test_missing_7b_weights_fail_at_start_naming_the_file(tmp_path: Path) -> None:
+    partial = tmp_path / "mistral"
+    partial.mkdir()
+    (partial / "config.json").write_text("{}")
+    (partial / "tokenizer.json").write_text("{}")
+    proc = launch(tmp_path / "bad", "policy=mistral7b_qlora", f"policy.model_path={partial}")
+    output = proc.stderr + proc.stdout
+    assert proc.returncode != 0 and "policy.model_path" in output and "model.safetensors" in output
+    assert "huggingface-cli download" in output
+    assert "Started a local Ray" not in output, "it fails before anything starts"
+
+
 def test_an_enabled_tracker_that_is_not_installed_fails_at_start(tmp_path: Path) -> None:
     import importlib.util
 

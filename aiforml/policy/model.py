@@ -46,6 +46,7 @@ longer responses. Without 4-bit the bf16 weights alone would be 14.5 GB.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,6 +121,34 @@ def resolve_policy_config(cfg: PolicyConfig) -> tuple[PolicyConfig, str]:
     preset = PRESETS[name]
     filled = {k: v for k, v in preset.items() if getattr(cfg, k) is None}
     return dataclasses.replace(cfg, name=name, **filled), reason
+
+
+GET_WEIGHTS = ("download them once on a machine with network, for example `huggingface-cli download "
+               f"{MISTRAL_7B_ID} --local-dir DIR`, copy DIR to this machine and set policy.model_path=DIR")
+
+
+def check_model_folder(path: str | None) -> None:
+    """Fail with the missing file when ``path`` is not a complete local model folder.
+
+    Nothing is downloaded at run time: a hub id, a missing folder, or one without its config,
+    tokenizer or every weight shard (as its safetensors index lists them) is refused here,
+    before Ray, data or the environment pool start.
+    """
+    folder = Path(path or "").expanduser()
+    if not path or not folder.is_dir():
+        raise ValueError(f"policy.model_path={path!r} is not a local folder: the weights are not on this "
+                         f"machine; {GET_WEIGHTS}")
+    wanted = [("config.json",), ("tokenizer.json", "tokenizer.model")]
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+        wanted += [(shard,) for shard in shards] or [("model-00001-of-0000N.safetensors",)]
+    else:
+        wanted.append(("model.safetensors", "consolidated.safetensors", "pytorch_model.bin"))
+    for names in wanted:
+        if not any((folder / name).is_file() for name in names):
+            raise ValueError(f"policy.model_path={str(folder)!r} lacks {' or '.join(names)}: the folder is "
+                             f"incomplete; {GET_WEIGHTS}")
 
 
 def resolve_device(cfg: PolicyConfig) -> torch.device:

@@ -1,6 +1,7 @@
 """Policy loading: the auto choice, presets, the LoRA + value head forward, the reference
 policy (adapter off), the 4-bit QLoRA path on CPU with one update, and conf/ mirrors."""
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ from aiforml.config import AlgoConfig, PolicyConfig, TinyPolicyConfig, from_dict
 from aiforml.learner import LearnerActor
 from aiforml.policy.model import (
     PRESETS,
+    check_model_folder,
     choose_policy,
     enable_checkpointing,
     load_policy,
@@ -184,3 +186,20 @@ def test_tiny_builder_plugs_into_load_policy(tmp_path: Path) -> None:
 def test_missing_model_path_fails_with_the_key(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="policy.model_path"):
         load_policy(PolicyConfig(name="tiny"), tmp_path / "nowhere")
+
+
+def test_an_incomplete_weights_folder_names_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="is not a local folder.*huggingface-cli download"):
+        check_model_folder("mistralai/Mistral-7B-Instruct-v0.3")  # a hub id: nothing downloads here
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="lacks tokenizer.json or tokenizer.model"):
+        check_model_folder(str(tmp_path))
+    (tmp_path / "tokenizer.model").write_bytes(b"x")
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"x")
+    with pytest.raises(ValueError, match="lacks model-00002-of-00002.safetensors"):
+        check_model_folder(str(tmp_path))
+    (tmp_path / "model-00002-of-00002.safetensors").write_bytes(b"x")
+    check_model_folder(str(tmp_path))  # complete
+
