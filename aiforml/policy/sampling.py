@@ -36,7 +36,7 @@ class Rollouts:
     response_mask: Tensor  # [B, R] float, 1 up to and including the first EOS
     logprobs: Tensor  # [B, R] float, log p(token) under the sampling policy (0 on padding)
     values: Tensor  # [B, R] float, value head's estimate before each token (0 on padding)
-    group: Tensor  # [B] long, index of the sample's prompt (GRPO groups)
+    group: Tensor  # [B] long, one id per distinct prompt text (GRPO groups)
     prompts: list[str]  # the prompt of each sample
     texts: list[str]  # decoded responses, special tokens removed
     stats: dict[str, float] = field(default_factory=dict)  # e.g. generation time, tokens
@@ -51,6 +51,16 @@ class Rollouts:
     @property
     def attention_mask(self) -> Tensor:
         return torch.cat([self.prompt_mask, self.response_mask.long()], dim=1)
+
+
+def prompt_groups(prompts: list[str]) -> Tensor:
+    """One group id per sample: samples of the same prompt text share one (GRPO's groups).
+
+    A cycle that asks the same prompt several times (``loop.prompts_per_cycle`` copies of one
+    rendered prompt) makes one group of all its samples, not one per copy.
+    """
+    ids: dict[str, int] = {}
+    return torch.tensor([ids.setdefault(p, len(ids)) for p in prompts], dtype=torch.long)
 
 
 def response_mask_from_ids(response_ids: Tensor, valid: Tensor, eos_token_id: int) -> Tensor:
@@ -109,7 +119,7 @@ def generate_rollouts(policy: PolicyModel, prompts: list[str], n: int = 1) -> Ro
     """Sample ``n`` completions of each prompt and score them (log-probs, values)."""
     cfg, tok = policy.cfg, policy.tokenizer
     expanded = [p for p in prompts for _ in range(n)]
-    group = torch.arange(len(prompts)).repeat_interleave(n)
+    group = prompt_groups(expanded)
     enc = tok(expanded, padding=True, truncation=True, max_length=cfg.max_prompt_tokens,
               return_tensors="pt")
     prompt_ids, prompt_mask = enc["input_ids"], enc["attention_mask"]

@@ -62,3 +62,12 @@ def test_scoring_forward_matches_the_logits_generate_sampled_from(tiny_model_dir
         logits, _ = policy(out.sequences, attention, response.shape[1])
     sampled = torch.stack(out.logits, dim=1) / 0.7  # generate's raw logits, then tempered
     assert torch.allclose(logits, sampled, atol=1e-4)
+
+
+def test_groups_are_samples_of_the_same_prompt() -> None:
+    # 2 copies of one prompt and another prompt, 2 samples each: the 4 samples of the copies
+    # are one group (they were cut into groups of 2 by position before).
+    from aiforml.policy.sampling import prompt_groups
+
+    expanded = [p for p in ["a", "a", "b"] for _ in range(2)]
+    assert prompt_groups(expanded).tolist() == [0, 0, 0, 0, 1, 1]
