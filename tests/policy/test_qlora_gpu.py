@@ -11,6 +11,7 @@ Run: ``python -m pytest -m gpu tests/policy/test_qlora_gpu.py -s`` (about 15 GB 
 """
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -70,6 +71,10 @@ def test_mistral7b_qlora_default_settings_fit_a_24gb_card(tmp_path_factory: pyte
     print(json.dumps(figures, indent=1))
     if os.environ.get("AIFORML_BENCH_OUT"):
         Path(os.environ["AIFORML_BENCH_OUT"]).write_text(json.dumps(figures, indent=1))
+    # a NaN loss or weight would pass every check below: losses and weights must be finite
+    assert torch.isfinite(rollouts.logprobs).all() and (rollouts.logprobs <= 0).all()
+    assert all(math.isfinite(v) for v in stats.values()), stats
+    assert all(torch.isfinite(v).all() for v in after.values())
     assert any(not torch.equal(before[n], after[n]) for n in before if "lora_" in n)
     assert not torch.equal(before["value_head.weight"], after["value_head.weight"])
     # reserved (allocator cache included) plus ~0.5 GiB of CUDA context must fit the card
