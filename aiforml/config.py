@@ -300,7 +300,7 @@ class AlgoConfig:
     vf_coef: float = 0.1  # PPO weight of the value loss
     entropy_coef: float = 0.0  # bonus on mean token entropy (0: off)
     gamma: float = 1.0  # PPO discount per token
-    lam: float = 0.95  # PPO GAE lambda
+    lam: float | None = None  # PPO GAE lambda (None: policy preset, tiny 0.95, 7B 1.0: credit reaches a 500-token program's first token)
     kl_coef: float = 0.05  # initial KL coefficient (PPO: penalty in the reward; GRPO: beta in the loss)
     kl_estimator: Literal["k1", "k2", "k3"] = "k1"  # per-token KL to the reference (k3: unbiased, >= 0)
     adaptive_kl: bool = True  # adapt kl_coef towards kl_target (Ziegler et al.); false: fixed
@@ -321,7 +321,8 @@ class AlgoConfig:
             check(0.0 < value < 1.0, f"algo.{key} must be in (0, 1), got {value}")
         for key in ("gamma", "lam"):
             value = getattr(self, key)
-            check(0.0 <= value <= 1.0, f"algo.{key} must be in [0, 1], got {value}")
+            check(value is None and key == "lam" or value is not None and 0.0 <= value <= 1.0,
+                  f"algo.{key} must be in [0, 1], got {value}")
         for key in ("max_grad_norm", "kl_target"):
             value = getattr(self, key)
             check(value > 0.0, f"algo.{key} must be > 0, got {value}")

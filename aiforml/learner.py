@@ -32,7 +32,7 @@ from aiforml.algo.core import AdaptiveKLController, FixedKLController
 from aiforml.algo.grpo import group_advantages, grpo_update
 from aiforml.algo.ppo import ppo_advantages, ppo_update
 from aiforml.config import AlgoConfig, PolicyConfig
-from aiforml.policy.model import PRESET_LEARNING_RATES, PolicyModel, load_policy
+from aiforml.policy.model import PRESET_LAMBDAS, PRESET_LEARNING_RATES, PolicyModel, load_policy
 from aiforml.policy.sampling import Rollouts, generate_rollouts, score_responses
 
 _STATE_FILE = "learner_state.pt"
@@ -48,6 +48,7 @@ class LearnerActor:
         self.algo = algo
         self.policy: PolicyModel = load_policy(policy, model_path)
         self.learning_rate = algo.learning_rate or PRESET_LEARNING_RATES[self.policy.cfg.name]
+        self.lam = algo.lam if algo.lam is not None else PRESET_LAMBDAS[self.policy.cfg.name]
         self.optimizer = torch.optim.AdamW(
             self.policy.trainable_parameters(), lr=self.learning_rate, weight_decay=0.0
         )
@@ -64,7 +65,7 @@ class LearnerActor:
         return {
             "policy": self.policy.cfg.name, "reason": self.policy.reason,
             "device": str(self.policy.device), "algo": self.algo.name,
-            "learning_rate": self.learning_rate,
+            "learning_rate": self.learning_rate, "lam": self.lam,
             "trainable_parameters": sum(p.numel() for p in self.policy.trainable_parameters()),
             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None,
             "peak_reserved_gib": torch.cuda.max_memory_reserved() / 2**30 if on_cuda else None,
@@ -126,7 +127,7 @@ class LearnerActor:
         advantages, returns, pre = ppo_advantages(
             scores, batch["old_logprobs"], batch["ref_logprobs"], rollouts.values,
             batch["response_mask"], kl_coef=self.kl_ctl.value, kl_estimator=cfg.kl_estimator,
-            gamma=cfg.gamma, lam=cfg.lam, whiten_rewards=cfg.whiten_rewards,
+            gamma=cfg.gamma, lam=self.lam, whiten_rewards=cfg.whiten_rewards,
             whiten_advantages=cfg.whiten_advantages,
         )
         batch.update(old_values=rollouts.values, advantages=advantages, returns=returns)

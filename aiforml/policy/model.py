@@ -84,6 +84,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 # a large step (NOTES.md: about 1e-3; 3e-3 with early_stop_kl learned within the 14 cycles of
 # ppo_sharpe, benchmarks/README.md), a 7B model a small one.
 PRESET_LEARNING_RATES = {"mistral7b_qlora": 1e-5, "tiny": 3e-3}
+# GAE lambda (algo.lam: null) per policy. The score sits on the last token and the value head
+# starts at zero, so the first token's share of it is lam ** (length - 1): 0.18 for the tiny
+# policy's 34-token programs at 0.95 (which is why CPU runs learn), 7.7e-12 for a 7B's
+# 500-token ones. At 1.0 every token gets the whole score minus its own value, as in RLOO
+# or GRPO sequence advantages, and the learned value head is the only baseline.
+PRESET_LAMBDAS = {"mistral7b_qlora": 1.0, "tiny": 0.95}
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 

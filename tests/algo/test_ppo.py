@@ -125,3 +125,19 @@ def test_whitened_rewards_enter_the_returns() -> None:
     )
     # mean 2, sample std sqrt(2): (1 - 2) / sqrt(2), (3 - 2) / sqrt(2)
     assert torch.allclose(ret.squeeze(1), torch.tensor([-1.0, 1.0]) / math.sqrt(2.0), atol=1e-6)
+
+
+def test_the_7b_default_credit_reaches_the_first_token_of_a_500_token_program() -> None:
+    # The score sits on the last token, the value head starts at 0: the first token's share
+    # is lam ** (T - 1). At 0.95 that is 7.7e-12 for 500 tokens; the 7B preset takes 1.0.
+    from aiforml.config import AlgoConfig
+    from aiforml.policy.model import PRESET_LAMBDAS
+
+    T = 500
+    rewards, values, mask = torch.zeros(1, T), torch.zeros(1, T), torch.ones(1, T)
+    rewards[0, -1] = 1.0
+    gamma = AlgoConfig().gamma
+    adv_7b, _ = compute_gae(rewards, values, mask, gamma=gamma, lam=PRESET_LAMBDAS["mistral7b_qlora"])
+    adv_tiny, _ = compute_gae(rewards, values, mask, gamma=gamma, lam=PRESET_LAMBDAS["tiny"])
+    assert float(adv_7b[0, 0]) == pytest.approx(1.0)
+    assert float(adv_tiny[0, 0]) == pytest.approx(0.95 ** (T - 1), rel=1e-3)
