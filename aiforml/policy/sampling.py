@@ -53,6 +53,26 @@ class Rollouts:
         return torch.cat([self.prompt_mask, self.response_mask.long()], dim=1)
 
 
+# Mistral-7B-Instruct's own format, for a weights folder whose tokenizer carries no template.
+MISTRAL_TEMPLATE = "{{ bos_token }}{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"
+
+
+def as_model_input(policy: PolicyModel, prompts: list[str]) -> tuple[list[str], bool]:
+    """The prompts as the model was trained to read them, and whether to add special tokens.
+
+    An instruct model gets each prompt as one user turn of its chat template (the
+    tokenizer's, else Mistral's ``[INST] ... [/INST]``), which already holds the BOS token;
+    the tiny policy keeps the plain format its warm start was trained on.
+    """
+    if policy.cfg.name == "tiny":
+        return prompts, True
+    tok = policy.tokenizer
+    template = tok.chat_template or MISTRAL_TEMPLATE
+    texts = [tok.apply_chat_template([{"role": "user", "content": p}], chat_template=template,
+                                     tokenize=False, add_generation_prompt=True) for p in prompts]
+    return texts, False
+
+
 def prompt_groups(prompts: list[str]) -> Tensor:
     """One group id per sample: samples of the same prompt text share one (GRPO's groups).
 
@@ -120,8 +140,9 @@ def generate_rollouts(policy: PolicyModel, prompts: list[str], n: int = 1) -> Ro
     cfg, tok = policy.cfg, policy.tokenizer
     expanded = [p for p in prompts for _ in range(n)]
     group = prompt_groups(expanded)
-    enc = tok(expanded, padding=True, truncation=True, max_length=cfg.max_prompt_tokens,
-              return_tensors="pt")
+    texts, special = as_model_input(policy, expanded)
+    enc = tok(texts, padding=True, truncation=True, max_length=cfg.max_prompt_tokens,
+              return_tensors="pt", add_special_tokens=special)
     prompt_ids, prompt_mask = enc["input_ids"], enc["attention_mask"]
     response_ids, valid = _sample(policy, prompt_ids, prompt_mask)
     mask = response_mask_from_ids(response_ids, valid, tok.eos_token_id)

@@ -71,3 +71,17 @@ def test_groups_are_samples_of_the_same_prompt() -> None:
 
     expanded = [p for p in ["a", "a", "b"] for _ in range(2)]
     assert prompt_groups(expanded).tolist() == [0, 0, 0, 0, 1, 1]
+
+
+def test_an_instruct_model_reads_its_prompt_through_the_chat_template(tiny_model_dir: Path) -> None:
+    # The 7B path (any policy but tiny) wraps each prompt in [INST] ... [/INST] with one BOS;
+    # the tiny policy keeps its own plain format.
+    from aiforml.policy.sampling import as_model_input
+
+    policy = load_policy(PolicyConfig(name="tiny"), tiny_model_dir)
+    assert as_model_input(policy, ["write code"]) == (["write code"], True)
+    policy.cfg = PolicyConfig(name="mistral7b_qlora")  # same weights, the instruct path
+    (text,), special = as_model_input(policy, ["write code"])
+    assert text == "<s>[INST] write code [/INST]" and special is False
+    ids = policy.tokenizer(text, add_special_tokens=special)["input_ids"]
+    assert ids.count(policy.tokenizer.bos_token_id) == 1
