@@ -17,10 +17,12 @@ Not responsible for: prompts (built elsewhere, passed in as strings), rewards, u
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from aiforml.algo.core import logprobs_from_logits
 from aiforml.policy.model import PolicyModel
@@ -111,13 +113,51 @@ def score_responses(
     return torch.cat(logprobs), torch.cat(values)
 
 
+FENCE = "```"
+
+
+def fence_end(text: str) -> int | None:
+    """Where the first code block of ``text`` closes (just past its closing fence), or None."""
+    first = text.find(FENCE)
+    second = text.find(FENCE, first + len(FENCE)) if first >= 0 else -1
+    return None if second < 0 else second + len(FENCE)
+
+
+def tokens_to_fence(tokenizer: Any, ids: list[int]) -> int | None:
+    """The fewest leading tokens of ``ids`` whose text holds a closed code block, or None."""
+    decode = lambda k: tokenizer.decode(ids[:k], skip_special_tokens=True)  # noqa: E731
+    if fence_end(decode(len(ids))) is None:
+        return None
+    low, high = 1, len(ids)  # the text only grows with k: the first k that closes it
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if fence_end(decode(mid)) is not None else (mid + 1, high)
+    return low
+
+
+class StopAtFence(StoppingCriteria):
+    """Ends a row of ``generate`` once its completion has closed its code block: a program is
+    one fenced block, and what follows it is neither run nor worth the tokens."""
+
+    def __init__(self, tokenizer: Any, prompt_length: int) -> None:
+        self.tokenizer, self.prompt_length = tokenizer, prompt_length
+
+    def __call__(self, input_ids: Tensor, scores: Tensor, **kwargs: Any) -> Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        return torch.tensor([fence_end(t) is not None for t in texts], device=input_ids.device)
+
+
 @torch.no_grad()
 def _sample(policy: PolicyModel, prompt_ids: Tensor, prompt_mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Generated tokens ``[B, R]`` right-padded across chunks, and where they are real."""
+    """Generated tokens ``[B, R]`` right-padded across chunks, and where they are real.
+
+    A row ends at its closing code fence: the tokens ``generate`` pads it with afterwards are
+    not real (nor trained on).
+    """
     cfg, tok = policy.cfg, policy.tokenizer
     was_training = policy.training
     policy.eval()
-    chunks = []
+    chunks, valids = [], []
     for start in range(0, prompt_ids.shape[0], cfg.generation_batch_size):
         rows = slice(start, start + cfg.generation_batch_size)
         ids = prompt_ids[rows].to(policy.device)
@@ -126,12 +166,21 @@ def _sample(policy: PolicyModel, prompt_ids: Tensor, prompt_mask: Tensor) -> tup
             temperature=cfg.temperature, top_p=cfg.top_p, top_k=0,
             max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,
+            stopping_criteria=StoppingCriteriaList([StopAtFence(tok, ids.shape[1])]),
         )
-        chunks.append(out[:, ids.shape[1] :].cpu())
+        generated = out[:, ids.shape[1] :].cpu()
+        valid = torch.ones_like(generated)
+        for row, tokens in enumerate(generated.tolist()):
+            end = tokens_to_fence(tok, tokens)
+            if end is not None:
+                valid[row, end:] = 0
+                generated[row, end:] = tok.pad_token_id
+        chunks.append(generated)
+        valids.append(valid)
     policy.train(was_training)
     length = max(c.shape[1] for c in chunks)
     response = torch.cat([F.pad(c, (0, length - c.shape[1]), value=tok.pad_token_id) for c in chunks])
-    valid = torch.cat([F.pad(torch.ones_like(c), (0, length - c.shape[1])) for c in chunks])
+    valid = torch.cat([F.pad(v, (0, length - v.shape[1])) for v in valids])
     return response, valid
 
 

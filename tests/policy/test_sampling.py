@@ -85,3 +85,18 @@ def test_an_instruct_model_reads_its_prompt_through_the_chat_template(tiny_model
     assert text == "<s>[INST] write code [/INST]" and special is False
     ids = policy.tokenizer(text, add_special_tokens=special)["input_ids"]
     assert ids.count(policy.tokenizer.bos_token_id) == 1
+
+
+def test_generation_ends_at_the_closing_code_fence(tiny_model_dir: Path) -> None:
+    from aiforml.policy.sampling import StopAtFence, fence_end, tokens_to_fence
+
+    assert fence_end("```python\nx = 1\n```\nand more") == len("```python\nx = 1\n```")
+    assert fence_end("```python\nx = 1\n") is None and fence_end("no code") is None
+    tok = load_policy(PolicyConfig(name="tiny"), tiny_model_dir).tokenizer
+    ids = tok("```python\nx = 1\n```\nthen words the program does not need", add_special_tokens=False)["input_ids"]
+    k = tokens_to_fence(tok, ids)
+    assert "```" in tok.decode(ids[:k]).split("python", 1)[1] and fence_end(tok.decode(ids[: k - 1])) is None
+    assert tokens_to_fence(tok, ids[: k - 1]) is None
+    filler = tok("a", add_special_tokens=False)["input_ids"][:1] * (len(ids) - k + 1)
+    rows = torch.tensor([[7] + ids, [7] + ids[: k - 1] + filler])  # one prompt token, then the completions
+    assert StopAtFence(tok, 1)(rows, torch.zeros(2)).tolist() == [True, False]
