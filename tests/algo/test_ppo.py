@@ -141,3 +141,24 @@ def test_the_7b_default_credit_reaches_the_first_token_of_a_500_token_program() 
     adv_tiny, _ = compute_gae(rewards, values, mask, gamma=gamma, lam=PRESET_LAMBDAS["tiny"])
     assert float(adv_7b[0, 0]) == pytest.approx(1.0)
     assert float(adv_tiny[0, 0]) == pytest.approx(0.95 ** (T - 1), rel=1e-3)
+
+
+@pytest.mark.parametrize("coef", [0.0, 0.01])
+def test_no_entropy_graph_when_its_coefficient_is_zero(coef: float, toy_policy, monkeypatch) -> None:  # noqa: ANN001
+    # The entropy over the whole vocabulary is a large graph at a 7B's 32k vocabulary; with a
+    # coefficient of 0 it is a statistic only and must be computed without one.
+    import aiforml.algo.ppo as ppo
+
+    seen = []
+    real = ppo.entropy_from_logits
+    monkeypatch.setattr(ppo, "entropy_from_logits", lambda logits: seen.append(torch.is_grad_enabled()) or real(logits))
+    policy = toy_policy(2, 3)
+    batch = {
+        "input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 3),
+        "response_ids": torch.tensor([[0, 1], [2, 2]]), "response_mask": torch.ones(2, 2),
+        "old_logprobs": torch.full((2, 2), math.log(1 / 3)), "old_values": torch.zeros(2, 2),
+        "advantages": torch.ones(2, 2), "returns": torch.ones(2, 2),
+    }
+    cfg = AlgoConfig(epochs=1, minibatch_size=2, entropy_coef=coef)
+    stats = ppo_update(policy, torch.optim.SGD(policy.parameters(), lr=0.1), policy.parameters(), batch, cfg, 2)
+    assert seen == [coef != 0] and math.isfinite(stats["ppo/entropy"])
