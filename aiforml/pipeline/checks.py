@@ -167,36 +167,28 @@ def implausible_consistency(
 
 
 def keeps_default_step(source: str, step: str, default_source: str) -> bool:
-    """Whether ``source`` leaves ``step`` as the default: not bound at all, or bound once, at top
-    level, to a function identical (as a syntax tree) to the default's, and never rebound.
+    """Whether ``source`` leaves ``step`` as the default: nothing binds the name anywhere but,
+    at most, one top-level function identical (as a syntax tree) to the default's.
 
-    Lets the evaluator reuse what the default step computes once per dataset (its output is
-    the same for every such program); when in doubt, False.
+    Lets the evaluator reuse what the default step computes once per dataset (its output
+    does not depend on the rest of the program); when in doubt, False.
     """
     try:
-        tree, default = ast.parse(source), ast.parse(default_source)
+        tree, default = ast.parse(source), ast.parse(default_source).body[0]
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
-    bindings = [node for node in tree.body if step in _bound_names(node)]
-    rebound = any(isinstance(node, ast.Global | ast.Nonlocal) and step in node.names
-                  or isinstance(node, ast.Name) and node.id == step and isinstance(node.ctx, ast.Store | ast.Del)
-                  and node not in _top_level_targets(tree)
-                  for node in ast.walk(tree))
-    if rebound or len(bindings) > 1:
+    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == step]
+    if len(defs) > 1 or defs and ast.dump(defs[0]) != ast.dump(default):
         return False
-    return not bindings or ast.dump(bindings[0]) == ast.dump(default.body[0])
+    return not any(_binds(node, step) for node in ast.walk(tree) if node not in defs)
 
 
-def _bound_names(node: ast.stmt) -> set[str]:
-    """Names a top-level statement binds (definitions, assignments, imports, loops, with)."""
+def _binds(node: ast.AST, name: str) -> bool:
+    """Whether ``node`` binds ``name`` (a definition, an assignment target, an import, global)."""
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        return {node.name}
-    if isinstance(node, ast.Import | ast.ImportFrom):
-        return {(a.asname or a.name).split(".")[0] for a in node.names}
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)}
-
-
-def _top_level_targets(tree: ast.Module) -> list[ast.AST]:
-    return [n for stmt in tree.body if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-            for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store | ast.Del)]
-
+        return node.name == name
+    if isinstance(node, ast.Name):
+        return node.id == name and isinstance(node.ctx, ast.Store | ast.Del)
+    if isinstance(node, ast.alias):
+        return (node.asname or node.name).split(".")[0] == name
+    return isinstance(node, ast.Global | ast.Nonlocal) and name in node.names

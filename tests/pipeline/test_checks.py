@@ -52,3 +52,21 @@ def test_the_default_model_passes_and_a_diluted_target_leak_is_caught(dataset, s
     leaky = per_era_corr(rank + 0.1 * truth, y, eras)
     assert leaky.mean() < CFG.leakage_band  # the band alone misses it
     assert _check(leaky) is not None
+
+
+@pytest.mark.parametrize(("extra", "keeps"), [
+    ("", True),  # the default program as it is
+    ("\ncreate_features = None\n", False),  # rebound after the default definition
+    ("\ndef f():\n    global create_features\n    create_features = len\n", False),
+    ("\nif True:\n    def create_features(df, feature_cols):\n        return df\n", False),
+    ("\nfrom math import floor as create_features\n", False),
+    ("\ndef create_features(df, feature_cols):\n    return df[feature_cols] * 2\n", False),
+])
+def test_keeps_default_step_only_when_nothing_rebinds_it(extra, keeps) -> None:
+    from aiforml.pipeline.checks import keeps_default_step
+    from aiforml.pipeline.defaults import default_program_source, default_sources
+
+    default = default_sources()["create_features"]
+    assert keeps_default_step(default_program_source() + extra, "create_features", default) is keeps
+    assert keeps_default_step("def define_model():\n    return None\n", "create_features", default)
+    assert not keeps_default_step("def (", "create_features", default)
