@@ -98,3 +98,23 @@ def test_the_child_runs_our_interpreter(run_script: Runner) -> None:
     result = run_script("import os, sys\nprint(sys.version, sys.prefix, sys.base_prefix, os.__file__)")
     assert result.ok, result.stderr
     assert result.stdout.split() == [*sys.version.split(), sys.prefix, sys.base_prefix, os.__file__]
+
+
+@pytest.mark.parametrize("isolation", ["auto", "none"])
+def test_passed_pipe_ends_reach_the_child_and_nothing_else(make_sandbox: Boxes, tmp_path: Path,
+                                                          isolation: str) -> None:
+    # The staged evaluator's model stage talks to its parent over two pipes passed this way;
+    # a descriptor not passed stays closed in the child, under bubblewrap and the fallback.
+    box = make_sandbox(isolation=isolation)
+    read_end, write_end = os.pipe()
+    other_r, other_w = os.pipe()
+    code = (f"import os\nos.write({write_end}, b'ok')\n"
+            f"try:\n    os.fstat({other_w})\n    print('LEAK')\nexcept OSError:\n    print('closed')\n")
+    try:
+        result = box.run([sys.executable, "-I", "-c", code], ro_paths=[], rw_dir=tmp_path, pass_fds=[write_end])
+        os.close(write_end)
+        assert result.ok, result.stderr
+        assert os.read(read_end, 16) == b"ok" and result.stdout.strip() == "closed"
+    finally:
+        for fd in (read_end, other_r, other_w):
+            os.close(fd)
