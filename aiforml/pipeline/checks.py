@@ -121,17 +121,24 @@ def check_predictions(predictions: np.ndarray, expected_rows: int) -> Finding | 
     return None
 
 
+# Sampling noise allowed on top of ``max_era_corr``, in standard errors of one era's corr
+# (about 1 / sqrt(rows)): ppo_sharpe's 200 rows an era let an honest default score 0.306 in
+# one of 60 eras, past the bare 0.3 calibrated at 480-720 rows.
+ERA_NOISE_SE = 3.5
+
+
 def implausible_consistency(
     per_era_corr: np.ndarray | list[float | None], max_sharpe: float, max_era_corr: float,
-    min_eras: int = 20,
+    era_rows: np.ndarray | list[int] | None = None, min_eras: int = 20,
 ) -> Finding | None:
     """``leakage_suspected`` when per-era scores are more consistent than honest ones get.
 
     The leakage band looks at the mean corr only; a leak diluted under it still shows as
     a Sharpe (mean / std of per-era corr, ddof 1, over at least ``min_eras`` scored eras)
     above ``max_sharpe``, or, when it helps only a few eras, as one era scoring above
-    ``max_era_corr``. ``per_era_corr`` is ``SplitMetrics.per_era_corr`` (None or NaN for
-    an era that did not score is left out).
+    ``max_era_corr`` plus ``ERA_NOISE_SE / sqrt(rows)`` of that era when ``era_rows`` (rows
+    of each era, aligned with ``per_era_corr``) is given. ``per_era_corr`` is
+    ``SplitMetrics.per_era_corr`` (None or NaN for an era that did not score is left out).
 
     Calibrated on the fast preset (``benchmarks/calibrate_leakage.py``: generator seeds 0-3
     x no secret and two secrets, default split, 60 validation eras of 480-720 rows). Honest,
@@ -147,16 +154,21 @@ def implausible_consistency(
     ``env.pipeline.leakage_sharpe`` 4.5 (honest best 3.34) and ``leakage_era_corr`` 0.3
     (honest best 0.241). They are the fast preset's: realistic or Numerai data (per-era
     corr about 0.02 +- 0.02) never comes near them, and can lower them.
+    With the evaluator's sampling allowance (``ERA_NOISE_SE``: 0.44 at 600 rows an era) the
+    single-era test no longer catches every stale-target link on the fast preset (its
+    eras 0.361-0.461); masking those targets (``aiforml/data/targets.py``) is what stops it.
     """
     scores = np.array([np.nan if c is None else c for c in per_era_corr], dtype=np.float64)
-    scores = scores[np.isfinite(scores)]
+    rows = np.full(len(scores), np.inf) if era_rows is None else np.asarray(era_rows, dtype=np.float64)
+    scored = np.isfinite(scores)
+    scores, bounds = scores[scored], max_era_corr + ERA_NOISE_SE / np.sqrt(rows[scored])
     if len(scores) == 0:
         return None
-    top = int(np.argmax(scores))
-    if scores[top] > max_era_corr:
+    top = int(np.argmax(scores - bounds))
+    if scores[top] > bounds[top]:
         return "leakage_suspected", (
             f"one era scored corr {scores[top]:.3f} (era {top + 1} of {len(scores)} scored), above "
-            f"{max_era_corr}: honest pipelines never score an era this high; does the program "
+            f"{bounds[top]:.3f}: honest pipelines never score an era this high; does the program "
             "read targets that overlap the evaluated eras?")
     std = scores.std(ddof=1) if len(scores) > 1 else 0.0
     if len(scores) >= min_eras and std > 0 and scores.mean() / std > max_sharpe:

@@ -50,4 +50,5 @@ class NumeraiTask(Task):
         if validation.mean_corr is not None and validation.mean_corr > cfg.leakage_band:
             return "leakage_suspected", (f"validation mean corr {validation.mean_corr:.3f} is above the "
                                          f"leakage band {cfg.leakage_band}: honest pipelines do not score this high")
-        return implausible_consistency(validation.per_era_corr, cfg.leakage_sharpe, cfg.leakage_era_corr)
+        _, rows = np.unique(self.dataset.eras[self.validation_rows], return_counts=True)  # per_era_corr's order
+        return implausible_consistency(validation.per_era_corr, cfg.leakage_sharpe, cfg.leakage_era_corr, rows)

@@ -70,3 +70,13 @@ def test_keeps_default_step_only_when_nothing_rebinds_it(extra, keeps) -> None:
     assert keeps_default_step(default_program_source() + extra, "create_features", default) is keeps
     assert keeps_default_step("def define_model():\n    return None\n", "create_features", default)
     assert not keeps_default_step("def (", "create_features", default)
+
+
+def test_one_high_era_is_judged_against_its_own_sampling_noise() -> None:
+    # ppo_sharpe (200 rows an era): an honest default scored 0.306 in one of 60 eras. One
+    # era's corr has a standard error of about 1/sqrt(rows): 0.4 is noise at 200 rows (bound
+    # 0.55), not at 5,000 (bound 0.35); the bare 0.3 holds when rows are not given.
+    scores = [0.05] * 59 + [0.4]
+    assert implausible_consistency(scores, CFG.leakage_sharpe, CFG.leakage_era_corr, [200] * 60) is None
+    assert implausible_consistency(scores, CFG.leakage_sharpe, CFG.leakage_era_corr, [5000] * 60) is not None
+    assert implausible_consistency(scores, CFG.leakage_sharpe, CFG.leakage_era_corr) is not None
