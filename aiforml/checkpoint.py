@@ -110,8 +110,15 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
     root = run_dir / CHECKPOINT_DIR
     for path in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
-    for path in root.glob(".tmp-*"):
-        shutil.rmtree(path, ignore_errors=True)
+    remove_partial_checkpoints(run_dir)
+
+
+def remove_partial_checkpoints(run_dir: Path) -> None:
+    """Delete checkpoints left half-written (a save interrupted while the learner still wrote)."""
+    root = run_dir / CHECKPOINT_DIR
+    if root.is_dir():
+        for path in root.glob(".tmp-*"):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def latest_checkpoint(run_dir: Path) -> Checkpoint | None:

@@ -163,7 +163,7 @@ class LearnerActor:
     def save(self, path: str) -> str:
         """Checkpoint adapters, value head, optimizer, KL state and RNGs to directory ``path``."""
         out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(exist_ok=True)  # never its parent: a save the driver gave up on stays gone
         self.policy.save(out)
         state = {
             "optimizer": self.optimizer.state_dict(), "kl_ctl": self.kl_ctl.state_dict(),

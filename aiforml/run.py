@@ -29,7 +29,7 @@ import ray
 import yaml
 from rich.console import Console
 
-from aiforml.checkpoint import latest_checkpoint, list_checkpoints, restore_rng, seed_rngs
+from aiforml.checkpoint import latest_checkpoint, list_checkpoints, remove_partial_checkpoints, restore_rng, seed_rngs
 from aiforml.config import Config, RayConfig
 from aiforml.logger import check_trackers
 from aiforml.loop import LoopState, OnCycle, train
@@ -138,6 +138,8 @@ def run(cfg: Config, on_cycle: OnCycle | None = None) -> int:
     console.print(f"run directory: {run_dir}")
     seed_rngs(cfg.seed)
     with ExitStack() as stack:
+        # Last out: after Ray is down no learner can still be writing a checkpoint Ctrl-C cut short.
+        stack.callback(remove_partial_checkpoints, run_dir)
         stack.enter_context(ray_session(cfg.ray))
         state = _run_in_ray(cfg, run_dir, console, stack, on_cycle)
     if cfg.loop.report:
