@@ -107,7 +107,6 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints, and left-over temporary directories."""
-    root = run_dir / CHECKPOINT_DIR
     for path in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
     remove_partial_checkpoints(run_dir)

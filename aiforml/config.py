@@ -121,6 +121,12 @@ class SandboxConfig:
     output_bytes: int = 20_000  # captured stdout/stderr kept per stream
     threads: int = 1  # OMP/BLAS threads inside the child
     file_mb: int = 2048  # largest single file the child may write (RLIMIT_FSIZE)
+    # zygote: fork each Python child from one interpreter per sandbox that imported `preload`
+    # once (same namespaces, mounts, seccomp, rlimits and cgroup); spawn: a fresh one per run
+    mode: Literal["zygote", "spawn"] = "zygote"
+    preload: list[str] = field(default_factory=lambda: [
+        "numpy", "pandas", "scipy.stats", "sklearn.linear_model", "sklearn.ensemble",
+        "sklearn.preprocessing", "sklearn.decomposition", "lightgbm"])
 
     def validate(self) -> None:
         for key in ("cpu_s", "max_procs", "threads", "file_mb"):
@@ -128,6 +134,7 @@ class SandboxConfig:
         check(self.wall_s > 0, f"env.sandbox.wall_s must be > 0, got {self.wall_s}")
         check(self.memory_mb >= 64, f"env.sandbox.memory_mb must be >= 64 (MB), got {self.memory_mb}")
         check(self.output_bytes >= 0, f"env.sandbox.output_bytes must be >= 0, got {self.output_bytes}")
+        check(self.mode in ("zygote", "spawn"), f"env.sandbox.mode must be zygote or spawn, got {self.mode!r}")
 
 
 @dataclass

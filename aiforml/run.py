@@ -29,7 +29,13 @@ import ray
 import yaml
 from rich.console import Console
 
-from aiforml.checkpoint import latest_checkpoint, list_checkpoints, remove_partial_checkpoints, restore_rng, seed_rngs
+from aiforml.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    remove_partial_checkpoints,
+    restore_rng,
+    seed_rngs,
+)
 from aiforml.config import Config, RayConfig
 from aiforml.logger import check_trackers
 from aiforml.loop import LoopState, OnCycle, train

@@ -79,3 +79,43 @@ def shared_dir() -> Path:
     os.chmod(folder, 0o1777)
     yield folder
     remove_tree(folder)
+
+
+@pytest.fixture(scope="session")
+def zygote_runs() -> Callable[[], list[int]]:
+    """zygote_runs(): host pids of runs a zygote forked that are still alive (must be [] after a run)."""
+    return zygote_run_pids
+
+
+def zygote_run_pids() -> list[int]:
+    """Host pids forked by a zygote (its runs and whatever they left), which keep its command line."""
+    pythons = set()  # the zygotes and what they forked (bwrap's own command line names the zygote too)
+    for pid in _pids_with(b"zygote_main.py"):
+        try:
+            if "bwrap" not in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode():
+                pythons.add(pid)
+        except OSError:
+            continue
+    found = []
+    for pid in pythons:
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent in pythons:
+            found.append(pid)
+    return found
+
+
+def _pids_with(needle: bytes) -> list[int]:
+    """Host pids (not this one) whose command line contains ``needle``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

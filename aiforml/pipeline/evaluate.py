@@ -80,10 +80,11 @@ class Evaluator:
         self.dataset, self.split, self.cfg = dataset, split, cfg
         self.task: Task = build_task(dataset, split, cfg)
         self.feature_dir, self.train_dir = shared_views(self.task)
-        self.sandbox = Sandbox(cfg.sandbox)
         self.work_root = Path(work_root or private_root("evals"))
         self.work_root.mkdir(parents=True, exist_ok=True)
         remove_stale_jobs(self.work_root)
+        # The zygote (env.sandbox.mode) sees the job folders, this split's views and the harness.
+        self.sandbox = Sandbox(cfg.sandbox, roots=[self.work_root], ro_roots=[self.feature_dir.parent, HARNESS])
         self.cache_dir = Path(cache_dir or default_cache_dir() / "baselines")
         self.defaults = self.task.defaults()
         self.data_version = f"{dataset.version}/{split_key(self.task)}"
@@ -136,7 +137,7 @@ class Evaluator:
         return sorted(int(c) for c in self._cuts.choice(candidates, size=k, replace=False))
 
     def close(self) -> None:
-        self.sandbox.kill_all()
+        self.sandbox.close()
 
     # --- stages -------------------------------------------------------------------------
     def _run(self, program: Program, progress: Progress, with_baseline: bool) -> EvalResult:

@@ -94,16 +94,24 @@ def build_argv(
     env: dict[str, str],
     tmpfs_mb: int,
     seccomp_fd: int | None = None,
+    zygote: bool = False,
+    extra_rw: Sequence[Path] = (),
 ) -> list[str]:
-    """The full ``bwrap ... -- command`` argument list."""
+    """The full ``bwrap ... -- command`` argument list.
+
+    ``zygote``: for :mod:`.zygote_main`, whose children make namespaces of their own: user
+    namespaces stay allowed, and ``/proc`` is the host's (a child may mount its own ``/proc``
+    only where one is fully visible; bwrap's covers part of it). The zygote never runs
+    generated code; each child mounts its own read-only ``/proc`` before it does. It ends
+    when its control socket closes (not with the spawning thread, as ``--die-with-parent``).
+    """
     argv = [
         bwrap,
         "--unshare-all",
         "--unshare-user",
         "--uid", str(SANDBOX_UID),
         "--gid", str(SANDBOX_UID),
-        "--disable-userns",
-        "--die-with-parent",
+        *([] if zygote else ["--disable-userns", "--die-with-parent"]),
         "--new-session",
         "--clearenv",
     ]  # fmt: skip
@@ -112,13 +120,14 @@ def build_argv(
     for name in ETC_FILES:
         if Path(name).exists():
             argv += ["--ro-bind", name, name]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--bind", "/proc", "/proc"] if zygote else ["--proc", "/proc"]
+    argv += ["--dev", "/dev"]
     size = str(tmpfs_mb * 2**20)
     argv += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]
     # Parents before children, so that a bind nested in another one stays visible, and the
     # rw_dir wins over an ro path that contains it.
     binds = [(p, "--ro-bind") for p in interpreter_paths(command[0])]
-    binds += [(Path(p), "--ro-bind") for p in ro_paths] + [(rw_dir, "--bind")]
+    binds += [(Path(p), "--ro-bind") for p in ro_paths] + [(Path(p), "--bind") for p in (rw_dir, *extra_rw)]
     for path, flag in sorted(binds, key=lambda b: (len(b[0].parts), b[1] == "--bind")):
         argv += [flag, str(path), str(path)]
     if seccomp_fd is not None:

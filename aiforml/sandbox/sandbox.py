@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import os
 import resource
+import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +36,14 @@ from aiforml.sandbox import bwrap as bw
 from aiforml.sandbox import cgroup, environment, fallback, isolation, paths, seccomp
 from aiforml.sandbox.capture import CappedBuffer, pump
 from aiforml.sandbox.result import ExitFacts, SandboxResult, classify, exit_info
+from aiforml.sandbox.zygote import (
+    PID_TIMEOUT_S,
+    Zygote,
+    ZygoteError,
+    ZygoteRun,
+    python_command,
+    read_result,
+)
 
 BASH = "/bin/bash"
 # Outside: wait on stdin until the parent has put the process into its cgroup and set its
@@ -49,7 +59,7 @@ NOFILE = 4096  # open files per process
 class _Child:
     """The bookkeeping of one running child."""
 
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | None  # a spawned run's gate process; None for a zygote's run
     group: cgroup.RunGroup | None
     status_fd: int
     buffers: dict[int, CappedBuffer]
@@ -59,6 +69,7 @@ class _Child:
     started: bool = False
     fds: set[int] = field(default_factory=set)
     usage: cgroup.Usage | None = None
+    zrun: ZygoteRun | None = None  # a run forked by the zygote
 
 
 class Sandbox:
@@ -68,13 +79,23 @@ class Sandbox:
     ``limits`` (the protections in force, in words), ``controllers`` (cgroup v1 controllers in
     use), ``bwrap`` (the binary, or None). ``use_cgroups=False`` leaves cgroups out (tests of
     the rlimit-only path).
+
+    ``cfg.mode == "zygote"`` (with bubblewrap): Python commands whose paths lie inside
+    ``roots`` (read-write) and ``ro_roots`` (read-only) are forked from one pre-imported
+    interpreter (:mod:`.zygote`), started at the first such run; any other command, or any
+    run outside those folders, is spawned. ``mode`` says which applies ("zygote" or "spawn").
     """
 
-    def __init__(self, cfg: SandboxConfig, *, use_cgroups: bool = True) -> None:
+    def __init__(self, cfg: SandboxConfig, *, use_cgroups: bool = True,
+                 roots: Sequence[Path] = (), ro_roots: Sequence[Path] = ()) -> None:
         cfg.validate()
         self.cfg = cfg
         self._lock = threading.Lock()
         self._active: dict[int, _Child] = {}
+        self._roots, self._ro_roots = list(roots), list(ro_roots)
+        self._zygote: Zygote | None = None
+        self._zygote_lock = threading.Lock()
+        self._zygote_failures = 0
         self.controllers = cgroup.available() if use_cgroups else []
         cgroup.remove_stale(self.controllers)
         choice = isolation.choose(cfg, self.controllers)
@@ -83,6 +104,7 @@ class Sandbox:
         missing = choice.missing()
         if missing:
             isolation.warn_once(f"sandbox: {self.isolation}; limits: {self.limits}; MISSING: {missing}")
+        self.mode = "zygote" if cfg.mode == "zygote" and self.bwrap and self._roots else "spawn"
 
     # --- public -----------------------------------------------------------------------
     def run(
@@ -108,13 +130,17 @@ class Sandbox:
         problem = paths.check(argv, ro_paths, rw_dir, cwd)
         if problem:
             return self._spawn_error(problem, start)
+        zygote, command = self._zygote_for(argv, ro_paths, rw_dir)
         try:
-            child = self._spawn(argv, ro_paths, rw_dir, cwd, env or {}, pass_fds)
-        except OSError as exc:
+            if zygote is not None and command is not None:
+                child = self._spawn_zygote(zygote, command, ro_paths, rw_dir, cwd, env or {}, pass_fds, start)
+            else:
+                child = self._spawn(argv, ro_paths, rw_dir, cwd, env or {}, pass_fds)
+        except (OSError, ZygoteError) as exc:
             return self._spawn_error(f"could not start the sandbox: {exc}", start)
         try:
             if on_start is not None:
-                on_start(child.proc.pid)
+                on_start(child.proc.pid if child.proc else (child.zrun.pid if child.zrun else 0) or 0)
             self._watch(child, start + self.cfg.wall_s)
         finally:
             self._finish(child)
@@ -126,6 +152,87 @@ class Sandbox:
             for child in self._active.values():
                 child.killed = True
                 _kill(child)
+
+    def close(self) -> None:
+        """Kill every child and end the zygote (a later run starts a new one)."""
+        self.kill_all()
+        with self._zygote_lock:
+            if self._zygote is not None:
+                self._zygote.close()
+                self._zygote = None
+
+    @property
+    def zygote_info(self) -> dict:
+        """The running zygote's start-up report (import time, failed imports, host pid), or {}."""
+        zygote = self._zygote
+        return {**zygote.info, "pid": zygote.proc.pid} if zygote is not None else {}
+
+    # --- zygote -----------------------------------------------------------------------
+    def _zygote_for(self, argv: list[str], ro_paths: Sequence[Path],
+                    rw_dir: Path) -> tuple[Zygote | None, list[str] | None]:
+        """The zygote that runs ``argv`` (started if need be) and its command, else (None, None)."""
+        command = python_command(argv)
+        if self.mode != "zygote" or command is None:
+            return None, None
+        with self._zygote_lock:
+            if self._zygote is not None and not self._zygote.alive:
+                self._zygote.close()
+                self._zygote = None
+            if self._zygote is None and self._zygote_failures < 2:
+                try:
+                    self._zygote = Zygote(
+                        self.bwrap, rw_roots=self._roots, ro_roots=self._ro_roots, preload=self.cfg.preload,
+                        threads=self.cfg.threads, tmpfs_mb=self.cfg.memory_mb, seccomp_program=self._seccomp,
+                    )  # fmt: skip
+                except (OSError, ZygoteError) as exc:
+                    self._zygote_failures += 1
+                    isolation.warn_once(f"sandbox: the zygote did not start, spawning each run instead: {exc}")
+                    return None, None
+            zygote = self._zygote
+        if zygote is None or not zygote.covers(ro_paths, rw_dir):
+            return None, None
+        return zygote, command
+
+    def _spawn_zygote(self, zygote: Zygote, command: list[str], ro_paths: Sequence[Path], rw_dir: Path,
+                      cwd: Path, env: dict[str, str], pass_fds: Sequence[int], start: float) -> _Child:
+        """Fork one run from the zygote, put it in its cgroup, release it."""
+        status_r, status_w = os.pipe()
+        os.set_blocking(status_r, False)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        child_env = environment.minimal(sys.executable, home="/tmp", threads=self.cfg.threads) | env
+        group = None
+        try:
+            group = self._make_group(extra_procs=0)
+            zrun = zygote.spawn(command, ro_paths=ro_paths, rw_dir=rw_dir, cwd=cwd, env=child_env,
+                                rlimits=self._rlimits(False), pass_fds=pass_fds, status_w=status_w,
+                                stdout_w=out_w, stderr_w=err_w)
+        except BaseException:
+            for fd in (status_r, out_r, err_r):
+                os.close(fd)
+            if group is not None:
+                group.remove()
+            raise
+        finally:
+            for fd in (status_w, out_w, err_w):
+                os.close(fd)
+        buffers = {fd: CappedBuffer(self.cfg.output_bytes) for fd in (out_r, err_r)}
+        for fd in buffers:
+            os.set_blocking(fd, False)
+        child = _Child(None, group, status_r, buffers, fds=set(buffers), zrun=zrun)
+        with self._lock:
+            self._active[id(child)] = child
+        try:
+            timeout = max(0.0, min(PID_TIMEOUT_S, start + self.cfg.wall_s - time.monotonic()))
+            pid = zygote.wait_pid(zrun, timeout)
+            if pid is not None and not child.killed:  # else no mark: the result says how it ended
+                if group is not None:
+                    group.attach(pid)
+                os.write(zrun.gate, b"go\n")
+        except BaseException:
+            self._finish(child)
+            raise
+        return child
 
     # --- one run ----------------------------------------------------------------------
     def _spawn(
@@ -178,11 +285,12 @@ class Sandbox:
                 os.close(fd)
         return self._release(proc, group, status_r, self._rlimits(as_nobody))
 
-    def _make_group(self) -> cgroup.RunGroup | None:
+    def _make_group(self, extra_procs: int = 2) -> cgroup.RunGroup | None:
+        """A run's cgroup; ``extra_procs``: processes of the sandbox itself in it (bwrap's monitor
+        and init when spawned; none for a zygote's run, whose own process is the first)."""
         if not self.controllers:
             return None
-        # +2: the bwrap monitor and the namespace's init also live in the group
-        return cgroup.RunGroup.create(self.controllers, self.cfg.memory_mb, self.cfg.max_procs + 2)
+        return cgroup.RunGroup.create(self.controllers, self.cfg.memory_mb, self.cfg.max_procs + extra_procs)
 
     def _release(
         self,
@@ -198,7 +306,7 @@ class Sandbox:
         for fd in buffers:
             os.set_blocking(fd, False)
         with self._lock:
-            self._active[proc.pid] = child
+            self._active[id(child)] = child
         try:
             if group is not None:
                 group.attach(proc.pid)
@@ -230,9 +338,11 @@ class Sandbox:
         """Read output until the child exits, is killed, or the deadline passes."""
 
         def stop() -> bool:
-            return child.killed or _has_exited(child.proc.pid)
+            return child.killed or _exited(child)
 
         child.fds = pump({fd: child.buffers[fd] for fd in child.fds}, deadline=deadline, stop=stop)
+        if child.zrun is not None and not child.killed:  # its report follows the pipes' EOF at once
+            select.select([child.zrun.result], [], [], max(0.0, deadline - time.monotonic()))
         while not stop() and time.monotonic() < deadline:
             time.sleep(0.02)  # both pipes closed but the child still runs
         child.timed_out = not stop()
@@ -240,11 +350,11 @@ class Sandbox:
     def _finish(self, child: _Child) -> None:
         """Kill every process of the run, reap, drain the pipes, release everything."""
         with self._lock:
-            self._active.pop(child.proc.pid, None)
+            self._active.pop(id(child), None)
         try:
             _kill(child)
             if child.reaped is None:
-                child.reaped = _reap(child.proc)
+                child.reaped = _reap(child) if child.proc else self._reap_zygote_run(child)
             if child.group is not None:
                 child.group.kill()
             child.fds = pump({fd: child.buffers[fd] for fd in child.fds}, deadline=time.monotonic() + 0.5)
@@ -253,17 +363,36 @@ class Sandbox:
         finally:
             if child.group is not None:
                 child.group.remove()
-            for stream in (child.proc.stdout, child.proc.stderr, child.proc.stdin):
-                if stream is not None:
-                    stream.close()
+            if child.proc is not None:
+                for stream in (child.proc.stdout, child.proc.stderr, child.proc.stdin):
+                    if stream is not None:
+                        stream.close()
+            else:
+                for fd in child.buffers:
+                    os.close(fd)
+            if child.zrun is not None:
+                child.zrun.close()
             os.close(child.status_fd)
+
+    def _reap_zygote_run(self, child: _Child) -> tuple[int, resource.struct_rusage]:
+        """The zygote's report on a (killed) run; a zygote that cannot tell is ended."""
+        assert child.zrun is not None
+        report = read_result(child.zrun.result, timeout_s=10.0)
+        if report is None:  # the intermediate is gone or stuck: end the zygote and all in it
+            with self._zygote_lock:
+                if self._zygote is not None:
+                    self._zygote.close()
+                    self._zygote = None
+            return 255 << 8, resource.struct_rusage((0,) * 16)
+        status, fields = report
+        return status, resource.struct_rusage(tuple(fields[:16]) + (0,) * (16 - len(fields[:16])))
 
     def _result(self, child: _Child, start: float, removed: list[str]) -> SandboxResult:
         assert child.reaped is not None and child.usage is not None
         stdout, stderr = (buffer.text() for buffer in child.buffers.values())
         facts = ExitFacts(
             waitstatus=child.reaped[0], started=child.started, killed=child.killed,
-            timed_out=child.timed_out, exit_is_shell_coded=self.bwrap is not None,
+            timed_out=child.timed_out, exit_is_shell_coded=self.bwrap is not None and child.zrun is None,
             oom_kills=child.usage.oom_kills, hit_memory_limit=child.usage.hit_memory_limit,
             cpu_s=child.usage.cpu_s, stderr_tail=stderr[-4000:],
         )  # fmt: skip
@@ -287,8 +416,18 @@ class Sandbox:
 
 
 def _kill(child: _Child) -> None:
-    """SIGKILL the run's session (and with it bwrap's pid namespace) and its cgroup."""
-    if child.reaped is None:  # the unreaped leader pins the process group id
+    """SIGKILL the run's session (and with it bwrap's pid namespace) and its cgroup.
+
+    A zygote's run is pid 1 of its own pid namespace: killing it ends every process in it.
+    Its pidfd names it even after it exited (no pid reused by another process is hit).
+    """
+    if child.zrun is not None:
+        if child.zrun.pidfd is not None and child.zrun.pidfd not in child.zrun.closed:
+            try:
+                signal.pidfd_send_signal(child.zrun.pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # already gone
+    elif child.reaped is None:  # the unreaped leader pins the process group id
         try:
             os.killpg(child.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -297,14 +436,24 @@ def _kill(child: _Child) -> None:
         child.group.kill(timeout_s=0.5)
 
 
-def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage]:
+def _reap(child: _Child) -> tuple[int, resource.struct_rusage]:
     """Wait for the (killed) leader; its status and the rusage of its waited tree."""
+    proc = child.proc
+    assert proc is not None
     try:
         _, status, usage = os.wait4(proc.pid, 0)
     except ChildProcessError:  # reaped elsewhere (a SIGCHLD handler waiting on any child)
         status, usage = 255 << 8, resource.struct_rusage((0,) * 16)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return status, usage
+
+
+def _exited(child: _Child) -> bool:
+    """Whether the run ended: its leader exited, or the zygote's intermediate reported (or died)."""
+    if child.zrun is not None:
+        return bool(select.select([child.zrun.result], [], [], 0)[0])
+    assert child.proc is not None
+    return _has_exited(child.proc.pid)
 
 
 def _has_exited(pid: int) -> bool:

@@ -4,7 +4,8 @@ Responsible for: building, once, a BPF program with the system's libseccomp (thr
 ``ctypes``; the library is on every Debian system, its Python binding is not) that allows
 every syscall except a deny list of kernel attack surface and system administration:
 tracing other processes, loading BPF or kernel modules, keyrings, io_uring, userfaultfd,
-mounting, namespaces, clocks, swap, reboot. Denied calls fail with EPERM; 32-bit and x32
+mounting, namespaces (``unshare``, ``setns``, and ``clone`` with a namespace flag), clocks,
+swap, reboot. Denied calls fail with EPERM; 32-bit and x32
 syscall ABIs are killed (libseccomp's default for a foreign architecture), so the list
 cannot be bypassed through them. bwrap loads the program with ``--seccomp FD``.
 
@@ -37,6 +38,12 @@ DENIED = (
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_ACT_ERRNO = 0x00050000
 SCMP_CMP_EQ = 4
+SCMP_CMP_MASKED_EQ = 7
+# clone() flags that make a namespace: refused, so that no program makes a user namespace of
+# its own (bubblewrap's --disable-userns does the same in spawn mode; a zygote's child needs
+# namespaces for its own set-up, before it loads this filter). clone3 answers ENOSYS: its
+# flags sit in memory a filter cannot read, and libc falls back to clone.
+CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
 # Without a network namespace (the fallback): no IPv4/IPv6/packet sockets at all, UDP included
 INET_FAMILIES = (2, 10, 17)  # AF_INET, AF_INET6, AF_PACKET
 
@@ -73,6 +80,7 @@ def build_filter(deny_inet: bool = False) -> bytes:
                 raise SeccompUnavailable(f"seccomp_rule_add({name}) failed: {os.strerror(-rc)}")
         for family in INET_FAMILIES if deny_inet else ():
             _deny_socket_family(lib, ctx, family)
+        _deny_new_namespaces(lib, ctx)
         read_fd, write_fd = os.pipe()
         try:
             rc = lib.seccomp_export_bpf(ctx, write_fd)
@@ -95,6 +103,20 @@ def _deny_socket_family(lib: ctypes.CDLL, ctx: int, family: int) -> None:
     rc = lib.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO | errno.EPERM, number, 1, ctypes.byref(cmp))
     if rc < 0:
         raise SeccompUnavailable(f"seccomp rule socket({family}) failed: {os.strerror(-rc)}")
+
+
+def _deny_new_namespaces(lib: ctypes.CDLL, ctx: int) -> None:
+    clone = lib.seccomp_syscall_resolve_name(b"clone")
+    for flag in CLONE_NEW_FLAGS:
+        cmp = ScmpArgCmp(0, SCMP_CMP_MASKED_EQ, flag, flag)
+        rc = lib.seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO | errno.EPERM, clone, 1, ctypes.byref(cmp))
+        if rc < 0:
+            raise SeccompUnavailable(f"seccomp rule clone({flag:#x}) failed: {os.strerror(-rc)}")
+    clone3 = lib.seccomp_syscall_resolve_name(b"clone3")
+    if clone3 >= 0:
+        rc = lib.seccomp_rule_add(ctx, SCMP_ACT_ERRNO | errno.ENOSYS, clone3, 0)
+        if rc < 0:
+            raise SeccompUnavailable(f"seccomp rule clone3 failed: {os.strerror(-rc)}")
 
 
 def filter_fd(program: bytes) -> int:

@@ -127,14 +127,15 @@ def harness_pids(marker: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"harness.py" in cmdline and marker.encode() in cmdline:
+        if b"harness.py" in cmdline and marker.encode() in cmdline and b"zygote_main.py" not in cmdline:
             pids.append(int(entry.name))
     return pids
 
 
 @pytest.fixture
-def sandbox_children() -> Callable[[Path], list[int]]:
-    return lambda root: harness_pids(str(root))
+def sandbox_children(zygote_runs: Callable[[], list[int]]) -> Callable[[Path], list[int]]:
+    """Spawned children of a job root, and every run a zygote forked (a zygote may outlive its runs)."""
+    return lambda root: harness_pids(str(root)) + zygote_runs()
 
 
 async def run_episode(client) -> dict[str, Any]:

@@ -93,8 +93,9 @@ def listener():
 
 
 @pytest.fixture
-def harness_processes(work_root):
+def harness_processes(work_root, zygote_runs):
     """A function listing host pids of this session's sandbox children still running."""
+
     needle = str(work_root).encode()
 
     def running() -> list[int]:
@@ -106,8 +107,8 @@ def harness_processes(work_root):
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if needle in cmdline:
+            if needle in cmdline and b"zygote_main.py" not in cmdline:  # a zygote may outlive a run
                 pids.append(int(entry.name))
-        return pids
+        return pids + zygote_runs()  # its runs may not
 
     return running

@@ -28,15 +28,39 @@ def small_config(**overrides: object) -> SandboxConfig:
     return SandboxConfig(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def sandbox() -> Sandbox:
-    return Sandbox(small_config())
+@pytest.fixture(scope="session", params=["spawn", "zygote"])
+def sandbox_mode(request: pytest.FixtureRequest) -> str:
+    """Every test of a sandbox runs in both modes: a fresh interpreter, and forked from the zygote."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
-def make_sandbox() -> Callable[..., Sandbox]:
-    """make_sandbox(**config_overrides): a Sandbox with small limits."""
-    return lambda **overrides: Sandbox(small_config(**overrides))
+def roots(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The folders a zygote sees: every tmp_path of this test session."""
+    return [tmp_path_factory.getbasetemp()]
+
+
+@pytest.fixture(scope="session")
+def sandbox(sandbox_mode: str, roots: list[Path]) -> Iterator[Sandbox]:
+    box = Sandbox(small_config(mode=sandbox_mode), roots=roots)
+    yield box
+    box.close()
+
+
+@pytest.fixture(scope="session")
+def make_sandbox(sandbox_mode: str, roots: list[Path]) -> Iterator[Callable[..., Sandbox]]:
+    """make_sandbox(**config_overrides): a Sandbox with small limits (a zygote importing numpy only)."""
+    boxes: list[Sandbox] = []
+
+    def make(**overrides: object) -> Sandbox:
+        overrides.setdefault("mode", sandbox_mode)
+        overrides.setdefault("preload", ["numpy"])
+        boxes.append(Sandbox(small_config(**overrides), roots=roots))
+        return boxes[-1]
+
+    yield make
+    for box in boxes:
+        box.close()
 
 
 @pytest.fixture(scope="session")
@@ -53,9 +77,9 @@ def require(sandbox: Sandbox) -> Callable[..., None]:
 
 
 @pytest.fixture(scope="session")
-def leftovers() -> Callable[[str], list[int]]:
-    """leftovers(token): host pids whose command line holds token (must be [] after a run)."""
-    return processes_with
+def leftovers(zygote_runs: Callable[[], list[int]]) -> Callable[[str], list[int]]:
+    """leftovers(token): host pids whose command line holds token, and zygote runs (must be [] after a run)."""
+    return lambda token: processes_with(token) + zygote_runs()
 
 
 @pytest.fixture
@@ -81,6 +105,10 @@ def run_script(sandbox: Sandbox, tmp_path: Path, marker: str) -> Runner:
 
 def processes_with(token: str) -> list[int]:
     """Host pids whose command line contains ``token``."""
+    return _cmdline_contains(token)
+
+
+def _cmdline_contains(token: str) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():

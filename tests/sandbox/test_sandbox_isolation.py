@@ -297,3 +297,51 @@ def test_traps_left_in_rw_dir_are_defused(run_script: Runner, tmp_path: Path) ->
     assert (rw / "tool").stat().st_mode & 0o7777 == 0o755
     assert (rw / "ok.txt").read_text() == "fine"
     assert "predictions.npy" in result.message
+
+
+def test_a_program_finds_nothing_a_previous_one_left(
+    run_script: Runner, sandbox: Sandbox, tmp_path: Path, marker: str, leftovers: Leftovers
+) -> None:
+    """Run 1 leaves a process, files in /tmp, /dev/shm and its folder, and held data; run 2 finds none."""
+    first, second, data = tmp_path / "first", tmp_path / "second", tmp_path / "data"
+    for folder in (first, second, data):
+        folder.mkdir()
+    (data / "later_eras.npy").write_bytes(b"the first program's data")
+    left = run_script(
+        f"""
+        import os, time
+        open("/tmp/left-{marker}", "w").write("tmp")
+        open("/dev/shm/left-{marker}", "w").write("shm")
+        open({str(first / "left.txt")!r}, "w").write(open({str(data / "later_eras.npy")!r}).read())
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.closerange(0, 1024)
+                while True:
+                    time.sleep(0.1)
+            os._exit(0)
+        print("left", os.getpid())
+        """,
+        ro_paths=[data], rw_dir=first,
+    )  # fmt: skip
+    assert left.ok and "left" in left.stdout, left.stderr
+    assert (first / "left.txt").read_text() == "the first program's data"  # the parent reads its folder
+    look = run_script(
+        f"""
+        import json, os
+        found = [p for p in ("/tmp/left-{marker}", "/dev/shm/left-{marker}", {str(first)!r},
+                             {str(first / "left.txt")!r}, {str(data)!r}) if os.path.exists(p)]
+        mount_points = {str(second)!r}.split("/")  # the folders leading to its own folder
+        found += [f"/tmp: {{n}}" for n in os.listdir("/tmp") if n not in mount_points]
+        found += [f"/dev/shm: {{n}}" for n in os.listdir("/dev/shm") if n not in mount_points]
+        found += [f"folder: {{n}}" for n in os.listdir({str(tmp_path)!r}) if n != "second"]
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+        print(json.dumps({{"found": found, "pids": pids}}))
+        """,
+        rw_dir=second,
+    )  # fmt: skip
+    assert look.ok, look.stderr
+    seen = json.loads(look.stdout)
+    assert seen["found"] == []
+    assert len(seen["pids"]) <= 2  # at most bwrap's init and the shell of a spawned run: no daemon
+    assert leftovers(marker) == []
