@@ -441,7 +441,7 @@ class LoggerConfig:
 class RayConfig:
     """The Ray cluster the run uses: local by default, or an existing one."""
 
-    address: str | None = None  # None: start a local Ray with this machine's resources; "auto" or host:port joins a cluster
+    address: str | None = None  # None: start a local Ray of its own, even beside another cluster; "auto" or host:port joins one
     num_cpus: int | None = None  # local Ray only: CPUs it may use (None: all of the machine's)
     learner_cpus: float = 0.0  # CPU request of the learner actor; 0: it works in turns with the env actors, which get the cores
     include_dashboard: bool = False  # start Ray's dashboard (local Ray only)
