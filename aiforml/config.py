@@ -457,10 +457,18 @@ class RayConfig:
 
 @dataclass
 class SweepConfig:
-    """A Ray Tune sweep over whole runs (aiforml.sweep); an empty ``space`` means a single run."""
+    """A Ray Tune sweep over whole runs (aiforml.sweep); an empty ``space`` means a single run.
+
+    Trial ``k`` (0-based: the ``num_samples`` draws, then the ``seed_repeats``) runs with seed
+    ``seed + k``, so no two trials share a seed and ``launch.py seed=...`` with a trial's values
+    reruns it. The repeats run trial 0's values again at their own seeds: ``trials.md`` sets
+    the spread of the objective between those seeds beside the spread between the sampled
+    trials, the noise a winner has to beat.
+    """
 
     space: dict[str, str] = field(default_factory=dict)  # dotted config key -> distribution, e.g. "uniform(0.1, 0.5)" (aiforml.tune_space)
     num_samples: int = 4  # trials drawn from the space
+    seed_repeats: int = 2  # extra trials of trial 0's values, each at its own seed (0: no between-seed spread)
     # best_val_sharpe: best validation Sharpe so far; mean_val_sharpe / mean_reward: the mean over the
     # last last_k cycles of val/sharpe_mean / reward/mean (reward scales with the weights: not for reward sweeps)
     objective: Literal["best_val_sharpe", "mean_val_sharpe", "mean_reward"] = "best_val_sharpe"
@@ -470,11 +478,12 @@ class SweepConfig:
     reduction_factor: int = 2  # ASHA: keep about 1 / reduction_factor of the trials at each rung
     max_concurrent: int | None = None  # trials at once (None: as many as the cluster's resources fit)
     trial_cpus: float = 1.0  # CPUs of the trial driver's bundle (also hosts the learner when it asks for nothing)
-    search_seed: int | None = 0  # seed of the random search (None: different trials each sweep)
+    search_seed: int | None = 0  # seed of the random search (None: different values each sweep; trials' seeds follow `seed`)
 
     def validate(self) -> None:
         for key in ("num_samples", "last_k", "grace_period"):
             check(getattr(self, key) >= 1, f"tune.{key} must be >= 1, got {getattr(self, key)}")
+        check(self.seed_repeats >= 0, f"tune.seed_repeats must be >= 0, got {self.seed_repeats}")
         check(self.reduction_factor >= 2, f"tune.reduction_factor must be >= 2, got {self.reduction_factor}")
         check(self.max_concurrent is None or self.max_concurrent >= 1,
               f"tune.max_concurrent must be >= 1 or null, got {self.max_concurrent}")
