@@ -469,10 +469,11 @@ class SweepConfig:
     space: dict[str, str] = field(default_factory=dict)  # dotted config key -> distribution, e.g. "uniform(0.1, 0.5)" (aiforml.tune_space)
     num_samples: int = 4  # trials drawn from the space
     seed_repeats: int = 2  # extra trials of trial 0's values, each at its own seed (0: no between-seed spread)
-    # best_val_sharpe: best validation Sharpe so far; mean_val_sharpe / mean_reward: the mean over the
-    # last last_k cycles of val/sharpe_mean / reward/mean (reward scales with the weights: not for reward sweeps)
-    objective: Literal["best_val_sharpe", "mean_val_sharpe", "mean_reward"] = "best_val_sharpe"
-    last_k: int = 3  # objectives mean_*: cycles averaged
+    # mean_val_sharpe / mean_reward: the mean over the last last_k cycles of val/sharpe_mean / reward/mean
+    # (reward scales with the weights: not for reward sweeps); best_val_sharpe: best validation Sharpe so
+    # far, which a short trial's first cycle, before any update, often sets for good
+    objective: Literal["best_val_sharpe", "mean_val_sharpe", "mean_reward"] = "mean_val_sharpe"
+    last_k: int = 2  # objectives mean_*: cycles averaged (2: a 3-cycle trial's cycles after its updates)
     scheduler: Literal["asha", "fifo"] = "asha"  # asha: stop weak trials early; fifo: run every trial to the end
     grace_period: int = 1  # ASHA: cycles every trial runs before it may be stopped
     reduction_factor: int = 2  # ASHA: keep about 1 / reduction_factor of the trials at each rung

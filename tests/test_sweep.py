@@ -50,6 +50,14 @@ def test_objective_reads_validation_only_and_floors_undefined() -> None:
     assert objective(SweepConfig(objective="mean_val_sharpe", last_k=3), 2.0, [0.5, 1.0, 0.0, None]) == 0.5
 
 
+def test_the_default_objective_moves_after_cycle_1_sets_the_best() -> None:
+    """The real 4-trial sweep tied at 0.898: each trial's cycle 1 set the best-so-far for good."""
+    default = SweepConfig()
+    per_cycle = [0.898, 0.2, 0.5]  # mean validation Sharpe of cycles 1-3: only cycle 1 found the 0.898
+    assert objective(default, 0.898, per_cycle) == pytest.approx(0.35), "cycles 2-3, after the updates"
+    assert objective(default, 0.898, [0.898, 0.3, 0.6]) > objective(default, 0.898, per_cycle)
+
+
 def fake_result(trial: int, seed: int, obj: float | None, cycles: int, w_compile: float) -> SimpleNamespace:
     """What write_sweep_outputs reads of a Tune result."""
     return SimpleNamespace(metrics={"cycle": cycles, "objective": obj, "best_val_sharpe": 1.0},
