@@ -164,5 +164,6 @@ def test_resume_restores_the_sweep_and_a_fresh_one_refuses_its_directory(sweep_d
     assert proc.returncode != 0 and f"resume={sweep_dir}" in proc.stderr + proc.stdout
     launch(tmp_path, *SWEEP, f"resume={sweep_dir}")
     after = read_trials(sweep_dir)
-    assert [(r["trial"], r["objective"]) for r in after] == [(r["trial"], r["objective"]) for r in before], \
+    # sorted: trials that tie (at smoke size every program of both seeds can fail) may swap places
+    assert sorted((r["trial"], r["objective"]) for r in after) == sorted((r["trial"], r["objective"]) for r in before), \
         "finished trials are restored, not run again"
