@@ -448,7 +448,7 @@ class LoggerConfig:
 class RayConfig:
     """The Ray cluster the run uses: local by default, or an existing one."""
 
-    address: str | None = None  # None: start a local Ray with this machine's resources; "auto" or host:port joins a cluster
+    address: str | None = None  # None: start a local Ray of its own, even beside another cluster; "auto" or host:port joins one
     num_cpus: int | None = None  # local Ray only: CPUs it may use (None: all of the machine's)
     learner_cpus: float = 0.0  # CPU request of the learner actor; 0: it works in turns with the env actors, which get the cores
     include_dashboard: bool = False  # start Ray's dashboard (local Ray only)
@@ -464,24 +464,34 @@ class RayConfig:
 
 @dataclass
 class SweepConfig:
-    """A Ray Tune sweep over whole runs (aiforml.sweep); an empty ``space`` means a single run."""
+    """A Ray Tune sweep over whole runs (aiforml.sweep); an empty ``space`` means a single run.
+
+    Trial ``k`` (0-based: the ``num_samples`` draws, then the ``seed_repeats``) runs with seed
+    ``seed + k``, so no two trials share a seed and ``launch.py seed=...`` with a trial's values
+    reruns it. The repeats run trial 0's values again at their own seeds: ``trials.md`` sets
+    the spread of the objective between those seeds beside the spread between the sampled
+    trials, the noise a winner has to beat.
+    """
 
     space: dict[str, str] = field(default_factory=dict)  # dotted config key -> distribution, e.g. "uniform(0.1, 0.5)" (aiforml.tune_space)
     num_samples: int = 4  # trials drawn from the space
-    # best_val_sharpe: best validation Sharpe so far; mean_val_sharpe / mean_reward: the mean over the
-    # last last_k cycles of val/sharpe_mean / reward/mean (reward scales with the weights: not for reward sweeps)
-    objective: Literal["best_val_sharpe", "mean_val_sharpe", "mean_reward"] = "best_val_sharpe"
-    last_k: int = 3  # objectives mean_*: cycles averaged
+    seed_repeats: int = 2  # extra trials of trial 0's values, each at its own seed (0: no between-seed spread)
+    # mean_val_sharpe / mean_reward: the mean over the last last_k cycles of val/sharpe_mean / reward/mean
+    # (reward scales with the weights: not for reward sweeps); best_val_sharpe: best validation Sharpe so
+    # far, which a short trial's first cycle, before any update, often sets for good
+    objective: Literal["best_val_sharpe", "mean_val_sharpe", "mean_reward"] = "mean_val_sharpe"
+    last_k: int = 2  # objectives mean_*: cycles averaged (2: a 3-cycle trial's cycles after its updates)
     scheduler: Literal["asha", "fifo"] = "asha"  # asha: stop weak trials early; fifo: run every trial to the end
     grace_period: int = 1  # ASHA: cycles every trial runs before it may be stopped
     reduction_factor: int = 2  # ASHA: keep about 1 / reduction_factor of the trials at each rung
     max_concurrent: int | None = None  # trials at once (None: as many as the cluster's resources fit)
     trial_cpus: float = 1.0  # CPUs of the trial driver's bundle (also hosts the learner when it asks for nothing)
-    search_seed: int | None = 0  # seed of the random search (None: different trials each sweep)
+    search_seed: int | None = 0  # seed of the random search (None: different values each sweep; trials' seeds follow `seed`)
 
     def validate(self) -> None:
         for key in ("num_samples", "last_k", "grace_period"):
             check(getattr(self, key) >= 1, f"tune.{key} must be >= 1, got {getattr(self, key)}")
+        check(self.seed_repeats >= 0, f"tune.seed_repeats must be >= 0, got {self.seed_repeats}")
         check(self.reduction_factor >= 2, f"tune.reduction_factor must be >= 2, got {self.reduction_factor}")
         check(self.max_concurrent is None or self.max_concurrent >= 1,
               f"tune.max_concurrent must be >= 1 or null, got {self.max_concurrent}")

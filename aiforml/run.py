@@ -113,14 +113,21 @@ def config_dict(cfg: Config) -> dict[str, Any]:
 
 @contextmanager
 def ray_session(cfg: RayConfig) -> Iterator[None]:
-    """Connect to Ray (local unless ``ray.address``); shut down only what this call started."""
+    """Connect to Ray (local unless ``ray.address``); shut down only what this call started.
+
+    Without ``ray.address`` the run starts a Ray of its own whatever else is on the machine:
+    ``address="local"``, because Ray's default (None) joins the cluster that
+    ``/tmp/ray/ray_current_cluster`` or ``$RAY_ADDRESS`` names (another user's, or one killed
+    long ago) and then refuses ``num_cpus``.
+    """
     if ray.is_initialized():
         yield
         return
     if cfg.address:
         ray.init(address=cfg.address, log_to_driver=True)
     else:
-        ray.init(num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard, log_to_driver=True)
+        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard,
+                 log_to_driver=True)
     try:
         yield
     finally:

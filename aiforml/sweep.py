@@ -5,8 +5,10 @@
     python launch.py +experiment=sweep_ppo resume=/tmp/sweep        # continue a crashed sweep
     python launch.py --config-path /tmp/sweep --config-name best_config   # rerun the best trial
 
-Responsible for: turning ``tune.space`` into Tune's ``param_space`` (``aiforml.tune_space``);
-reserving each trial's resources as one placement group (a bundle for the trial driver,
+Responsible for: turning ``tune.space`` into Tune's ``param_space`` and every trial's
+values, each with its own seed (``aiforml.tune_space.trial_points``: trial ``k`` runs with
+``seed + k``; the ``tune.seed_repeats`` last trials rerun trial 0's values at their own
+seeds); reserving each trial's resources as one placement group (a bundle for the trial driver,
 one for the learner when it asks for a GPU, CPUs or custom resources, one per env actor:
 Tune captures the actors a trial starts into its group, so trials never starve each other
 and the number running at once follows from the cluster's resources); running each trial
@@ -16,9 +18,10 @@ sweep with ``Tuner.restore`` (each unfinished trial then resumes its own run); a
 end the trials table, the best trial's config as a YAML ``launch.py`` accepts, and a plot
 of the objective against every swept value (``aiforml.sweep_report``).
 
-The objective reads validation scores only (``tune.objective``: the best validation Sharpe
-so far, or the mean validation Sharpe or mean reward of the last ``tune.last_k`` cycles). Sealed-test Sharpe is read
-from each trial's archive for the table, beside the objective, and never selects.
+The objective reads validation scores only (``tune.objective``: by default the mean
+validation Sharpe of the last ``tune.last_k`` cycles, or their mean reward, or the best
+validation Sharpe so far). Sealed-test Sharpe is read from each trial's archive for the
+table, beside the objective, and never selects.
 
 Not responsible for: what happens inside a run (``aiforml.run``, ``aiforml.loop``).
 """
@@ -41,7 +44,7 @@ from rich.console import Console
 from aiforml.checkpoint import latest_checkpoint
 from aiforml.config import Config, SweepConfig, from_dict
 from aiforml.loop import LoopState
-from aiforml.tune_space import param_space, parse_space
+from aiforml.tune_space import SEED, param_space, parse_space, trial_points
 
 EXPERIMENT = "tune"  # Tune's experiment folder inside the sweep directory
 RUNS = "runs"  # the trials' run directories: SWEEP_DIR/runs/<trial id> (a shared filesystem on a cluster)
@@ -75,8 +78,10 @@ def run_sweep(cfg: Config, sweep_dir: Path) -> int:
             tuner = tune.Tuner.restore(str(experiment_dir), trainable, resume_unfinished=True,
                                        resume_errored=True)
         else:
-            tuner = tune.Tuner(trainable, param_space=param_space(parsed),
-                               tune_config=_tune_config(cfg), run_config=_run_config(sweep_dir))
+            points = trial_points(parsed, cfg.tune.num_samples, cfg.tune.seed_repeats, cfg.seed,
+                                  cfg.tune.search_seed)
+            tuner = tune.Tuner(trainable, param_space=param_space(parsed, [p[SEED] for p in points]),
+                               tune_config=_tune_config(cfg, points), run_config=_run_config(sweep_dir))
         grid = tuner.fit()
     outputs = write_sweep_outputs(grid, base, parsed, cfg.tune, sweep_dir, sweep_dir / RUNS)
     for name, path in outputs.items():
@@ -114,16 +119,17 @@ def trial_bundles(cfg: Config) -> list[dict[str, float]]:
     return [{"CPU": cfg.tune.trial_cpus}, *([learner] if learner else []), *[env] * cfg.env.pool.num_actors]
 
 
-def _tune_config(cfg: Config) -> tune.TuneConfig:
+def _tune_config(cfg: Config, points: list[dict[str, Any]]) -> tune.TuneConfig:
+    """Tune runs ``points`` (every trial's values, drawn up front) in order and samples nothing."""
     sweep = cfg.tune
     if sweep.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="cycle", max_t=cfg.loop.cycles, grace_period=sweep.grace_period,
                                   reduction_factor=sweep.reduction_factor)
     else:
         scheduler = FIFOScheduler()
-    return tune.TuneConfig(metric="objective", mode="max", scheduler=scheduler, num_samples=sweep.num_samples,
+    return tune.TuneConfig(metric="objective", mode="max", scheduler=scheduler, num_samples=len(points),
                            max_concurrent_trials=sweep.max_concurrent,
-                           search_alg=BasicVariantGenerator(random_state=sweep.search_seed),
+                           search_alg=BasicVariantGenerator(points_to_evaluate=points),
                            trial_dirname_creator=trial_dirname)
 
 

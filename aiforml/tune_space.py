@@ -5,7 +5,9 @@ module turns each string into one of Ray Tune's sampling domains (``tune.uniform
 friends), checks at start that every key names a field of the typed config and that the
 ends of every range give a valid config (so ``algo.clip_range: uniform(0.1, 1.5)`` fails
 before any trial starts, naming the key), and writes a trial's sampled values back into
-a config mapping.
+a config mapping. It also draws every trial's values up front (:func:`trial_points`), each
+with its own seed, so a sweep's trials are reproducible from ``seed`` and
+``tune.search_seed`` and never share a seed.
 
 Distributions: ``uniform(lo, hi)``, ``quniform(lo, hi, q)``, ``loguniform(lo, hi)``,
 ``randint(lo, hi)`` (hi excluded, as in Tune), ``choice([a, b, ...])``.
@@ -23,12 +25,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from ray import tune
 
 from aiforml.config import Config, from_dict
 
 _CALL = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.DOTALL)
 ARITY = {"uniform": 2, "quniform": 3, "loguniform": 2, "randint": 2, "choice": 1}
+SEED = "seed"  # the config key every trial's own seed is written to (Config.seed)
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,9 @@ def parse_space(space: dict[str, str], base: dict[str, Any]) -> dict[str, Distri
     for key, dist in parsed.items():
         if key.split(".")[0] in ("tune", "run_dir", "resume"):
             raise ValueError(f"tune.space.{key}: a sweep cannot vary {key}; sweep run settings only")
+        if key == SEED:
+            raise ValueError("tune.space.seed: every trial already runs with its own seed (seed + its "
+                             "number); set the first with seed=..., repeat seeds with tune.seed_repeats")
         for value in dist.ends():
             try:
                 from_dict(Config, apply_params(base, {key: value}))
@@ -125,6 +132,23 @@ def parse_space(space: dict[str, str], base: dict[str, Any]) -> dict[str, Distri
     return parsed
 
 
-def param_space(parsed: dict[str, Distribution]) -> dict[str, Any]:
-    """Tune's ``param_space``: flat dotted keys -> sampling domains."""
-    return {key: dist.domain() for key, dist in parsed.items()}
+def param_space(parsed: dict[str, Distribution], seeds: list[int] | None = None) -> dict[str, Any]:
+    """Tune's ``param_space``: flat dotted keys -> sampling domains (and ``seed``: one of ``seeds``)."""
+    space = {key: dist.domain() for key, dist in parsed.items()}
+    return {**space, SEED: tune.choice(seeds)} if seeds else space
+
+
+def trial_points(parsed: dict[str, Distribution], num_samples: int, seed_repeats: int, base_seed: int,
+                 search_seed: int | None) -> list[dict[str, Any]]:
+    """Every trial's values, in the order Tune runs them, each with its own ``seed``.
+
+    ``num_samples`` draws from the space (random generator seeded by ``search_seed``), then
+    ``seed_repeats`` copies of the first draw; trial ``k`` (0-based, in this order) runs with
+    seed ``base_seed + k``. So the sampled trials are trials ``0 .. num_samples - 1`` whatever
+    ``seed_repeats`` is, and trial 0 with the repeats is one configuration over several seeds.
+    """
+    rng = np.random.default_rng(search_seed)
+    draws = [{key: dist.domain().sample(random_state=rng) for key, dist in parsed.items()}
+             for _ in range(num_samples)]
+    draws += [dict(draws[0]) for _ in range(seed_repeats)]
+    return [{**values, SEED: base_seed + k} for k, values in enumerate(draws)]

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         dirs = {"baseline_dir": f"{tmp}/baselines", "work_root": f"{tmp}/jobs"}
         ceiling_before = machine_ceiling()
         overhead = mcp_overhead(cfg, data, args.repeats, dirs)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
             pools = pool_throughput(cfg, data, variants(cfg, 2 * args.rounds * args.programs), args.rounds, dirs)
         finally:

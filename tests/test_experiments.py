@@ -90,6 +90,7 @@ def test_ppo_unique_is_ppo_sharpe_with_the_uniqueness_term_on() -> None:
 def test_sweep_experiments_are_sweeps_with_a_cpu_budget(name: str, swept: set[str]) -> None:
     cfg = load_config([f"+experiment={name}"])
     assert set(cfg.tune.space) == swept and cfg.tune.scheduler == "asha"
-    assert (cfg.tune.num_samples, cfg.loop.cycles, cfg.env.pool.num_actors) == (4, 3, 1)
+    assert (cfg.tune.num_samples, cfg.tune.seed_repeats, cfg.loop.cycles, cfg.env.pool.num_actors) == (4, 2, 3, 1)
+    assert (cfg.tune.objective, cfg.tune.last_k) == ("mean_val_sharpe", 2), "one that cycles 2-3 move"
     assert cfg.loop.prompts_per_cycle * cfg.loop.samples_per_prompt == 8
     assert not load_config(["+experiment=ppo_sharpe"]).tune.space, "a plain experiment is one run"

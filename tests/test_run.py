@@ -1,7 +1,8 @@
 """The real entry point (``python launch.py +experiment=smoke``) in subprocesses: a 2-cycle
 run leaves an archive, checkpoints, TensorBoard events and the report; resume extends a
 run and survives a SIGKILL mid-run with no duplicated or lost cycles; bad input fails at
-start naming the key. Each run starts its own local Ray on 2 CPUs and takes about a minute."""
+start naming the key. Each run starts its own local Ray on 2 CPUs and takes about a minute.
+Without ``ray.address`` a local Ray starts even where a dead cluster left its address file."""
 
 from __future__ import annotations
 
@@ -226,3 +227,33 @@ def test_ctrl_c_mid_run_closes_every_actor_and_ray(tmp_path: Path) -> None:
         if proc.poll() is None or session_processes(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
     assert not list(run_dir.glob("checkpoints/.tmp-*")), "no half-written checkpoint is left"
+
+
+def test_a_local_ray_starts_beside_a_stale_cluster_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The address file a killed ``ray start`` leaves behind (``RAY_TMPDIR/ray/ray_current_cluster``,
+    here in a fresh RAY_TMPDIR) must not stop a run without ``ray.address``."""
+    import shutil
+    import tempfile
+
+    import ray
+
+    from aiforml.config import RayConfig
+    from aiforml.run import ray_session
+
+    assert not ray.is_initialized(), "another test left Ray running in this process"
+    tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths live under it
+    try:
+        monkeypatch.setenv("RAY_TMPDIR", str(tmp))
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        (tmp / "ray").mkdir()
+        (tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")  # no cluster there
+        with pytest.raises(ValueError, match="existing cluster"):  # Ray's default would try to join it
+            ray.init(num_cpus=1, include_dashboard=False)
+        with ray_session(RayConfig(num_cpus=1)):
+            assert ray.cluster_resources()["CPU"] == 1.0, "a local Ray of its own, with the CPUs asked for"
+            assert ray.get(ray.put("ok"), timeout=30) == "ok"
+        assert not ray.is_initialized(), "ray_session shut down the Ray it started"
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)

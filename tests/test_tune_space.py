@@ -10,7 +10,14 @@ import pytest
 from ray.tune.search.sample import Categorical, Float, Integer
 
 from aiforml.compose import load_config
-from aiforml.tune_space import apply_params, param_space, parse_distribution, parse_space
+from aiforml.tune_space import (
+    SEED,
+    apply_params,
+    param_space,
+    parse_distribution,
+    parse_space,
+    trial_points,
+)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +82,29 @@ def test_a_range_reaching_an_invalid_value_fails_at_start(base: dict) -> None:
         parse_space({"algo.clip_range": "uniform(0.1, 1.5)"}, base)
     with pytest.raises(ValueError, match=r"tune\.space\.tune\.num_samples: a sweep cannot vary"):
         parse_space({"tune.num_samples": "randint(1, 3)"}, base)
+    with pytest.raises(ValueError, match=r"tune\.space\.seed: every trial already runs with its own seed"):
+        parse_space({"seed": "choice([0, 1])"}, base)
+
+
+SPACE = {"reward.w_compile": "uniform(0.1, 0.5)", "algo.learning_rate": "loguniform(1e-4, 3e-3)",
+         "loop.samples_per_prompt": "randint(2, 6)"}
+
+
+def test_each_trial_gets_its_own_seed_and_the_repeats_rerun_trial_0_at_theirs(base: dict) -> None:
+    parsed = parse_space(SPACE, base)
+    points = trial_points(parsed, num_samples=3, seed_repeats=2, base_seed=7, search_seed=0)
+    assert [p[SEED] for p in points] == [7, 8, 9, 10, 11], "trial k runs with seed + k"
+    swept = [{k: v for k, v in p.items() if k != SEED} for p in points]
+    assert swept[0] != swept[1] != swept[2], "the sampled trials differ"
+    assert swept[3] == swept[4] == swept[0], "the repeats are trial 0's values"
+    for values in swept:
+        assert 0.1 <= values["reward.w_compile"] <= 0.5 and 1e-4 <= values["algo.learning_rate"] <= 3e-3
+        assert values["loop.samples_per_prompt"] in range(2, 6)
+    assert points == trial_points(parsed, 3, 2, 7, search_seed=0), "reproducible from the two seeds"
+    assert trial_points(parsed, 3, 0, 7, search_seed=0) == points[:3], "repeats do not change the draws"
+    assert trial_points(parsed, 3, 0, 7, search_seed=1)[0]["reward.w_compile"] != swept[0]["reward.w_compile"]
+    seeds = param_space(parsed, [p[SEED] for p in points])[SEED]
+    assert isinstance(seeds, Categorical) and seeds.categories == [7, 8, 9, 10, 11]
 
 
 def test_the_sweep_experiments_spaces_parse_against_their_configs() -> None:

@@ -39,7 +39,7 @@ def test_mistral7b_qlora_default_settings_fit_a_24gb_card(tmp_path_factory: pyte
     policy = PolicyConfig(name="mistral7b_qlora")  # every preset default
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=4, num_gpus=1, include_dashboard=False)
+        ray.init(address="local", num_cpus=4, num_gpus=1, include_dashboard=False)
     learner = create_learner(policy, AlgoConfig(), str(path))
     try:
         info = ray.get(learner.info.remote(), timeout=TIMEOUT)
