@@ -5,7 +5,8 @@ into the statistics the reward and the reports use. The per-era Numerai correlat
 feature-neutral correlation are numerai-tools' definitions, vectorized over eras here
 because calling numerai-tools era by era made scoring nearly half of an evaluation's time;
 the tests hold both equal to numerai-tools era by era. Sharpe, drawdown and the rank
-correlation with a baseline are a few lines of numpy.
+correlation with a baseline are a few lines of numpy; the contribution beyond a baseline
+is ``aiforml.uniqueness.baseline_contribution``.
 
 Not responsible for producing predictions or deciding what a score is worth (see
 ``aiforml.reward``). No I/O, no config.
@@ -19,6 +20,7 @@ from scipy.stats import norm
 from threadpoolctl import threadpool_limits
 
 from aiforml.program import SplitMetrics
+from aiforml.uniqueness import baseline_contribution
 
 
 def _era_slices(eras: np.ndarray) -> list[tuple[int, slice]]:
@@ -165,4 +167,5 @@ def score_split(
     if baseline is not None:
         rc = per_era_rank_corr(predictions, baseline, eras)
         metrics.baseline_corr = _finite_or_none(np.nanmean(rc)) if np.isfinite(rc).any() else None
+        metrics.baseline_contribution = baseline_contribution(predictions, baseline, target, eras)
     return metrics

@@ -7,6 +7,7 @@ from numerai_tools.scoring import feature_neutral_corr, numerai_corr
 from scipy.stats import norm
 
 from aiforml import metrics
+from aiforml.uniqueness import baseline_contribution
 
 
 def hand_numerai_corr(p: np.ndarray, t: np.ndarray) -> float:
@@ -68,7 +69,12 @@ def test_score_split_aggregates(two_eras):
     assert m.mean_corr == pytest.approx(per_era.mean())
     assert m.sharpe == pytest.approx(per_era.mean() / per_era.std(ddof=1))
     assert m.baseline_corr == pytest.approx(1.0)
+    assert m.baseline_contribution == pytest.approx(0.0, abs=1e-12)  # nothing beyond itself
     assert m.feature_neutral_corr is not None and abs(m.feature_neutral_corr) <= 1
+    other = metrics.score_split(t, t, eras, baseline=p)
+    assert other.baseline_contribution == pytest.approx(baseline_contribution(t, p, t, eras))
+    assert other.baseline_contribution > 0
+    assert metrics.score_split(p, t, eras).baseline_contribution is None
 
 
 def test_unsorted_eras_rejected():
