@@ -165,8 +165,7 @@ def expected_max_sharpe(n_trials: int, trial_sharpe_variance: float) -> float:
 def deflated_sharpe(scores: np.ndarray, trial_sharpes: np.ndarray) -> float:
     """Deflated Sharpe ratio (Bailey and Lopez de Prado 2014) of the program chosen as the best
     of ``trial_sharpes``: the PSR of its per-era ``scores`` against the Sharpe the best of that
-    many trials would reach by luck alone (``expected_max_sharpe``, N = len(trial_sharpes),
-    V their sample variance). A probability: the chance that the chosen program's true
+    many trials would reach by luck alone (``selection_benchmark``). A probability: the chance that the chosen program's true
     Sharpe is above 0 once the search that found it is accounted for (0.95 is the usual bar).
     Skewness and kurtosis are the scores' population moments; with one trial it is the PSR
     against 0.
@@ -177,17 +176,22 @@ def deflated_sharpe(scores: np.ndarray, trial_sharpes: np.ndarray) -> float:
     would bring cvxpy, clarabel and plotly into the install for these few lines. NaN as for
     ``probabilistic_sharpe``.
     """
-    trials = np.asarray(trial_sharpes, dtype=np.float64)
-    trials = trials[np.isfinite(trials)]
-    if len(trials) == 0:
-        raise ValueError("deflated_sharpe needs at least one trial Sharpe")
-    variance = float(trials.var(ddof=1)) if len(trials) > 1 else 0.0
+    benchmark = selection_benchmark(trial_sharpes)
     scores = np.asarray(scores, dtype=np.float64)
     if len(scores) < 3 or np.ptp(scores) == 0:
         return float("nan")
     return probabilistic_sharpe(sharpe(scores), len(scores), float(skew(scores)),
-                                float(kurtosis(scores, fisher=False)),
-                                benchmark=expected_max_sharpe(len(trials), variance))
+                                float(kurtosis(scores, fisher=False)), benchmark=benchmark)
+
+
+def selection_benchmark(trial_sharpes: np.ndarray) -> float:
+    """``expected_max_sharpe`` of the finite ``trial_sharpes``: N their count, V their sample
+    variance (ddof=1; 0 for one trial)."""
+    trials = np.asarray(trial_sharpes, dtype=np.float64)
+    trials = trials[np.isfinite(trials)]
+    if len(trials) == 0:
+        raise ValueError("deflated_sharpe needs at least one trial Sharpe")
+    return expected_max_sharpe(len(trials), float(trials.var(ddof=1)) if len(trials) > 1 else 0.0)
 
 
 def max_drawdown(scores: np.ndarray) -> float:
