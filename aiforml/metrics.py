@@ -165,8 +165,9 @@ def expected_max_sharpe(n_trials: int, trial_sharpe_variance: float) -> float:
 def deflated_sharpe(scores: np.ndarray, trial_sharpes: np.ndarray) -> float:
     """Deflated Sharpe ratio (Bailey and Lopez de Prado 2014) of the program chosen as the best
     of ``trial_sharpes``: the PSR of its per-era ``scores`` against the Sharpe the best of that
-    many trials would reach by luck alone (``selection_benchmark``). A probability: the chance that the chosen program's true
-    Sharpe is above 0 once the search that found it is accounted for (0.95 is the usual bar).
+    many trials would reach by luck alone (``selection_benchmark``). A probability: the
+    chance that the chosen program's true Sharpe is above 0 once the search that found it
+    is accounted for (0.95 is the usual bar).
     Skewness and kurtosis are the scores' population moments; with one trial it is the PSR
     against 0.
 
