@@ -192,11 +192,12 @@ class RewardConfig:
     w_unique: float = 0.0  # weight of the uniqueness score (see `uniqueness`)
     performance: Literal["sharpe", "mean_corr", "total_return"] = "sharpe"  # validation statistic used (total_return: trading only)
     scale: float | None = None  # performance = tanh(statistic / scale); None: 1.0 for sharpe, 0.02 for mean_corr, 0.2 for total_return
-    # uniqueness score: baseline = 1 - |mean per-era rank corr with the default LightGBM|;
-    # contribution = tanh(mean per-era MMC over the meta model / contribution_scale);
-    # both = their mean. Validation predictions only (aiforml.diversity).
+    # uniqueness score, paid only for being right differently: baseline = tanh(mean per-era
+    # contribution beyond the default LightGBM (BMC) / contribution_scale); contribution =
+    # tanh(mean per-era MMC over the meta model / contribution_scale); both = their mean.
+    # Validation predictions only (aiforml.diversity); noise earns about 0, being wrong differently < 0.
     uniqueness: Literal["baseline", "contribution", "both"] = "baseline"
-    contribution_scale: float = 0.02  # MMC squashing scale: an MMC of 0.02 maps to tanh(1) (MMC uses the target x 4)
+    contribution_scale: float = 0.02  # BMC/MMC squashing scale: 0.02 maps to tanh(1) (both use the target x 4)
     meta_model_size: int = 5  # best archived programs (by validation Sharpe) in the meta model, plus the baseline
     duplicate_corr: float = 0.99  # corr with an archived program (or the baseline) above this: no uniqueness credit
     compile_shaping: bool = False  # a failed program's compile score rises with the stage it reached

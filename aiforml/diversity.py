@@ -37,7 +37,7 @@ from aiforml.policy.prompt import render_feedback
 from aiforml.program import EvalResult, Program
 from aiforml.uniqueness import (
     EraIndex,
-    baseline_uniqueness,
+    baseline_contribution,
     corr_matrix,
     finite_mean,
     greedy_clusters,
@@ -54,7 +54,7 @@ ERAS_FILE = "eras.npy"
 class UniquenessScore:
     """How different one program's validation predictions are; ``value`` enters the reward."""
 
-    baseline: float | None  # 1 - |mean per-era rank corr with the default program|
+    baseline_contribution: float | None  # mean per-era contribution beyond the default program (BMC)
     contribution: float | None  # mean per-era MMC over the meta model
     max_corr: float | None  # highest mean per-era rank corr with an archived program or the default
     duplicate: bool  # max_corr above reward.duplicate_corr: no uniqueness credit
@@ -98,7 +98,7 @@ class ReferenceSet:
         if preds is None or result.status != "ok":
             return None
         preds = np.asarray(preds, dtype=np.float64)
-        base = baseline_uniqueness(preds, self.baseline, self.index)
+        base = baseline_contribution(preds, self.baseline, self.target, self.eras)
         mmc = finite_mean(per_era_contribution(preds, self.meta, self.target, self.eras))
         contribution = float(mmc) if np.isfinite(mmc) else None
         corrs = finite_mean(self.index.era_sums(self._units * unit_era_ranks(preds, self.index)[None, :]))
@@ -108,9 +108,11 @@ class ReferenceSet:
                                0.0 if duplicate else self._value(base, contribution))
 
     def _value(self, base: float | None, contribution: float | None) -> float:
-        squashed = math.tanh(contribution / self.cfg.contribution_scale) if contribution is not None else 0.0
-        base = base if base is not None else 0.0
-        return {"baseline": base, "contribution": squashed, "both": (base + squashed) / 2}[self.cfg.uniqueness]
+        """The mode's squashed contribution: beyond the default (baseline), beyond the meta
+        model (contribution), or their mean (both); an unknown one counts 0."""
+        base, meta = (math.tanh(c / self.cfg.contribution_scale) if c is not None else 0.0
+                      for c in (base, contribution))
+        return {"baseline": base, "contribution": meta, "both": (base + meta) / 2}[self.cfg.uniqueness]
 
     # --- state --------------------------------------------------------------------------
     def add_cycle(self, programs: list[Program | None], results: list[EvalResult]) -> None:
@@ -259,7 +261,7 @@ def uniqueness_metrics(scores: list[UniquenessScore | None]) -> dict[str, float 
 
     return {
         "uniqueness/mean": mean([s.value for s in got]),
-        "uniqueness/baseline_mean": mean([s.baseline for s in got]),
+        "uniqueness/baseline_contribution_mean": mean([s.baseline_contribution for s in got]),
         "uniqueness/contribution_mean": mean([s.contribution for s in got]),
         "uniqueness/max_corr_mean": mean([s.max_corr for s in got]),
         "uniqueness/duplicate_rate": sum(s.duplicate for s in got) / len(got),

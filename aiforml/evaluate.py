@@ -106,7 +106,7 @@ def render(result: EvalResult, cfg: Config, console: Console) -> None:
     if reward is not None:
         console.print(f"reward {reward.reward:+.4f} = {cfg.reward.w_compile} * compile {reward.compile:+.0f} "
                       f"+ {cfg.reward.w_perf} * performance {reward.performance:+.4f}"
-                      + (f" + {cfg.reward.w_unique} * uniqueness {reward.uniqueness:.4f}" if cfg.reward.w_unique else ""))
+                      + (f" + {cfg.reward.w_unique} * uniqueness {reward.uniqueness:+.4f}" if cfg.reward.w_unique else ""))
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items() if not k.startswith("child/"))
     console.print(f"time: {timings}", style="dim")
 

@@ -5,7 +5,9 @@ into the statistics the reward and the reports use. The per-era Numerai correlat
 feature-neutral correlation are numerai-tools' definitions, vectorized over eras here
 because calling numerai-tools era by era made scoring nearly half of an evaluation's time;
 the tests hold both equal to numerai-tools era by era. Sharpe, drawdown and the rank
-correlation with a baseline are a few lines of numpy.
+correlation with a baseline are a few lines of numpy; the contribution beyond a baseline
+is ``aiforml.uniqueness.baseline_contribution``. The probabilistic and deflated Sharpe
+ratios (Bailey and Lopez de Prado) say how much a best-of-many validation Sharpe is worth.
 
 Not responsible for producing predictions or deciding what a score is worth (see
 ``aiforml.reward``). No I/O, no config.
@@ -15,10 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+from scipy.stats import kurtosis, norm, skew
 from threadpoolctl import threadpool_limits
 
 from aiforml.program import SplitMetrics
+from aiforml.uniqueness import baseline_contribution
 
 
 def _era_slices(eras: np.ndarray) -> list[tuple[int, slice]]:
@@ -128,6 +131,70 @@ def sharpe(scores: np.ndarray) -> float:
     return float(scores.mean() / std) if std > 0 else float("nan")
 
 
+def probabilistic_sharpe(sr: float, n_obs: int, skewness: float, kurt: float, benchmark: float = 0.0) -> float:
+    """Probability that a true Sharpe exceeds ``benchmark``, given an estimate ``sr`` from
+    ``n_obs`` returns with that skewness and kurtosis (not excess: 3 for a normal); Bailey
+    and Lopez de Prado's PSR, everything per period, not annualized:
+
+        PSR = Phi((sr - benchmark) * sqrt(n_obs - 1) / sqrt(1 - skewness * sr + (kurt - 1) / 4 * sr^2))
+
+    NaN with fewer than 3 returns, a non-finite input, or a non-positive variance term.
+    """
+    variance = 1.0 - skewness * sr + (kurt - 1.0) / 4.0 * sr * sr
+    if n_obs < 3 or not np.isfinite(sr) or not variance > 0:
+        return float("nan")
+    return float(norm.cdf((sr - benchmark) * np.sqrt(n_obs - 1) / np.sqrt(variance)))
+
+
+def expected_max_sharpe(n_trials: int, trial_sharpe_variance: float) -> float:
+    """Expected maximum Sharpe of ``n_trials`` independent trials whose true Sharpe is 0 and
+    whose estimates vary with ``trial_sharpe_variance`` (Bailey and Lopez de Prado 2014):
+
+        sqrt(V) * ((1 - g) * Phi^-1(1 - 1/N) + g * Phi^-1(1 - 1/(N e))),  g Euler's 0.5772...
+
+    0 for one trial or no dispersion: nothing was selected.
+    """
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    if n_trials == 1 or trial_sharpe_variance <= 0:
+        return 0.0
+    return float(np.sqrt(trial_sharpe_variance) * ((1 - np.euler_gamma) * norm.ppf(1 - 1 / n_trials)
+                                                   + np.euler_gamma * norm.ppf(1 - 1 / (n_trials * np.e))))
+
+
+def deflated_sharpe(scores: np.ndarray, trial_sharpes: np.ndarray) -> float:
+    """Deflated Sharpe ratio (Bailey and Lopez de Prado 2014) of the program chosen as the best
+    of ``trial_sharpes``: the PSR of its per-era ``scores`` against the Sharpe the best of that
+    many trials would reach by luck alone (``selection_benchmark``). A probability: the
+    chance that the chosen program's true Sharpe is above 0 once the search that found it
+    is accounted for (0.95 is the usual bar).
+    Skewness and kurtosis are the scores' population moments; with one trial it is the PSR
+    against 0.
+
+    Trials should be independent; similar programs are not, so N overstates the search and
+    the deflation is conservative. skfolio's ``measures.deflated_sharpe_ratio`` (maintained)
+    gave the same values on a check (fat-tailed scores, 25 trials); it is not used because it
+    would bring cvxpy, clarabel and plotly into the install for these few lines. NaN as for
+    ``probabilistic_sharpe``.
+    """
+    benchmark = selection_benchmark(trial_sharpes)
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) < 3 or np.ptp(scores) == 0:
+        return float("nan")
+    return probabilistic_sharpe(sharpe(scores), len(scores), float(skew(scores)),
+                                float(kurtosis(scores, fisher=False)), benchmark=benchmark)
+
+
+def selection_benchmark(trial_sharpes: np.ndarray) -> float:
+    """``expected_max_sharpe`` of the finite ``trial_sharpes``: N their count, V their sample
+    variance (ddof=1; 0 for one trial)."""
+    trials = np.asarray(trial_sharpes, dtype=np.float64)
+    trials = trials[np.isfinite(trials)]
+    if len(trials) == 0:
+        raise ValueError("deflated_sharpe needs at least one trial Sharpe")
+    return expected_max_sharpe(len(trials), float(trials.var(ddof=1)) if len(trials) > 1 else 0.0)
+
+
 def max_drawdown(scores: np.ndarray) -> float:
     """Largest fall of the cumulative per-era score from its running peak (>= 0).
 
@@ -165,4 +232,5 @@ def score_split(
     if baseline is not None:
         rc = per_era_rank_corr(predictions, baseline, eras)
         metrics.baseline_corr = _finite_or_none(np.nanmean(rc)) if np.isfinite(rc).any() else None
+        metrics.baseline_contribution = baseline_contribution(predictions, baseline, target, eras)
     return metrics

@@ -144,6 +144,7 @@ class SplitMetrics:
     max_drawdown: float | None = None
     feature_neutral_corr: float | None = None
     baseline_corr: float | None = None  # mean per-era corr with the default program's preds
+    baseline_contribution: float | None = None  # mean per-era contribution beyond the default's preds (BMC)
     n_eras: int = 0
     per_era_corr: list[float | None] = field(default_factory=list)  # None where an era scored NaN
     total_return: float | None = None  # trading: compounded return net of costs

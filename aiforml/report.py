@@ -7,9 +7,10 @@ Sharpe per cycle), ``errors.png`` (error classes per cycle, stacked), ``families
 target and CV, the top family's share, and behavioural clusters per cycle, from
 ``aiforml.diversity.run_diversity``), ``per_era.png`` (cumulative per-era correlation
 of the top programs and of the default program, on validation and on the sealed test
-eras), and ``report.md`` (run facts, first vs last quarter of cycles so a collapse shows,
-the top programs with validation and sealed-test scores side by side, the diversity table
-per cycle, links to the plots).
+eras), and ``report.md`` (run facts, the best validation Sharpe beside its deflated Sharpe
+ratio for the number of distinct programs tried, first vs last quarter of cycles so a
+collapse shows, the top programs with validation and sealed-test scores side by side, the
+diversity table per cycle, links to the plots).
 The top programs are chosen by validation only; test scores are shown, never used.
 Not responsible for: computing metrics or rewards (the archive holds them), TensorBoard.
 
@@ -24,6 +25,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import yaml
 from matplotlib import colormaps
 from matplotlib.axes import Axes
@@ -33,6 +35,7 @@ from matplotlib.ticker import MaxNLocator
 from aiforml.archive import DESCRIPTORS, Archive, open_run, summarize_cycle
 from aiforml.descriptors import MODEL_FAMILIES
 from aiforml.diversity import run_diversity
+from aiforml.metrics import deflated_sharpe, selection_benchmark
 from aiforml.pipeline.defaults import default_program_source
 from aiforml.program import Program
 from aiforml.tasks import TASKS
@@ -89,6 +92,25 @@ def cumulative(per_era: list[float | None] | None) -> list[float]:
         total += x if x is not None else 0.0
         out.append(total)
     return out
+
+
+def deflated_best(rows: list[dict], best: dict | None) -> dict | None:
+    """The best validation Sharpe beside its deflated Sharpe ratio (``aiforml.metrics``).
+
+    The trials are the distinct programs that scored (``ok`` with a validation Sharpe; one
+    per program hash, since a cached program is not a new trial); the best program's
+    per-era validation corr are its returns. ``dsr`` is None where it is undefined (the
+    trading task archives no per-era scores). None when nothing scored.
+    """
+    trials = {r["program_hash"]: r["val_sharpe"] for r in rows
+              if r["status"] == "ok" and r["val_sharpe"] is not None and r["program_hash"]}
+    if best is None or not trials:
+        return None
+    per_era = [x for x in best.get("val_per_era") or [] if x is not None]
+    dsr = deflated_sharpe(np.asarray(per_era), np.asarray(list(trials.values())))
+    return {"sharpe": best["val_sharpe"], "program_hash": best["program_hash"], "n_trials": len(trials),
+            "benchmark": selection_benchmark(np.asarray(list(trials.values()))),
+            "dsr": dsr if math.isfinite(dsr) else None}
 
 
 def find_baseline(archive: Archive) -> dict | None:
@@ -235,11 +257,18 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f} %"
 
 
-def facts_section(run_dir: Path, rows: list[dict], baseline: dict | None) -> list[str]:
+def facts_section(run_dir: Path, rows: list[dict], baseline: dict | None,
+                  best: dict | None = None) -> list[str]:
     statuses = Counter(r["status"] for r in rows)
     cycles = sorted({r["cycle"] for r in rows})
     base = (f"validation Sharpe {_f(baseline['val_sharpe'])}, sealed test Sharpe "
             f"{_f(baseline['test_sharpe'])}" if baseline else "not in the archive")
+    deflated = deflated_best(rows, best)
+    best_line = (f"- best validation Sharpe: {_f(deflated['sharpe'])} (`{deflated['program_hash']}`), deflated "
+                 f"Sharpe ratio {_f(deflated['dsr'])} for {deflated['n_trials']} distinct programs that scored "
+                 f"(the probability that its true Sharpe is above 0 once the search is counted: the best of "
+                 f"that many programs without skill would reach {_f(deflated['benchmark'])} by luck)"
+                 if deflated else "- best validation Sharpe: -")
     return [
         "## Run", "",
         f"- run directory: `{run_dir}`",
@@ -247,6 +276,7 @@ def facts_section(run_dir: Path, rows: list[dict], baseline: dict | None) -> lis
         f"- programs evaluated: {len(rows)}, distinct programs: "
         f"{len({r['program_hash'] for r in rows if r['program_hash']})}",
         "- statuses: " + (", ".join(f"{k} {v}" for k, v in statuses.most_common()) or "-"),
+        best_line,
         f"- default program: {base}", "",
     ]
 
@@ -338,10 +368,11 @@ def write_report(run_dir: Path, top_n: int = 5) -> Path:
         rows = archive.rows(_ROW_COLUMNS)
         summary = archive.cycle_summary()
         top = archive.top(top_n, by="val_sharpe")
+        best = archive.top(1, by="val_sharpe")
         baseline = find_baseline(archive)
     out = run_dir / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["# aiforml run report", ""] + facts_section(run_dir, rows, baseline)
+    lines = ["# aiforml run report", ""] + facts_section(run_dir, rows, baseline, best[0] if best else None)
     if summary:
         plot_progress(summary, out / "progress.png")
         plot_errors(summary, out / "errors.png")

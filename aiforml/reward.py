@@ -10,9 +10,14 @@
   task also the strategy's total return net of costs, its Sharpe being annualized)
   squashed by ``tanh(statistic / scale)`` into (-1, 1), and 0 when the program failed;
 - uniqueness is the score the caller computed from validation predictions
-  (``aiforml.diversity.ReferenceSet``: baseline corr, meta-model contribution, the
-  near-duplicate rule); without one, ``1 - |baseline_corr|`` of the result in [0, 1]; 0 when
-  the program failed.
+  (``aiforml.diversity.ReferenceSet``: contribution beyond the default program, beyond the
+  meta model, the near-duplicate rule); without one (the CLI, the MCP server),
+  ``tanh(baseline_contribution / contribution_scale)`` of the result, its contribution
+  beyond the default program: what the reference set gives in every mode before anything
+  is archived (the meta model is then the default alone), near-duplicate rule aside; 0
+  without it or when the program failed. Every mode pays for being right where the default is not, never for being
+  different alone: random predictions earn about 0 and a program wrong in its own way
+  less than 0 (``aiforml.uniqueness.baseline_contribution`` says why).
 
 An infrastructure failure is not the program's fault: it gets no reward at all (None), so
 the caller can drop or retry it instead of charging the policy. Sealed test scores never
@@ -56,6 +61,12 @@ def compile_score(result: EvalResult, cfg: RewardConfig) -> float:
     return -1.0 + (STAGES.index(result.stage) + 1) / (len(STAGES) + 1)
 
 
+def baseline_uniqueness(result: EvalResult, cfg: RewardConfig) -> float:
+    """``tanh(contribution beyond the default / contribution_scale)``; 0 when it is unknown."""
+    contribution = result.validation.baseline_contribution if result.validation else None
+    return math.tanh(contribution / cfg.contribution_scale) if contribution is not None else 0.0
+
+
 def compute_reward(result: EvalResult, cfg: RewardConfig,
                    uniqueness: float | None = None) -> RewardBreakdown | None:
     """The reward of one result, or None for an infrastructure failure."""
@@ -69,7 +80,6 @@ def compute_reward(result: EvalResult, cfg: RewardConfig,
     scale = cfg.scale if cfg.scale is not None else DEFAULT_SCALE[cfg.performance]
     performance = math.tanh(statistic / scale) if statistic is not None else -1.0
     if uniqueness is None:
-        baseline_corr = result.validation.baseline_corr if result.validation else None
-        uniqueness = 1.0 - abs(baseline_corr) if baseline_corr is not None else 0.0
+        uniqueness = baseline_uniqueness(result, cfg)
     reward = cfg.w_perf * performance + cfg.w_unique * uniqueness
     return RewardBreakdown(reward=reward, compile=0.0, performance=performance, uniqueness=uniqueness)

@@ -1,15 +1,17 @@
 """Pure maths of being different: per-era correlation between prediction vectors, a meta
-model, contribution beyond it, and behavioural clusters.
+model, contributions beyond it or beyond the default program, and behavioural clusters.
 
 Responsible for, on plain arrays of one split's predictions (rows sorted by era):
 - ``per_era_rank_corr_many``: Spearman correlation of one vector with many, era by era,
   all at once (ranks computed once, segment sums over eras);
-- ``baseline_uniqueness``: ``1 - |mean per-era rank corr with the baseline|``, in [0, 1];
 - ``meta_model``: the equal-weight mean of the members' gaussianized per-era ranks (how
   Numerai builds its meta model from many submissions, with equal stakes);
 - ``per_era_contribution``: numerai-tools' ``correlation_contribution`` (MMC) of each
   era, vectorized over eras the same way ``aiforml.metrics`` vectorizes ``numerai_corr``
   (numerai-tools scores one era per call; the tests hold both equal era by era);
+- ``baseline_contribution``: the mean per-era contribution beyond the default program's
+  predictions (Numerai's BMC with the default as the benchmark): what being different
+  from the default adds to predicting the target;
 - ``greedy_clusters``: behavioural clusters of programs by prediction correlation.
 Not responsible for which programs form the meta model or the reference set, nor for
 I/O or config (``aiforml.diversity``).
@@ -94,12 +96,6 @@ def finite_mean(per_era: np.ndarray) -> np.ndarray:
                         / np.maximum(finite.sum(axis=-1), 1), np.nan)
 
 
-def baseline_uniqueness(predictions: np.ndarray, baseline: np.ndarray, index: EraIndex) -> float | None:
-    """``1 - |mean per-era Spearman corr with the baseline|``; None when no era is defined."""
-    corr = float(finite_mean(per_era_rank_corr_many(predictions, [baseline], index))[0])
-    return None if not np.isfinite(corr) else 1.0 - abs(corr)
-
-
 def meta_model(members: list[np.ndarray], index: EraIndex) -> np.ndarray:
     """The equal-weight mean of the members' gaussianized per-era ranks."""
     if not members:
@@ -134,6 +130,25 @@ def per_era_contribution(predictions: np.ndarray, meta: np.ndarray, target: np.n
     positions = np.searchsorted(np.unique(eras), kept_eras)
     out[positions] = values
     return out
+
+
+def baseline_contribution(predictions: np.ndarray, baseline: np.ndarray, target: np.ndarray,
+                          eras: np.ndarray) -> float | None:
+    """Mean per-era contribution of ``predictions`` beyond ``baseline`` (Numerai's BMC with the
+    default program as the benchmark); None when no era is defined.
+
+    Per era, the predictions' gaussianized ranks orthogonalized to the baseline's, dotted
+    with the centred target (``per_era_contribution``). Why this and not distance from the
+    baseline (``1 - |corr|``, which random numbers maximize) or that distance gated by the
+    program's own corr being positive (which pays a full term for a lucky +0.001 corr and
+    nothing to a program that adds information while scoring below the default on its
+    own): the contribution is the part of a program that the default lacks *and* that
+    predicts the target. It is zero for a copy of the default, zero in expectation for
+    noise, negative for a program that is wrong in its own way, and grows only with being
+    right differently. Numerai pays MMC and BMC for the same reason.
+    """
+    value = float(finite_mean(per_era_contribution(predictions, baseline, target, eras)))
+    return value if np.isfinite(value) else None
 
 
 def greedy_clusters(corr: np.ndarray, threshold: float) -> list[int]:

@@ -3,10 +3,12 @@ diversity figures of a cycle, and the feedback programs chosen for the prompt.""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 from aiforml.config import DataConfig, DiversityConfig, EnvConfig, PipelineConfig, RewardConfig
 from aiforml.data import load_dataset, split_dataset
@@ -24,7 +26,7 @@ from aiforml.program import EvalResult, Program, SplitMetrics
 from aiforml.uniqueness import EraIndex, meta_model, per_era_contribution
 
 ERAS = np.array([1, 1, 1, 2, 2, 2])
-TARGET = np.array([0.0, 0.5, 1.0, 1.0, 0.5, 0.0])
+TARGET = np.array([0.0, 1.0, 0.5, 0.0, 1.0, 0.5])
 BASELINE = np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.3])
 
 
@@ -39,18 +41,19 @@ def program(tag: str, model: str = "Ridge") -> Program:
 
 
 def test_score_by_hand_against_the_baseline_only():
-    ref = ReferenceSet(ERAS, TARGET, BASELINE, RewardConfig(uniqueness="baseline"))
-    # era 1 same order (corr 1), era 2 ranks (3,1,2): corr -0.5; mean 0.25
-    s = ref.score(ran([5.0, 6.0, 7.0, 0.9, 0.1, 0.5]))
-    assert s.baseline == pytest.approx(0.75)
-    assert s.max_corr == pytest.approx(0.25)
-    assert not s.duplicate and s.value == pytest.approx(0.75)
-    expected = np.mean(per_era_contribution(np.array([5.0, 6.0, 7.0, 0.9, 0.1, 0.5]),
-                                            meta_model([BASELINE], EraIndex.from_eras(ERAS)), TARGET, ERAS))
-    assert s.contribution == pytest.approx(expected)
+    ref = ReferenceSet(ERAS, TARGET, BASELINE, RewardConfig(uniqueness="baseline", contribution_scale=0.5))
+    preds = np.array([0.0, 2.0, 1.0, 1.0, 2.0, 3.0])
+    s = ref.score(ran(preds))
+    # contribution beyond the baseline q in era 1, 0 in era 2 (tests/test_uniqueness.py by hand)
+    q = norm.ppf(5 / 6)
+    assert s.baseline_contribution == pytest.approx(q / 2)
+    # rank corr with the baseline: era 1 ranks (1,3,2) vs (1,2,3) -> 0.5, era 2 the same order -> 1
+    assert s.max_corr == pytest.approx(0.75)
+    assert not s.duplicate and s.value == pytest.approx(math.tanh(q))
+    expected = np.mean(per_era_contribution(preds, meta_model([BASELINE], EraIndex.from_eras(ERAS)), TARGET, ERAS))
+    assert s.contribution == pytest.approx(expected) == pytest.approx(q / 2)  # the meta model is the baseline alone
     both = ReferenceSet(ERAS, TARGET, BASELINE, RewardConfig(uniqueness="both", contribution_scale=0.5))
-    assert both.score(ran([5.0, 6.0, 7.0, 0.9, 0.1, 0.5])).value == pytest.approx(
-        (0.75 + math.tanh(expected / 0.5)) / 2)
+    assert both.score(ran(preds)).value == pytest.approx((math.tanh(q) + math.tanh(expected / 0.5)) / 2)
 
 
 def test_failed_or_prediction_less_results_get_no_score():
@@ -113,12 +116,13 @@ def test_batch_diversity_counts_distinct_programs_that_ran():
 
 
 def test_uniqueness_metrics_by_hand():
-    ref = ReferenceSet(ERAS, TARGET, BASELINE, RewardConfig())
-    scores = [ref.score(ran([5.0, 6.0, 7.0, 0.9, 0.1, 0.5])), ref.score(ran(BASELINE)), None]
+    ref = ReferenceSet(ERAS, TARGET, BASELINE, RewardConfig(contribution_scale=0.5))
+    scores = [ref.score(ran([0.0, 2.0, 1.0, 1.0, 2.0, 3.0])), ref.score(ran(BASELINE)), None]
     m = uniqueness_metrics(scores)
+    q = norm.ppf(5 / 6)
     assert m["uniqueness/duplicate_rate"] == 0.5
-    assert m["uniqueness/mean"] == pytest.approx(0.75 / 2)
-    assert m["uniqueness/baseline_mean"] == pytest.approx((0.75 + 0.0) / 2)
+    assert m["uniqueness/mean"] == pytest.approx(math.tanh(q) / 2)
+    assert m["uniqueness/baseline_contribution_mean"] == pytest.approx((q / 2 + 0.0) / 2)
 
 
 def test_feedback_shows_best_per_family_distinct_and_never_test_scores():
@@ -188,3 +192,70 @@ def test_near_duplicate_rule_triggers_on_a_renamed_copy(evaluator):
     assert copy.duplicate and copy.value == 0.0 and copy.max_corr > 0.99
     other = ref.score(results["different"])
     assert not other.duplicate and other.value != 0
+
+
+# --- being different pays only where it also predicts the target --------------------------
+MODES = ("baseline", "contribution", "both")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_being_right_differently_earns_more_than_copying_the_default(mode):
+    rng = np.random.default_rng(5)
+    eras = np.repeat(np.arange(20), 300)
+    target = rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], p=[0.05, 0.2, 0.5, 0.2, 0.05], size=6000)
+    default = target + rng.normal(scale=0.5, size=6000)
+    right_differently = target + rng.normal(scale=0.5, size=6000)  # as good, with its own errors
+    ref = ReferenceSet(eras, target, default, RewardConfig(uniqueness=mode))
+    value = {name: ref.score(ran(p)).value for name, p in (
+        ("copy", default * 2 + 1), ("right", right_differently), ("wrong", -right_differently),
+        ("noise", rng.normal(size=6000)))}
+    assert value["copy"] == 0.0
+    assert value["right"] > 0.5 > value["noise"]
+    assert value["wrong"] < -0.5  # different and wrong costs, it does not pay
+
+
+NOISE = '''
+def define_model():
+    import numpy as np
+
+    class Noise:
+        def fit(self, X, y):
+            return self
+
+        def predict(self, X):
+            return np.random.default_rng({seed}).normal(size=len(X))
+
+    return Noise()
+'''
+
+
+def test_noise_earns_less_than_the_default_program_under_every_mode(evaluator):
+    """The issue's case: a model returning random numbers scored +0.25 with ppo_unique's
+    weights through the CLI (uniqueness 0.99), more than weak honest programs earn."""
+    from aiforml.compose import load_config
+    from aiforml.reward import compute_reward
+
+    weights = load_config(["+experiment=ppo_unique"]).reward
+    assert weights.w_unique > 0
+    rows = evaluator.task.validation_rows
+    ds, n_val = evaluator.dataset, len(rows)
+    default_preds = evaluator.baseline_predictions()[:n_val]
+    default = EvalResult(status="ok", validation=evaluator.task.score(default_preds, rows, default_preds),
+                         predictions={"validation": default_preds})
+    results = {}
+    for name, source in [("ridge", ORIGINAL), *((f"noise{seed}", NOISE.format(seed=seed)) for seed in range(3))]:
+        result = evaluator.evaluate(Program(source))
+        assert result.status == "ok", result.message
+        result.predictions = {"validation": evaluator.validation_predictions(result)}
+        results[name] = result
+    noises = [results[f"noise{seed}"] for seed in range(3)]
+    assert all(abs(r.validation.baseline_corr) < 0.05 for r in noises)  # as different as can be
+    for mode in MODES:
+        cfg = dataclasses.replace(weights, uniqueness=mode)
+        ref = ReferenceSet(ds.eras[rows], ds.targets[rows, 0], default_preds, cfg)
+        ref.add_cycle([Program(ORIGINAL)], [results["ridge"]])  # the meta model: the default and a ridge
+        scored = [(r, ref.score(r).value) for r in [default, *noises]]
+        loop = [compute_reward(r, cfg, u).reward for r, u in scored]  # the training loop's reward
+        cli = [compute_reward(r, cfg).reward for r, _ in scored]  # python -m aiforml.evaluate's
+        assert max(loop[1:]) < loop[0] and max(cli[1:]) < cli[0], (mode, loop, cli)
+        assert all(abs(u) < 0.5 for _, u in scored[1:]), (mode, scored)  # was 0.99 as 1 - |corr|

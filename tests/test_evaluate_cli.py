@@ -24,6 +24,7 @@ def test_json_output_for_a_program(tmp_path, capsys):
     assert out["status"] == "ok"
     assert out["steps_overridden"] == ["define_model"]
     assert out["validation"]["n_eras"] > 0 and out["test"]["n_eras"] > 0
+    assert out["validation"]["baseline_contribution"] is not None  # what uniqueness pays without a reference set
     assert out["reward"]["compile"] == 0.0
     assert -0.7 <= out["reward"]["reward"] <= 0.7
 

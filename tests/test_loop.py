@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 from aiforml.archive import Archive
 from aiforml.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
@@ -171,21 +172,24 @@ class PredictingPool(FakePool):
     def _result(self, program: Program) -> EvalResult:
         result = super()._result(program)
         if result.status == "ok":
-            result.predictions = {"validation": np.array([0.3, 0.1, 0.2, 0.2, 0.3, 0.1])}
+            result.predictions = {"validation": np.array([0.1, 0.3, 0.2, 0.2, 0.3, 0.1])}
         return result
 
 
 def test_uniqueness_is_judged_against_earlier_cycles_and_logged(tmp_path: Path) -> None:
-    cfg = load_config(["+experiment=smoke", "loop.cycles=2", "loop.progress=false", "reward.w_unique=0.5"])
+    cfg = load_config(["+experiment=smoke", "loop.cycles=2", "loop.progress=false", "reward.w_unique=0.5",
+                       "reward.contribution_scale=1.0"])
     eras, baseline = np.array([1, 1, 1, 2, 2, 2]), np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.3])
-    reference = ReferenceSet(eras, np.array([0, 0.5, 1, 1, 0.5, 0]), baseline, cfg.reward, tmp_path / "preds")
+    reference = ReferenceSet(eras, np.array([0, 1, 0.5, 0, 1, 0.5]), baseline, cfg.reward, tmp_path / "preds")
     learner, logger = FakeLearner(), FakeLogger()
     with Archive(tmp_path / "archive.sqlite") as archive:
         train(cfg, learner, PredictingPool(), archive, logger, "PROMPT\n", tmp_path, LoopState(), {},
               reference=reference)
-    # cycle 1: corr with the baseline is (-0.5 + -0.5) / 2 per era -> uniqueness 0.5
+    # cycle 1: per era, gaussian ranks (-q, q, 0) and (0, q, -q) orthogonalized to the
+    # baseline's (-q, 0, q) are (-q/2, q, -q/2); dotted with the target x 4 centred, (-2, 2, 0),
+    # over 3 rows: q = ppf(5/6) in both eras, uniqueness tanh(q / 1.0)
     good = 0.7 * math.tanh(VAL_SHARPE)
-    assert learner.updates[0][0] == pytest.approx(good + 0.5 * 0.5)
+    assert learner.updates[0][0] == pytest.approx(good + 0.5 * math.tanh(norm.ppf(5 / 6)))
     # cycle 2: the same program is now archived: a duplicate, no uniqueness credit
     assert learner.updates[1][0] == pytest.approx(good)
     first, second = logger.logged[1], logger.logged[2]

@@ -7,6 +7,7 @@ from numerai_tools.scoring import feature_neutral_corr, numerai_corr
 from scipy.stats import norm
 
 from aiforml import metrics
+from aiforml.uniqueness import baseline_contribution
 
 
 def hand_numerai_corr(p: np.ndarray, t: np.ndarray) -> float:
@@ -68,7 +69,49 @@ def test_score_split_aggregates(two_eras):
     assert m.mean_corr == pytest.approx(per_era.mean())
     assert m.sharpe == pytest.approx(per_era.mean() / per_era.std(ddof=1))
     assert m.baseline_corr == pytest.approx(1.0)
+    assert m.baseline_contribution == pytest.approx(0.0, abs=1e-12)  # nothing beyond itself
     assert m.feature_neutral_corr is not None and abs(m.feature_neutral_corr) <= 1
+    other = metrics.score_split(t, t, eras, baseline=p)
+    assert other.baseline_contribution == pytest.approx(baseline_contribution(t, p, t, eras))
+    assert other.baseline_contribution > 0
+    assert metrics.score_split(p, t, eras).baseline_contribution is None
+
+
+def test_probabilistic_sharpe_by_hand():
+    # scores 0.01, 0.03, 0.02, 0.04: SR = 0.025 / sqrt(0.0005 / 3) = sqrt(3.75), skew 0,
+    # kurtosis (2 * 0.015^4 + 2 * 0.005^4) / 4 / 0.000125^2 = 1.64: variance term
+    # 1 + 0.64 / 4 * 3.75 = 1.6, z = sqrt(3.75) * sqrt(3) / sqrt(1.6) = sqrt(7.03125)
+    scores = np.array([0.01, 0.03, 0.02, 0.04])
+    want = norm.cdf(np.sqrt(7.03125))
+    assert metrics.probabilistic_sharpe(np.sqrt(3.75), 4, 0.0, 1.64) == pytest.approx(want)
+    # one trial: nothing was selected, the deflated Sharpe is the PSR against 0
+    assert metrics.expected_max_sharpe(1, 0.3) == 0.0
+    assert metrics.deflated_sharpe(scores, [0.7]) == pytest.approx(want)
+    assert np.isnan(metrics.probabilistic_sharpe(1.0, 2, 0.0, 3.0))  # too few returns
+    assert np.isnan(metrics.deflated_sharpe(np.ones(5), [0.7]))
+    with pytest.raises(ValueError, match="at least one trial"):
+        metrics.deflated_sharpe(scores, [])
+
+
+def test_deflated_sharpe_matches_the_papers_example():
+    # Bailey and Lopez de Prado (2014), numerical example: 100 trials with annualized Sharpe
+    # variance 1/2, the best annualized Sharpe 2.5 over 1250 daily returns with skewness -3
+    # and kurtosis 10: expected maximum Sharpe 0.1132 a day, DSR 0.9004
+    sr0 = metrics.expected_max_sharpe(100, 0.5 / 250)
+    assert sr0 == pytest.approx(0.1132, abs=5e-5)
+    assert metrics.probabilistic_sharpe(2.5 / np.sqrt(250), 1250, -3.0, 10.0, benchmark=sr0) == pytest.approx(
+        0.9004, abs=5e-5)
+
+
+def test_deflated_sharpe_falls_with_more_and_more_dispersed_trials():
+    scores = np.random.default_rng(0).normal(0.02, 0.02, size=60)  # Sharpe about 1 a period
+    few = metrics.deflated_sharpe(scores, [1.0, 0.8, 0.6])
+    many = metrics.deflated_sharpe(scores, np.tile([1.0, 0.8, 0.6], 100))
+    dispersed = metrics.deflated_sharpe(scores, [1.0, 0.0, -1.0])
+    psr = metrics.deflated_sharpe(scores, [1.0])
+    assert psr > few > many and few > dispersed
+    # the benchmark is the Sharpe of the best of N by luck: sqrt(V) times the normal's expected max
+    assert metrics.expected_max_sharpe(300, 0.04) > metrics.expected_max_sharpe(3, 0.04) > 0
 
 
 def test_unsorted_eras_rejected():

@@ -10,9 +10,17 @@ import pytest
 
 from aiforml.archive import ARCHIVE_FILE, Archive, ArchiveRecord
 from aiforml.diversity import ERAS_FILE, PREDICTIONS_DIR, run_diversity
+from aiforml.metrics import deflated_sharpe, expected_max_sharpe
 from aiforml.pipeline.defaults import default_program_source
 from aiforml.program import EvalResult, SplitMetrics
-from aiforml.report import REPORT_DIR, cumulative, first_last_quarters, main, write_report
+from aiforml.report import (
+    REPORT_DIR,
+    cumulative,
+    deflated_best,
+    first_last_quarters,
+    main,
+    write_report,
+)
 from aiforml.reward import RewardBreakdown
 
 LGBM = "def define_model():\n    import lightgbm as lgb\n\n    return lgb.LGBMRegressor(n_estimators={n})\n"
@@ -84,6 +92,23 @@ def test_quarter_figures_by_hand() -> None:
     assert last["share_own_features"] == 0.0
 
 
+def test_deflated_best_counts_distinct_programs_that_scored() -> None:
+    rows = [row(0, "ok", "linear", True, 0.5, 1.0, 0.2), row(1, "ok", "linear", True, 0.5, 1.0, 0.1),
+            row(1, "ok", "lightgbm", False, 0.4, 0.6, 0.9), row(2, "runtime_error", "linear", False, -0.3, None, None),
+            row(2, "leakage_suspected", "linear", False, -0.3, 3.0, None)]
+    for r, h in zip(rows, ("a", "a", "b", "c", "d"), strict=True):
+        r["program_hash"] = h
+    per_era = [0.01, 0.03, None, 0.02, 0.04]  # a NaN era is left out, as in the Sharpe
+    got = deflated_best(rows, {"val_sharpe": 1.0, "program_hash": "a", "val_per_era": per_era})
+    # trials: a (once, though evaluated twice) and b; not the failure, not the suspected leak
+    assert got["n_trials"] == 2 and got["sharpe"] == 1.0
+    assert got["benchmark"] == pytest.approx(expected_max_sharpe(2, np.var([1.0, 0.6], ddof=1)))
+    assert got["dsr"] == pytest.approx(deflated_sharpe(np.array([0.01, 0.03, 0.02, 0.04]), np.array([1.0, 0.6])))
+    assert 0 < got["dsr"] < 1
+    assert deflated_best(rows, {"val_sharpe": 1.0, "program_hash": "a", "val_per_era": []})["dsr"] is None
+    assert deflated_best(rows[3:4], None) is None
+
+
 def test_cumulative_treats_nan_eras_as_zero() -> None:
     assert cumulative([0.1, None, -0.05, 0.2]) == pytest.approx([0.1, 0.1, 0.05, 0.25])
     assert cumulative(None) == []
@@ -101,6 +126,13 @@ def test_report_writes_plots_and_sections(tmp_path: Path) -> None:
                     "## Plots"):
         assert section in text
     assert "cycles archived: 8 (0 to 7)" in text and "programs evaluated: 48" in text
+    with Archive(tmp_path / ARCHIVE_FILE) as archive:
+        best = archive.top(1)[0]
+        scored = {r["program_hash"]: r["val_sharpe"] for r in archive.rows(("status", "program_hash", "val_sharpe"))
+                  if r["status"] == "ok"}
+    dsr = deflated_sharpe(np.array(best["val_per_era"]), np.array(list(scored.values())))
+    assert (f"- best validation Sharpe: {best['val_sharpe']:.3f} (`{best['program_hash']}`), deflated Sharpe "
+            f"ratio {dsr:.3f} for {len(scored)} distinct programs that scored") in text
     for name in ("progress", "errors", "families", "diversity", "per_era"):
         assert f"]({name}.png)" in text
     top_text = text.split("## Top programs")[1].split("## Diversity")[0]

@@ -9,9 +9,9 @@ from aiforml.program import EvalResult, SplitMetrics
 from aiforml.reward import compute_reward
 
 
-def ok(sharpe: float, mean_corr: float = 0.02, baseline_corr: float | None = 0.5) -> EvalResult:
-    return EvalResult(status="ok", validation=SplitMetrics(mean_corr=mean_corr, sharpe=sharpe,
-                                                           baseline_corr=baseline_corr))
+def ok(sharpe: float, mean_corr: float = 0.02, baseline_contribution: float | None = 0.01) -> EvalResult:
+    return EvalResult(status="ok", validation=SplitMetrics(mean_corr=mean_corr, sharpe=sharpe, baseline_corr=0.5,
+                                                           baseline_contribution=baseline_contribution))
 
 
 def test_default_weights_match_the_design():
@@ -40,10 +40,19 @@ def test_infrastructure_failure_is_not_charged():
 
 def test_mean_corr_and_uniqueness_terms():
     cfg = RewardConfig(performance="mean_corr", w_unique=0.2)
-    r = compute_reward(ok(sharpe=1.0, mean_corr=0.01, baseline_corr=-0.25), cfg)
+    r = compute_reward(ok(sharpe=1.0, mean_corr=0.01, baseline_contribution=0.005), cfg)
     assert r.performance == pytest.approx(math.tanh(0.01 / 0.02))
-    assert r.uniqueness == pytest.approx(0.75)
-    assert r.reward == pytest.approx(0.7 * math.tanh(0.5) + 0.2 * 0.75)
+    assert r.uniqueness == pytest.approx(math.tanh(0.005 / 0.02))
+    assert r.reward == pytest.approx(0.7 * math.tanh(0.5) + 0.2 * math.tanh(0.25))
+
+
+def test_without_a_reference_uniqueness_is_the_contribution_beyond_the_default():
+    # what the CLI and the MCP server pay: being different and wrong costs, being unknown earns 0
+    cfg = RewardConfig(w_unique=0.4, contribution_scale=0.01)
+    assert compute_reward(ok(0.0, baseline_contribution=-0.01), cfg).uniqueness == pytest.approx(math.tanh(-1.0))
+    assert compute_reward(ok(0.0, baseline_contribution=0.0), cfg).uniqueness == 0.0
+    assert compute_reward(ok(0.0, baseline_contribution=None), cfg).uniqueness == 0.0
+    assert compute_reward(EvalResult(status="ok"), cfg).uniqueness == 0.0
 
 
 def test_better_sharpe_earns_more():
@@ -79,12 +88,12 @@ def test_compile_shaping_is_off_by_default_and_never_credits_leakage():
     assert compute_reward(EvalResult(status="leakage_suspected", stage="predict"), shaped).compile == -1.0
 
 
-def test_given_uniqueness_replaces_the_baseline_corr_term():
+def test_given_uniqueness_replaces_the_baseline_contribution_term():
     cfg = RewardConfig(w_unique=0.5)
-    r = compute_reward(ok(sharpe=0.0, baseline_corr=0.5), cfg, uniqueness=0.0)
+    r = compute_reward(ok(sharpe=0.0, baseline_contribution=0.02), cfg, uniqueness=0.0)
     assert r.uniqueness == 0.0 and r.reward == pytest.approx(0.0)
-    r = compute_reward(ok(sharpe=0.0, baseline_corr=0.5), cfg)
-    assert r.uniqueness == pytest.approx(0.5)
+    r = compute_reward(ok(sharpe=0.0, baseline_contribution=0.02), cfg)
+    assert r.uniqueness == pytest.approx(math.tanh(1.0))
 
 
 @pytest.mark.parametrize(("key", "value"), [("duplicate_corr", 1.5), ("contribution_scale", 0.0),

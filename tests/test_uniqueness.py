@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from numerai_tools.scoring import correlation_contribution
+from scipy.stats import norm
 
 from aiforml.metrics import per_era_rank_corr
 from aiforml.uniqueness import (
     EraIndex,
-    baseline_uniqueness,
+    baseline_contribution,
     corr_matrix,
     greedy_clusters,
     meta_model,
@@ -21,24 +22,51 @@ from aiforml.uniqueness import (
 ERAS = np.array([1, 1, 1, 2, 2, 2])
 
 
-def test_baseline_uniqueness_hand_computed():
+def test_rank_corr_with_the_baseline_hand_computed():
     # era 1: identical order, corr 1; era 2: ranks (1,2,3) vs (3,1,2) centred (-1,0,1)·(1,-1,0) = -1
-    # over norms 2 -> -0.5; mean 0.25, uniqueness 0.75
+    # over norms 2 -> -0.5
     a = np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.3])
     b = np.array([5.0, 6.0, 7.0, 0.9, 0.1, 0.5])
-    index = EraIndex.from_eras(ERAS)
-    np.testing.assert_allclose(per_era_rank_corr_many(a, [b], index)[0], [1.0, -0.5])
-    assert baseline_uniqueness(a, b, index) == pytest.approx(0.75)
-    assert baseline_uniqueness(a, a, index) == pytest.approx(0.0)
-    assert baseline_uniqueness(a, -a, index) == pytest.approx(0.0)  # anti-correlated is not unique
+    np.testing.assert_allclose(per_era_rank_corr_many(a, [b], EraIndex.from_eras(ERAS))[0], [1.0, -0.5])
 
 
-def test_constant_era_is_left_out_and_all_constant_is_none():
-    a = np.array([0.1, 0.2, 0.3, 1.0, 1.0, 1.0])  # era 2 constant: only era 1 counts
-    b = np.array([0.3, 0.2, 0.1, 0.5, 0.1, 0.2])
-    index = EraIndex.from_eras(ERAS)
-    assert baseline_uniqueness(a, b, index) == pytest.approx(0.0)  # |corr era 1| = 1
-    assert baseline_uniqueness(np.ones(6), b, index) is None
+def test_baseline_contribution_hand_computed():
+    # era 1: gaussian ranks g = ppf((r - 0.5) / 3): predictions ranks (1,3,2) -> (-q, q, 0),
+    # baseline ranks (1,2,3) -> (-q, 0, q), q = ppf(5/6). g orthogonalized to the baseline:
+    # g - (g.m / m.m) m = g - m / 2 = (-q/2, q, -q/2); target (0, 1, .5) x 4 centred (-2, 2, 0);
+    # dot / 3 rows = (q + 2q) / 3 = q. Era 2: the baseline's own order -> 0. Mean q / 2.
+    baseline = np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.3])
+    preds = np.array([0.0, 2.0, 1.0, 1.0, 2.0, 3.0])
+    target = np.array([0.0, 1.0, 0.5, 0.0, 1.0, 0.5])
+    q = norm.ppf(5 / 6)
+    np.testing.assert_allclose(per_era_contribution(preds, baseline, target, ERAS), [q, 0.0], atol=1e-12)
+    assert baseline_contribution(preds, baseline, target, ERAS) == pytest.approx(q / 2)
+    # a copy of the baseline, or its mirror image, adds nothing beyond it
+    assert baseline_contribution(baseline * 3, baseline, target, ERAS) == pytest.approx(0.0, abs=1e-12)
+    assert baseline_contribution(-baseline, baseline, target, ERAS) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_baseline_contribution_pays_only_for_being_right_differently():
+    rng = np.random.default_rng(4)
+    eras = np.repeat(np.arange(20), 300)
+    target = rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], p=[0.05, 0.2, 0.5, 0.2, 0.05], size=6000)
+    baseline = target + rng.normal(scale=0.5, size=6000)  # an honest default
+    right_differently = target + rng.normal(scale=0.5, size=6000)  # as honest, its own errors
+    noise = rng.normal(size=6000)
+    bmc = {name: baseline_contribution(p, baseline, target, eras) for name, p in (
+        ("copy", baseline + 1e-3 * rng.normal(size=6000)), ("right", right_differently),
+        ("wrong", -right_differently), ("noise", noise))}
+    assert bmc["right"] > 0.2 and bmc["wrong"] == pytest.approx(-bmc["right"])
+    assert abs(bmc["copy"]) < 0.01 and abs(bmc["noise"]) < 0.02  # about 0.89 / sqrt(6000) = 0.011 for noise
+    assert bmc["right"] > bmc["noise"] > bmc["wrong"]
+
+
+def test_constant_baseline_era_is_left_out_and_all_constant_is_none():
+    baseline = np.array([0.1, 0.2, 0.3, 1.0, 1.0, 1.0])  # era 2 constant: only era 1 counts
+    preds = np.array([0.0, 2.0, 1.0, 0.5, 0.1, 0.2])
+    target = np.array([0.0, 1.0, 0.5, 0.0, 1.0, 0.5])
+    assert baseline_contribution(preds, baseline, target, ERAS) == pytest.approx(norm.ppf(5 / 6))
+    assert baseline_contribution(preds, np.ones(6), target, ERAS) is None
 
 
 def test_rank_corr_many_equals_metrics_rank_corr():

@@ -28,6 +28,8 @@ class SplitScores(BaseModel):
     max_drawdown: float | None = Field(None, description="largest fall of the cumulative per-era corr; trading: of equity, a fraction")
     feature_neutral_corr: float | None = Field(None, description="mean per-era corr after neutralizing to the features")
     baseline_corr: float | None = Field(None, description="mean per-era corr with the default program's predictions")
+    baseline_contribution: float | None = Field(None, description="mean per-era contribution beyond the default "
+                                                "program's predictions (BMC): being right where the default is not")
     n_eras: int = 0
     per_era_corr: list[float | None] = Field(default_factory=list, description="None where an era scored NaN")
     total_return: float | None = Field(None, description="trading: compounded return net of costs")
