@@ -15,6 +15,8 @@ Not responsible for producing predictions or deciding what a score is worth (see
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy.stats import kurtosis, norm, skew
@@ -49,21 +51,62 @@ def per_era_corr(predictions: np.ndarray, target: np.ndarray, eras: np.ndarray) 
 
 
 def per_era_feature_neutral_corr(
-    predictions: np.ndarray, features: np.ndarray, target: np.ndarray, eras: np.ndarray
+    predictions: np.ndarray, features: np.ndarray | EraBases, target: np.ndarray, eras: np.ndarray
 ) -> np.ndarray:
     """numerai-tools' ``feature_neutral_corr`` of each era, vectorized like ``per_era_corr``.
 
     Gaussianized ranks are neutralized to the era's features (least squares with an
     intercept, ``rcond=1e-6`` as numerai-tools does) and the residual scored with the Numerai
-    correlation. BLAS is held to one thread: multi-threaded OpenBLAS on a busy 2-core
-    machine was measured 30x slower on these small solves.
+    correlation. ``features`` may be the :class:`EraBases` of those features (and of this
+    target's finite rows), computed once for a split that many programs are scored on. BLAS
+    is held to one thread: multi-threaded OpenBLAS on a busy 2-core machine was measured 30x
+    slower on these small solves.
     """
     with threadpool_limits(limits=1, user_api="blas"):
         return _per_era(predictions, target, eras, neutralizers=features)
 
 
+@dataclass(frozen=True)
+class EraBases:
+    """Per era, an orthonormal basis of the span of the era's features and a constant.
+
+    The residual of least squares with ``rcond`` (what ``np.linalg.lstsq`` and numerai-tools
+    compute) is ``v - U (U' v)`` with ``U`` the left singular vectors whose singular values
+    exceed ``rcond`` times the largest: one SVD per era, once, instead of one solve per era
+    and program. Built for the rows whose target is finite (:meth:`for_target`).
+    """
+
+    bases: tuple[np.ndarray, ...]
+    n_rows: int
+
+    @classmethod
+    def for_target(cls, features: np.ndarray, target: np.ndarray, eras: np.ndarray,
+                   rcond: float = 1e-6) -> EraBases:
+        keep = np.isfinite(target)
+        f, e = features[keep].astype(np.float64), eras[keep]
+        starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]]) if len(e) else np.zeros(0, dtype=int)
+        counts = np.diff(np.r_[starts, len(e)])
+        bases = []
+        with threadpool_limits(limits=1, user_api="blas"):
+            for start, count in zip(starts, counts, strict=True):
+                design = np.hstack([f[start:start + count], np.ones((count, 1))])
+                u, sv, _ = np.linalg.svd(design, full_matrices=False)
+                bases.append(np.ascontiguousarray(u[:, sv > rcond * sv.max()]) if sv.size else u[:, :0])
+        return cls(tuple(bases), int(len(e)))
+
+    def residual(self, values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        if len(values) != self.n_rows or len(starts) != len(self.bases):
+            raise ValueError(f"these bases are of {self.n_rows} rows in {len(self.bases)} eras, "
+                             f"not {len(values)} rows in {len(starts)} eras")
+        out = np.empty_like(values)
+        for u, start, count in zip(self.bases, starts, counts, strict=True):
+            v = values[start:start + count]
+            out[start:start + count] = v - u @ (u.T @ v)
+        return out
+
+
 def _per_era(predictions: np.ndarray, target: np.ndarray, eras: np.ndarray,
-             neutralizers: np.ndarray | None) -> np.ndarray:
+             neutralizers: np.ndarray | EraBases | None) -> np.ndarray:
     slices = _era_slices(eras)
     out = np.full(len(slices), np.nan)
     keep = np.isfinite(target)
@@ -74,7 +117,9 @@ def _per_era(predictions: np.ndarray, target: np.ndarray, eras: np.ndarray,
     counts = np.diff(np.r_[starts, len(e)])
     group = np.repeat(np.arange(len(starts)), counts)
     x = _gaussian_ranks(p, group, counts)
-    if neutralizers is not None:
+    if isinstance(neutralizers, EraBases):
+        x = _gaussian_ranks(neutralizers.residual(x, starts, counts), group, counts)
+    elif neutralizers is not None:
         x = _neutralize(x, neutralizers[keep].astype(np.float64), starts, counts)
         x = _gaussian_ranks(x, group, counts)
     x = np.sign(x) * np.abs(x) ** 1.5
@@ -212,7 +257,7 @@ def score_split(
     predictions: np.ndarray,
     target: np.ndarray,
     eras: np.ndarray,
-    features: np.ndarray | None = None,
+    features: np.ndarray | EraBases | None = None,
     baseline: np.ndarray | None = None,
 ) -> SplitMetrics:
     """All statistics of one split. Non-finite aggregates become None (JSON/MCP-safe)."""

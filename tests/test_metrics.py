@@ -149,3 +149,20 @@ def test_vectorized_feature_neutral_corr_equals_numerai_tools():
         assert got[k] == pytest.approx(official, abs=1e-9)
     # neutral to a feature it was built from: lower than the plain correlation
     assert np.nanmean(got) != pytest.approx(np.nanmean(metrics.per_era_corr(p, t, eras)))
+
+
+def test_era_bases_give_the_least_squares_residual_of_every_era():
+    rng = np.random.default_rng(3)
+    eras = np.repeat(np.arange(6), 40)
+    features = rng.integers(0, 5, size=(240, 7)).astype(np.float32)
+    features[:, 6] = features[:, 0] * 2  # rank-deficient, as real feature sets are
+    target = rng.normal(size=240)
+    target[[5, 77, 200]] = np.nan  # bases are of the finite-target rows
+    predictions = features[:, 0] * 0.3 + rng.normal(size=240)
+    bases = metrics.EraBases.for_target(features, target, eras)
+    with_bases = metrics.per_era_feature_neutral_corr(predictions, bases, target, eras)
+    with_solves = metrics.per_era_feature_neutral_corr(predictions, features, target, eras)
+    np.testing.assert_allclose(with_bases, with_solves, atol=1e-9)
+    assert np.isfinite(with_bases).all()
+    with pytest.raises(ValueError, match="rows"):
+        metrics.per_era_feature_neutral_corr(predictions[:200], bases, target[:200], eras[:200])

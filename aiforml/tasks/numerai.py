@@ -10,9 +10,14 @@ Not responsible for loading or generating the data (``aiforml.data``).
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import numpy as np
 
-from aiforml.metrics import score_split
+from aiforml.config import EnvConfig
+from aiforml.data.dataset import EraSplit
+from aiforml.metrics import EraBases, score_split
 from aiforml.pipeline.checks import implausible_consistency
 from aiforml.program import SplitMetrics
 from aiforml.tasks.base import Finding, Task, View
@@ -20,6 +25,10 @@ from aiforml.tasks.base import Finding, Task, View
 
 class NumeraiTask(Task):
     name = "numerai"
+
+    def __init__(self, dataset: Any, split: EraSplit, cfg: EnvConfig) -> None:
+        super().__init__(dataset, split, cfg)
+        self._era_bases: dict[str, EraBases] = {}
 
     def _feature_rows(self) -> np.ndarray:
         return np.concatenate([self.train_rows, self.validation_rows, self.test_rows])
@@ -35,8 +44,16 @@ class NumeraiTask(Task):
 
     def score(self, predictions: np.ndarray, rows: np.ndarray, baseline: np.ndarray | None) -> SplitMetrics:
         d = self.dataset
-        return score_split(predictions, d.targets[rows, 0], d.eras[rows], features=d.features[rows],
+        return score_split(predictions, d.targets[rows, 0], d.eras[rows], features=self._bases(rows),
                            baseline=baseline)
+
+    def _bases(self, rows: np.ndarray) -> EraBases:
+        """The feature-neutral correlation's per-era bases of ``rows``: once per split, not per program."""
+        key = hashlib.sha1(np.ascontiguousarray(rows).tobytes()).hexdigest()
+        if key not in self._era_bases:
+            d = self.dataset
+            self._era_bases[key] = EraBases.for_target(d.features[rows], d.targets[rows, 0], d.eras[rows])
+        return self._era_bases[key]
 
     def score_cv(self, oof: np.ndarray) -> SplitMetrics | None:
         covered = np.flatnonzero(np.isfinite(oof))
