@@ -82,28 +82,27 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def zygote_runs() -> Callable[[], list[int]]:
-    """zygote_runs(): host pids of runs a zygote forked that are still alive (must be [] after a run)."""
+def zygote_runs() -> Callable[[str], list[int]]:
+    """zygote_runs(marker): host pids of what zygotes whose bwrap command line holds ``marker``
+    (one of their folders) forked and is still alive (must be [] after a run)."""
     return zygote_run_pids
 
 
-def zygote_run_pids() -> list[int]:
-    """Host pids forked by a zygote (its runs and whatever they left), which keep its command line."""
-    pythons = set()  # the zygotes and what they forked (bwrap's own command line names the zygote too)
-    for pid in _pids_with(b"zygote_main.py"):
-        try:
-            if "bwrap" not in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode():
-                pythons.add(pid)
-        except OSError:
-            continue
-    found = []
-    for pid in pythons:
-        try:
-            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent in pythons:
-            found.append(pid)
+def zygote_run_pids(marker: str) -> list[int]:
+    """Descendants of every zygote started with ``marker`` on its bwrap command line."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    launchers = set(_pids_with(b"zygote_main.py")) & set(_pids_with(marker.encode()))
+    zygotes = {pid for pid, parent in parents.items() if parent in launchers and pid not in launchers}
+    found, frontier = [], set(zygotes)
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier}
+        found += sorted(frontier)
     return found
 
 

@@ -75,9 +75,15 @@ def probe(binary: str, seccomp_program: bytes | None) -> str | None:
 
 
 def interpreter_paths(executable: str) -> list[Path]:
-    """Directories the interpreter ``executable`` needs: its venv and its base installation."""
-    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
+    """Directories the interpreter ``executable`` needs: its venv and its base installation.
+
+    This process's own prefixes only when ``executable`` is this interpreter (or is not a
+    path): another program (bash, a system python) must not need folders its user may not
+    even be able to read.
+    """
     exe = Path(executable)
+    ours = not exe.is_absolute() or os.path.realpath(exe) == os.path.realpath(sys.executable)
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)} if ours else set()
     if exe.is_absolute():
         paths.add(exe.parent.parent)  # <prefix>/bin/python -> <prefix>
         paths.add(Path(os.path.realpath(exe)).parent.parent)
@@ -96,6 +102,7 @@ def build_argv(
     seccomp_fd: int | None = None,
     zygote: bool = False,
     extra_rw: Sequence[Path] = (),
+    interpreter: str | None = None,
 ) -> list[str]:
     """The full ``bwrap ... -- command`` argument list.
 
@@ -104,6 +111,8 @@ def build_argv(
     only where one is fully visible; bwrap's covers part of it). The zygote never runs
     generated code; each child mounts its own read-only ``/proc`` before it does. It ends
     when its control socket closes (not with the spawning thread, as ``--die-with-parent``).
+    ``interpreter``: the program whose folders are bound (default ``command[0]``; a wrapped
+    command names the program it wraps).
     """
     argv = [
         bwrap,
@@ -126,7 +135,7 @@ def build_argv(
     argv += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]
     # Parents before children, so that a bind nested in another one stays visible, and the
     # rw_dir wins over an ro path that contains it.
-    binds = [(p, "--ro-bind") for p in interpreter_paths(command[0])]
+    binds = [(p, "--ro-bind") for p in interpreter_paths(interpreter or command[0])]
     binds += [(Path(p), "--ro-bind") for p in ro_paths] + [(Path(p), "--bind") for p in (rw_dir, *extra_rw)]
     for path, flag in sorted(binds, key=lambda b: (len(b[0].parts), b[1] == "--bind")):
         argv += [flag, str(path), str(path)]

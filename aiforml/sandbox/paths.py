@@ -74,3 +74,33 @@ def _defused_mode(info: os.stat_result) -> int:
     """The entry's mode without set-id bits, and for a folder with rwx for its owner."""
     mode = stat.S_IMODE(info.st_mode) & 0o777
     return mode | 0o700 if stat.S_ISDIR(info.st_mode) else mode
+
+
+def over_quota(rw_dir: Path, max_bytes: int, max_entries: int) -> str | None:
+    """Why ``rw_dir`` holds more than a run may write (bytes allocated, entries), or None.
+
+    Without a memory cgroup nothing else counts the pages of a folder on a tmpfs: the
+    sandbox calls this while the run goes on and stops a run that crossed either bound.
+    Links are not followed; a folder the walk cannot read counts as nothing (the run can
+    only hide what it cannot write into either).
+    """
+    used, entries, stack = 0, 0, [str(rw_dir)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as listing:
+                for entry in listing:
+                    entries += 1
+                    if entries > max_entries:
+                        return f"wrote more than {max_entries} files and folders into its folder"
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if stat.S_ISDIR(info.st_mode):
+                        stack.append(entry.path)
+                    used += info.st_blocks * 512
+                    if used > max_bytes:
+                        return f"wrote more than {max_bytes // 2**20} MB into its folder"
+        except OSError:
+            continue
+    return None

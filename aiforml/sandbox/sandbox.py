@@ -53,6 +53,8 @@ GATE = 'read -r _ || exit 125; exec "$@" </dev/null'
 # up; the child cannot forge it, since the fd is closed before the exec), then exec.
 MARK = 'printf . >&{fd} || exit 125; exec {fd}>&-; exec "$@"'
 NOFILE = 4096  # open files per process
+QUOTA_CHECK_S = 0.02  # without a memory cgroup: how often the run's folder is measured
+MAX_FOLDER_ENTRIES = 100_000  # files and folders a run may make in its folder
 
 
 @dataclass
@@ -70,6 +72,9 @@ class _Child:
     fds: set[int] = field(default_factory=set)
     usage: cgroup.Usage | None = None
     zrun: ZygoteRun | None = None  # a run forked by the zygote
+    rw_dir: Path | None = None  # watched for size where no memory cgroup counts its pages
+    over_quota: str = ""  # why the run was stopped for what it wrote into rw_dir
+    next_quota_check: float = 0.0
 
 
 class Sandbox:
@@ -93,7 +98,7 @@ class Sandbox:
         self._lock = threading.Lock()
         self._active: dict[int, _Child] = {}
         self._roots, self._ro_roots = list(roots), list(ro_roots)
-        self._zygote: Zygote | None = None
+        self._zygotes: dict[str, Zygote] = {}  # one per interpreter, started at its first run
         self._zygote_lock = threading.Lock()
         self._zygote_failures = 0
         self.controllers = cgroup.available() if use_cgroups else []
@@ -141,6 +146,7 @@ class Sandbox:
         try:
             if on_start is not None:
                 on_start(child.proc.pid if child.proc else (child.zrun.pid if child.zrun else 0) or 0)
+            child.rw_dir = rw_dir if "memory" not in self.controllers else None
             self._watch(child, start + self.cfg.wall_s)
         finally:
             self._finish(child)
@@ -157,14 +163,14 @@ class Sandbox:
         """Kill every child and end the zygote (a later run starts a new one)."""
         self.kill_all()
         with self._zygote_lock:
-            if self._zygote is not None:
-                self._zygote.close()
-                self._zygote = None
+            for zygote in self._zygotes.values():
+                zygote.close()
+            self._zygotes.clear()
 
     @property
     def zygote_info(self) -> dict:
-        """The running zygote's start-up report (import time, failed imports, host pid), or {}."""
-        zygote = self._zygote
+        """The start-up report of the zygote of this interpreter (import time, failed imports, pid), or {}."""
+        zygote = self._zygotes.get(os.path.realpath(sys.executable))
         return {**zygote.info, "pid": zygote.proc.pid} if zygote is not None else {}
 
     # --- zygote -----------------------------------------------------------------------
@@ -174,21 +180,24 @@ class Sandbox:
         command = python_command(argv)
         if self.mode != "zygote" or command is None:
             return None, None
+        key = os.path.realpath(argv[0])
         with self._zygote_lock:
-            if self._zygote is not None and not self._zygote.alive:
-                self._zygote.close()
-                self._zygote = None
-            if self._zygote is None and self._zygote_failures < 2:
+            zygote = self._zygotes.get(key)
+            if zygote is not None and not zygote.alive:
+                zygote.close()
+                del self._zygotes[key]
+                zygote = None
+            if zygote is None and self._zygote_failures < 2:
                 try:
-                    self._zygote = Zygote(
+                    zygote = self._zygotes[key] = Zygote(
                         self.bwrap, rw_roots=self._roots, ro_roots=self._ro_roots, preload=self.cfg.preload,
                         threads=self.cfg.threads, tmpfs_mb=self.cfg.memory_mb, seccomp_program=self._seccomp,
+                        executable=argv[0],
                     )  # fmt: skip
                 except (OSError, ZygoteError) as exc:
                     self._zygote_failures += 1
                     isolation.warn_once(f"sandbox: the zygote did not start, spawning each run instead: {exc}")
                     return None, None
-            zygote = self._zygote
         if zygote is None or not zygote.covers(ro_paths, rw_dir):
             return None, None
         return zygote, command
@@ -200,12 +209,14 @@ class Sandbox:
         os.set_blocking(status_r, False)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        child_env = environment.minimal(sys.executable, home="/tmp", threads=self.cfg.threads) | env
+        child_env = environment.minimal(zygote.executable, home="/tmp", threads=self.cfg.threads) | env
         group = None
         try:
             group = self._make_group(extra_procs=0)
+            # RLIMIT_NPROC counts per user namespace: the run's own one holds only the run.
+            nproc = [(resource.RLIMIT_NPROC, (self.cfg.max_procs, self.cfg.max_procs))]
             zrun = zygote.spawn(command, ro_paths=ro_paths, rw_dir=rw_dir, cwd=cwd, env=child_env,
-                                rlimits=self._rlimits(False), pass_fds=pass_fds, status_w=status_w,
+                                rlimits=self._rlimits(False) + nproc, pass_fds=pass_fds, status_w=status_w,
                                 stdout_w=out_w, stderr_w=err_w)
         except BaseException:
             for fd in (status_r, out_r, err_r):
@@ -246,6 +257,8 @@ class Sandbox:
         status_r, status_w = os.pipe()
         os.set_blocking(status_r, False)
         mark = [BASH, "-c", MARK.format(fd=status_w), "bash", *argv]
+        if self.bwrap:  # RLIMIT_NPROC counts per user namespace: bwrap's holds only this run
+            mark[2] = f"ulimit -u {self.cfg.max_procs} || exit 125; {mark[2]}"
         # without bwrap the host's /tmp is shared: HOME and TMPDIR go to rw_dir instead
         home = "/tmp" if self.bwrap else str(rw_dir)
         child_env = environment.minimal(argv[0], home=home, threads=self.cfg.threads) | env
@@ -255,7 +268,7 @@ class Sandbox:
                 fds.append(seccomp.filter_fd(self._seccomp))
             command = bw.build_argv(
                 self.bwrap, mark, ro_paths=ro_paths, rw_dir=rw_dir, cwd=cwd, env=child_env,
-                tmpfs_mb=self.cfg.memory_mb, seccomp_fd=fds[1] if len(fds) > 1 else None,
+                tmpfs_mb=self.cfg.memory_mb, seccomp_fd=fds[1] if len(fds) > 1 else None, interpreter=argv[0],
             )  # fmt: skip
             popen_env, popen_cwd = dict(bw.LAUNCHER_ENV), "/"
         else:
@@ -338,7 +351,7 @@ class Sandbox:
         """Read output until the child exits, is killed, or the deadline passes."""
 
         def stop() -> bool:
-            return child.killed or _exited(child)
+            return child.killed or _exited(child) or self._over_quota(child)
 
         child.fds = pump({fd: child.buffers[fd] for fd in child.fds}, deadline=deadline, stop=stop)
         if child.zrun is not None and not child.killed:  # its report follows the pipes' EOF at once
@@ -346,6 +359,18 @@ class Sandbox:
         while not stop() and time.monotonic() < deadline:
             time.sleep(0.02)  # both pipes closed but the child still runs
         child.timed_out = not stop()
+
+    def _over_quota(self, child: _Child) -> bool:
+        """Without a memory cgroup: stop a run whose folder outgrew its memory cap (checked often)."""
+        now = time.monotonic()
+        if child.rw_dir is None or now < child.next_quota_check:
+            return False
+        child.next_quota_check = now + QUOTA_CHECK_S
+        why = paths.over_quota(child.rw_dir, self.cfg.memory_mb * 2**20, MAX_FOLDER_ENTRIES)
+        if why:
+            child.over_quota = why
+            _kill(child)
+        return bool(why)
 
     def _finish(self, child: _Child) -> None:
         """Kill every process of the run, reap, drain the pipes, release everything."""
@@ -378,11 +403,11 @@ class Sandbox:
         """The zygote's report on a (killed) run; a zygote that cannot tell is ended."""
         assert child.zrun is not None
         report = read_result(child.zrun.result, timeout_s=10.0)
-        if report is None:  # the intermediate is gone or stuck: end the zygote and all in it
+        if report is None:  # the intermediate is gone or stuck: end the zygotes and all in them
             with self._zygote_lock:
-                if self._zygote is not None:
-                    self._zygote.close()
-                    self._zygote = None
+                for zygote in self._zygotes.values():
+                    zygote.close()
+                self._zygotes.clear()
             return 255 << 8, resource.struct_rusage((0,) * 16)
         status, fields = report
         return status, resource.struct_rusage(tuple(fields[:16]) + (0,) * (16 - len(fields[:16])))
@@ -399,6 +424,8 @@ class Sandbox:
         cfg = self.cfg
         outcome, message = classify(facts, wall_s=cfg.wall_s, cpu_limit_s=cfg.cpu_s, memory_mb=cfg.memory_mb)
         code, sig = exit_info(facts)
+        if child.over_quota and not child.killed:
+            outcome, message = "memory", f"memory cap of {cfg.memory_mb} MB reached: {child.over_quota}"
         if removed:
             message += f"; removed from rw_dir (not plain files): {', '.join(removed[:5])}"
         return SandboxResult(

@@ -68,13 +68,13 @@ class ZygoteRun:
         self.pid_sock.close()
 
 
-def python_command(argv: Sequence[str], executable: str = sys.executable) -> list[str] | None:
+def python_command(argv: Sequence[str]) -> list[str] | None:
     """The zygote's form of ``argv`` (``["-c", CODE, *args]`` or ``[SCRIPT, *args]``), or None.
 
-    Only this interpreter's own commands qualify, with at most ``-I`` (the zygote's own mode)
-    before the code or script.
+    Only a Python interpreter given by its absolute path qualifies (a zygote of that
+    interpreter runs it), with at most ``-I`` (the zygote's own mode) before the code or script.
     """
-    if not argv or os.path.realpath(argv[0]) != os.path.realpath(executable):
+    if not argv or not os.path.isabs(argv[0]) or not os.path.basename(argv[0]).startswith("python"):
         return None
     rest = list(argv[1:])
     while rest and rest[0] == "-I":
@@ -90,7 +90,9 @@ class Zygote:
     """One zygote process. ``spawn`` is safe from several threads."""
 
     def __init__(self, bwrap: str, *, rw_roots: Sequence[Path], ro_roots: Sequence[Path],
-                 preload: Sequence[str], threads: int, tmpfs_mb: int, seccomp_program: bytes | None) -> None:
+                 preload: Sequence[str], threads: int, tmpfs_mb: int, seccomp_program: bytes | None,
+                 executable: str = sys.executable) -> None:
+        self.executable = executable
         self.rw_roots = [Path(os.path.realpath(p)) for p in rw_roots]
         self.ro_roots = [Path(os.path.realpath(p)) for p in ro_roots]
         self._lock = threading.Lock()
@@ -99,9 +101,9 @@ class Zygote:
             root.mkdir(parents=True, exist_ok=True)
         ctl, inner = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._log = tempfile.TemporaryFile()
-        env = environment.minimal(sys.executable, home="/tmp", threads=threads)
+        env = environment.minimal(executable, home="/tmp", threads=threads)
         argv = bw.build_argv(
-            bwrap, [sys.executable, "-I", str(ZYGOTE_MAIN), str(inner.fileno())],
+            bwrap, [executable, "-I", str(ZYGOTE_MAIN), str(inner.fileno())],
             ro_paths=[ZYGOTE_MAIN, *self.ro_roots], rw_dir=self.rw_roots[0], extra_rw=self.rw_roots[1:],
             cwd=Path("/"), env=env, tmpfs_mb=64, zygote=True,
         )  # fmt: skip

@@ -133,9 +133,9 @@ def harness_pids(marker: str) -> list[int]:
 
 
 @pytest.fixture
-def sandbox_children(zygote_runs: Callable[[], list[int]]) -> Callable[[Path], list[int]]:
-    """Spawned children of a job root, and every run a zygote forked (a zygote may outlive its runs)."""
-    return lambda root: harness_pids(str(root)) + zygote_runs()
+def sandbox_children(zygote_runs: Callable[[str], list[int]]) -> Callable[[Path], list[int]]:
+    """Spawned children of a job root, and every run its zygote forked (a zygote may outlive its runs)."""
+    return lambda root: harness_pids(str(root)) + zygote_runs(str(root))
 
 
 async def run_episode(client) -> dict[str, Any]:

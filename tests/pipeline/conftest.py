@@ -109,6 +109,6 @@ def harness_processes(work_root, zygote_runs):
                 continue
             if needle in cmdline and b"zygote_main.py" not in cmdline:  # a zygote may outlive a run
                 pids.append(int(entry.name))
-        return pids + zygote_runs()  # its runs may not
+        return pids + zygote_runs(str(work_root))  # its runs may not
 
     return running

@@ -77,9 +77,10 @@ def require(sandbox: Sandbox) -> Callable[..., None]:
 
 
 @pytest.fixture(scope="session")
-def leftovers(zygote_runs: Callable[[], list[int]]) -> Callable[[str], list[int]]:
-    """leftovers(token): host pids whose command line holds token, and zygote runs (must be [] after a run)."""
-    return lambda token: processes_with(token) + zygote_runs()
+def leftovers(zygote_runs: Callable[[str], list[int]], roots: list[Path]) -> Callable[[str], list[int]]:
+    """leftovers(token): host pids whose command line holds token, and this session's zygote runs
+    (must be [] after a run)."""
+    return lambda token: processes_with(token) + zygote_runs(str(roots[0]))
 
 
 @pytest.fixture

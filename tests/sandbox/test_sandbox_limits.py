@@ -8,9 +8,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from aiforml.config import SandboxConfig
 from aiforml.sandbox import Sandbox, SandboxResult
 
 Runner = Callable[..., SandboxResult]
@@ -179,3 +181,48 @@ def test_cancelled_caller_leaves_no_process(
         signal.signal(signal.SIGALRM, previous)
     assert pids and not os.path.exists(f"/proc/{pids[0]}")
     assert leftovers(marker) == []
+
+
+FILL_FOLDER = """
+import os
+for k in range(150):  # 600 MB in all, one 4 MB file at a time: far above the 64 MB cap
+    with open(f"part-{k}.bin", "wb") as f:
+        f.write(os.urandom(4 * 2**20))
+print("wrote 600 MB", flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["spawn", "zygote"])
+def test_a_plain_user_gets_memory_and_process_caps_without_cgroups(
+    as_user: Callable[..., object], shared_dir: Path, mode: str
+) -> None:
+    """Not root: no cgroup, yet the run's folder, its processes and its memory stay bounded."""
+    python = "/usr/bin/python3"  # the venv's interpreter may sit where another uid cannot read
+    if not os.access(python, os.X_OK):
+        pytest.skip("no system python a plain user can run")
+
+    def attempt() -> tuple:
+        cfg = SandboxConfig(wall_s=20.0, cpu_s=20, memory_mb=64, max_procs=16, mode=mode, preload=[])
+        box = Sandbox(cfg, roots=[shared_dir])
+        try:
+            if box.isolation != "bwrap" or box.controllers:
+                return box.isolation, box.controllers, None, None, None
+            fill, forks = shared_dir / f"fill-{mode}", shared_dir / f"forks-{mode}"
+            fill.mkdir()
+            forks.mkdir()
+            filled = box.run([python, "-c", FILL_FOLDER], ro_paths=[], rw_dir=fill, cwd=fill)
+            size = sum(f.stat().st_blocks * 512 for f in fill.iterdir())
+            forked = box.run([python, "-c", FORK_COUNT], ro_paths=[], rw_dir=forks)
+            return box.isolation, box.mode, (filled.outcome, filled.message, filled.stdout), size, forked.stdout
+        finally:
+            box.close()
+
+    isolation, box_mode, filled, size, forked = as_user(54329, attempt)  # type: ignore[misc]
+    if filled is None:
+        pytest.skip(f"needs bubblewrap without cgroups as a plain user here: {isolation}, {box_mode}")
+    assert box_mode == mode
+    outcome, message, stdout = filled
+    assert outcome == "memory" and "into its folder" in message and "wrote 600 MB" not in stdout, message
+    assert size < 300 * 2**20  # stopped within a few checks of crossing 64 MB
+    assert "fork refused after" in forked
+    assert int(forked.split("forked")[1].split()[0]) < 16
