@@ -129,7 +129,9 @@ def build_argv(
     for name in ETC_FILES:
         if Path(name).exists():
             argv += ["--ro-bind", name, name]
-    argv += ["--bind", "/proc", "/proc"] if zygote else ["--proc", "/proc"]
+    # A run's uid may map to the host's root, and sysctl files (/proc/sys, /proc/sysrq-trigger)
+    # trust writers by uid: the run's /proc is read-only (bwrap covers only /proc/irq and /bus).
+    argv += ["--bind", "/proc", "/proc"] if zygote else ["--proc", "/proc", "--remount-ro", "/proc"]
     argv += ["--dev", "/dev"]
     size = str(tmpfs_mb * 2**20)
     argv += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]

@@ -171,6 +171,7 @@ def child(request: dict, fds: list[int], setup: dict) -> None:
     _close_others(keep | {status_w})
     os.environ.clear()
     os.environ.update(request["env"])
+    reseed()
     os.chdir(request["cwd"])
     drop_privileges(setup["seccomp"])
     os.write(status_w, b".")
@@ -183,7 +184,8 @@ def make_mounts(request: dict, hide: list[str]) -> None:
     binds = [(path, True) for path in request["ro_paths"]] + [(request["rw_dir"], False)]
     opened = [(os.open(path, O_PATH | os.O_CLOEXEC), path, ro) for path, ro in binds]
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # Read-only: the run's uid may map to the host's root, which the sysctl files trust by uid.
+    mount("proc", "/proc", "proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     size = f"size={request['tmpfs_mb'] * 2**20}"
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
     mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
@@ -245,6 +247,14 @@ def drop_privileges(seccomp_program: bytes) -> None:
         program = (SockFilter * count).from_buffer_copy(seccomp_program)
         fprog = SockFprog(count, ctypes.cast(program, ctypes.POINTER(SockFilter)))
         check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
+
+
+def reseed() -> None:
+    """Fresh entropy for NumPy's global generator, as a new interpreter has (``random`` reseeds
+    itself after a fork; NumPy's legacy global state would otherwise be the zygote's in every run)."""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
 
 
 def run_command(command: list[str]) -> int:

@@ -345,3 +345,23 @@ def test_a_program_finds_nothing_a_previous_one_left(
     assert seen["found"] == []
     assert len(seen["pids"]) <= 2  # at most bwrap's init and the shell of a spawned run: no daemon
     assert leftovers(marker) == []
+
+
+def test_proc_sys_is_read_only_and_each_run_draws_fresh_randomness(run_script: Runner) -> None:
+    """A run cannot write the kernel's settings (its uid may be the host's root, which the sysctl
+    files trust), and two runs do not share NumPy's random stream."""
+    code = """
+        import numpy as np
+        setting = "/proc/sys/vm/swappiness"  # global; the same value is written back, if at all
+        try:
+            value = open(setting).read()
+            open(setting, "w").write(value)
+            print("wrote")
+        except OSError as exc:
+            print(type(exc).__name__)
+        print(np.random.random())
+        """
+    first, second = run_script(code), run_script(code)
+    assert first.ok and second.ok, first.stderr + second.stderr
+    assert first.stdout.split()[0] in ("PermissionError", "OSError", "FileNotFoundError")
+    assert first.stdout.split()[1] != second.stdout.split()[1]
