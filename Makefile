@@ -44,6 +44,7 @@ lint: install
 bench: install
 	$(PY) benchmarks/sandbox_spawn.py --repeats 5
 	$(PY) benchmarks/sandbox_overhead.py --repeats 3
+	$(PY) benchmarks/warm_start.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

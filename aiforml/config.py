@@ -232,7 +232,7 @@ class TinyPolicyConfig:
     batch_size: int = 32  # SFT sequences per step
     learning_rate: float = 3e-3  # SFT peak learning rate (cosine decay to a tenth after warmup)
     warmup_ratio: float = 0.05  # share of SFT steps spent warming up
-    threads: int = 2  # torch CPU threads during the build
+    threads: int = 2  # most torch CPU threads of the build's SFT (fewer while others keep cores busy: aiforml.policy.threads)
     cache_dir: str | None = None  # where built policies are cached (None: ~/.cache/aiforml/tiny)
     progress: bool = True  # show a progress bar during SFT
 

@@ -5,7 +5,8 @@ Responsible for: ``build_tiny_policy(cfg, schema)``, which returns a directory t
 no hub access: a byte-level BPE tokenizer trained on the program corpus and a
 Mistral-architecture model of a few million parameters, warm-started by supervised
 fine-tuning on prompt -> completion pairs, loss on the completion only (a plain torch
-loop: ``_warm_start`` says why not TRL's SFTTrainer). The result is cached under a key
+loop: ``_warm_start`` says why not TRL's SFTTrainer) on a thread count that follows the
+machine's load (``aiforml.policy.threads`` gives the rule). The result is cached under a key
 made of ``CORPUS_VERSION``, ``BUILD_VERSION``, the schema and every config field that
 changes the weights, so a second call returns in well under a second; a build is written
 to a temporary directory and renamed into place, so a killed build never leaves a
@@ -23,6 +24,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -36,6 +38,7 @@ from aiforml.config import TinyPolicyConfig
 from aiforml.policy.corpus import CORPUS_VERSION, CorpusProgram, corpus_stats, generate_corpus
 from aiforml.policy.prompt import render_prompt
 from aiforml.policy.schema import DataSchema, default_schema
+from aiforml.policy.threads import ThreadGovernor, most_threads, usable_cores
 from aiforml.policy.tokenizer import train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -89,14 +92,14 @@ def _build(cfg: TinyPolicyConfig, schema: DataSchema, out: Path) -> None:
     """Generate the corpus, train the tokenizer, build and warm-start the model, save."""
     started = time.perf_counter()
     threads = torch.get_num_threads()
-    torch.set_num_threads(min(cfg.threads, threads))
+    governor = _new_governor(cfg, threads)
     try:
         programs = generate_corpus(schema, cfg.n_programs, cfg.seed, cfg.mistake_rate)
         prompt = render_prompt(schema)
         tokenizer = train_tokenizer([prompt + p.completion for p in programs], cfg.vocab_size, cfg.tokenizer_split)
         log.info("tiny policy: corpus of %d programs, vocabulary %d", len(programs), len(tokenizer))
         model = new_model(cfg, tokenizer)
-        sft_stats = _warm_start(model, tokenizer, prompt, programs, cfg)
+        sft_stats = _warm_start(model, tokenizer, prompt, programs, cfg, governor)
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
     finally:
@@ -114,6 +117,15 @@ def _build(cfg: TinyPolicyConfig, schema: DataSchema, out: Path) -> None:
         "build_seconds": round(time.perf_counter() - started, 1),
     }
     (out / READY_FILE).write_text(json.dumps(info, indent=2))
+
+
+def _new_governor(cfg: TinyPolicyConfig, torch_threads: int) -> ThreadGovernor:
+    """The governor of the SFT's thread count: one thread first, more while they are faster."""
+    cores = usable_cores()
+    ceiling = most_threads(cfg.threads, torch_threads, cores)
+    log.info("tiny policy: SFT on 1 to %d torch threads as the load allows (%d usable cores, load %.1f)",
+             ceiling, cores, os.getloadavg()[0])
+    return ThreadGovernor(ceiling, cores)
 
 
 def new_model(cfg: TinyPolicyConfig, tokenizer: PreTrainedTokenizerFast) -> MistralForCausalLM:
@@ -180,6 +192,7 @@ def _warm_start(
     prompt: str,
     programs: list[CorpusProgram],
     cfg: TinyPolicyConfig,
+    governor: ThreadGovernor,
 ) -> dict[str, Any]:
     """Supervised fine-tuning on prompt -> completion pairs, loss on the completion only.
 
@@ -188,6 +201,7 @@ def _warm_start(
     activation checkpointing on by default; on the 2-core CPU here one step of the default
     model (32 sequences of about 53 tokens) took 5-7 s through it against 1.3-1.4 s in this
     loop, which would stretch the warm start from minutes to most of an hour.
+    ``governor`` sets the thread count before every step from the steps timed so far.
     """
     from tqdm.auto import tqdm
 
@@ -203,16 +217,21 @@ def _warm_start(
     started = time.perf_counter()
     bar = tqdm(total=total, desc="tiny policy SFT", disable=not cfg.progress, unit="step")
     batches: list[dict[str, torch.Tensor]] = []
+    torch.set_num_threads(governor.threads)
     for _ in range(total):
         if not batches:
             batches = _batches(pairs, cfg.batch_size, tokenizer.pad_token_id, gen)
-        loss = model(**batches.pop()).loss
+        batch = batches.pop()
+        step_started = time.perf_counter()
+        loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        seconds = time.perf_counter() - step_started
+        torch.set_num_threads(governor.record(seconds, batch["input_ids"].numel(), os.getloadavg()[0]))
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
@@ -224,6 +243,8 @@ def _warm_start(
         "mean_completion_tokens": round(sum(sum(t != -100 for t in y) for _, y in pairs) / max(1, len(pairs)), 1),
         "prompt_tokens": len(pairs[0][0]) - sum(t != -100 for t in pairs[0][1]) if pairs else 0,
         "train_seconds": round(time.perf_counter() - started, 1),
+        "threads": {"most": governor.ceiling, "steps_at": dict(sorted(governor.steps_at.items())),
+                    "switches": governor.switches},
         "first_loss": round(losses[0], 4),
         "final_loss": round(sum(tail) / len(tail), 4),
     }
