@@ -317,11 +317,13 @@ class AlgoConfig:
     whiten_rewards: bool = False  # standardize sequence rewards over the batch before use
     whiten_advantages: bool = True  # PPO: standardize advantages over the batch's response tokens
     group_scale_std: bool = True  # GRPO: divide group-centred rewards by the group std (false: Dr. GRPO)
+    imitation_coef: float = 0.0  # after the RL update, weight of an NLL pass over the cycle's best ok samples (0: off; expert iteration)
+    imitation_epochs: int = 1  # imitation: passes over the chosen samples per update
 
     def validate(self) -> None:
         lr = self.learning_rate
         check(lr is None or lr > 0, f"algo.learning_rate must be > 0 (or null for the preset), got {lr}")
-        for key in ("epochs", "minibatch_size", "kl_horizon"):
+        for key in ("epochs", "minibatch_size", "kl_horizon", "imitation_epochs"):
             value = getattr(self, key)
             check(value >= 1, f"algo.{key} must be >= 1, got {value}")
         for key in ("clip_range", "clip_range_value"):
@@ -336,7 +338,7 @@ class AlgoConfig:
             check(value > 0.0, f"algo.{key} must be > 0, got {value}")
         stop = self.early_stop_kl
         check(stop is None or stop > 0, f"algo.early_stop_kl must be > 0 (or null: never stop early), got {stop}")
-        for key in ("vf_coef", "entropy_coef", "kl_coef"):
+        for key in ("vf_coef", "entropy_coef", "kl_coef", "imitation_coef"):
             value = getattr(self, key)
             check(value >= 0.0, f"algo.{key} must be >= 0 (0 turns it off), got {value}")
 

@@ -3,7 +3,8 @@
 Responsible for: loading the policy (:func:`aiforml.policy.model.load_policy`), sampling
 rollouts (:meth:`LearnerActor.generate`), one PPO or GRPO update from rollouts and their
 rewards (:meth:`LearnerActor.update`: reference log-probs with the adapter switched off,
-advantages, then :mod:`aiforml.algo`), checkpoints of adapters, value head, optimizer
+advantages, then :mod:`aiforml.algo`, and optionally filtered imitation of chosen samples),
+checkpoints of adapters, value head, optimizer
 and KL controller (:meth:`save` / :meth:`load`). :func:`create_learner` starts it with
 ``num_gpus=1`` when a GPU is to be used, so Ray pins it to the card; on CPU otherwise.
 
@@ -30,6 +31,8 @@ from torch import Tensor
 
 from aiforml.algo.core import AdaptiveKLController, FixedKLController
 from aiforml.algo.grpo import group_advantages, grpo_update
+from aiforml.algo.imitation import imitation_update
+from aiforml.algo.minibatch import select
 from aiforml.algo.ppo import ppo_advantages, ppo_update
 from aiforml.config import AlgoConfig, PolicyConfig
 from aiforml.policy.model import PRESET_LAMBDAS, PRESET_LEARNING_RATES, PolicyModel, load_policy
@@ -81,7 +84,9 @@ class LearnerActor:
         rollouts.stats["tokens_per_s"] = rollouts.stats["response_tokens"] / max(elapsed, 1e-9)
         return rollouts
 
-    def update(self, rollouts: Rollouts, rewards: list[float] | Tensor) -> dict[str, float]:
+    def update(
+        self, rollouts: Rollouts, rewards: list[float] | Tensor, imitate: list[bool] | None = None
+    ) -> dict[str, float]:
         """One PPO or GRPO update from ``rollouts`` and one reward per sample; returns stats.
 
         Stats are keyed ``ppo/...`` or ``grpo/...`` (losses, ``clip_frac``, ``approx_kl``
@@ -89,6 +94,11 @@ class LearnerActor:
         ``time/update``. ``ppo/kl_ref`` is the rollout policy's KL to the reference in nats
         per sequence (what the adaptive controller tracks); ``grpo/kl_ref`` is the loss's
         per-token estimate.
+
+        ``imitate`` (one flag per sample): when ``algo.imitation_coef > 0`` and any is set,
+        the RL update is followed by NLL passes over those samples' responses
+        (:mod:`aiforml.algo.imitation`), adding ``imitation/loss``, ``imitation/samples``
+        and ``imitation/grad_norm``.
         """
         start = time.perf_counter()
         scores = torch.as_tensor(rewards, dtype=torch.float32)
@@ -96,6 +106,8 @@ class LearnerActor:
             raise ValueError(f"expected {len(rollouts)} rewards, got shape {tuple(scores.shape)}")
         if not torch.isfinite(scores).all():
             raise ValueError(f"rewards must be finite, got {scores.tolist()}")
+        if imitate is not None and len(imitate) != len(rollouts):
+            raise ValueError(f"expected {len(rollouts)} imitation flags, got {len(imitate)}")
         batch = self._base_batch(rollouts)
         with self.policy.reference():
             batch["ref_logprobs"], _ = score_responses(
@@ -106,6 +118,8 @@ class LearnerActor:
             stats = self._ppo(batch, scores, rollouts)
         else:
             stats = self._grpo(batch, scores, rollouts)
+        if imitate is not None:
+            stats.update(self._imitate(rollouts, imitate))
         self.updates += 1
         prefix = self.algo.name
         stats[f"{prefix}/score_mean"] = float(scores.mean())
@@ -155,6 +169,19 @@ class LearnerActor:
         stats["grpo/kl_coef"] = cfg.kl_coef
         stats["grpo/advantage_abs_mean"] = float(batch["advantages"].abs().mean())
         return stats
+
+    def _imitate(self, rollouts: Rollouts, imitate: list[bool]) -> dict[str, float]:
+        rows = torch.tensor(imitate, dtype=torch.bool).nonzero().flatten()
+        if self.algo.imitation_coef == 0 or len(rows) == 0:
+            return {}
+        batch = self._base_batch(rollouts)
+        del batch["old_logprobs"]
+        self.policy.train()
+        return imitation_update(
+            self.policy, self.optimizer, self.policy.trainable_parameters(),
+            self._to_device(select(batch, rows)), self.algo, self.policy.cfg.micro_batch_size,
+            self.generator,
+        )
 
     def trainable_state(self) -> dict[str, Tensor]:
         """CPU copies of every trainable tensor (LoRA, value head), by name."""

@@ -1,7 +1,7 @@
 """The training loop: a short list of named, timed phases per cycle.
 
     prompt -> rollout (learner.generate) -> parse -> evaluate (env pool) -> reward
-           -> update (learner.update) -> archive + log -> checkpoint
+           -> update (learner.update, optionally imitating the best) -> archive + log -> checkpoint
 
 Responsible for: running cycles ``state.cycle + 1 .. cfg.loop.cycles`` with the pieces it is
 handed, the per-cycle metrics (``env/compile_rate``, ``env/errors/<status>``,
@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from aiforml.algo.imitation import imitation_mask
 from aiforml.checkpoint import save_checkpoint
 from aiforml.config import Config
+from aiforml.descriptors import describe_program
 from aiforml.diversity import (
     ReferenceSet,
     UniquenessScore,
@@ -51,7 +53,8 @@ class Learner(Protocol):
     """What the loop needs of the learner (``aiforml.run.RemoteLearner`` wraps the Ray actor)."""
 
     def generate(self, prompts: list[str], n: int) -> Any: ...
-    def update(self, rollouts: Any, rewards: list[float]) -> dict[str, float]: ...
+    def update(self, rollouts: Any, rewards: list[float], imitate: list[bool] | None = None
+               ) -> dict[str, float]: ...
     def save(self, path: str) -> str: ...
 
 
@@ -144,7 +147,8 @@ def train(cfg: Config, learner: Learner, pool: Pool, archive: Archive, logger: L
             with timer("reward"):
                 score_rewards(batch, cfg, reference)
             with timer("update"):
-                stats = update_policy(learner, rollouts, batch.rewards)
+                imitate = imitation_targets(batch) if cfg.algo.imitation_coef > 0 else None
+                stats = update_policy(learner, rollouts, batch.rewards, imitate)
             with timer("archive"):
                 archive.add_cycle(cycle, archive_records(cycle, state.cycle, batch))
                 if reference is not None:
@@ -200,13 +204,25 @@ def score_rewards(batch: Cycle, cfg: Config, reference: ReferenceSet | None) -> 
                         for r, u in zip(results, batch.uniqueness, strict=True)]
 
 
-def update_policy(learner: Learner, rollouts: Any, rewards: list[float | None]) -> dict[str, float]:
-    """One learner update; infrastructure failures get the batch-mean reward (see module doc)."""
+def imitation_targets(batch: Cycle) -> list[bool]:
+    """The samples to imitate after the update (``aiforml.algo.imitation``), validation only."""
+    statuses = [r.status for r in batch.results]
+    families = [describe_program(p.source)["model_family"] if p is not None and s == "ok" else ""
+                for p, s in zip(batch.programs, statuses, strict=True)]
+    return imitation_mask(statuses, batch.rewards, families)
+
+
+def update_policy(learner: Learner, rollouts: Any, rewards: list[float | None],
+                  imitate: list[bool] | None = None) -> dict[str, float]:
+    """One learner update; infrastructure failures get the batch-mean reward (see module doc).
+
+    ``imitate``: the samples for the learner's filtered imitation step (None: no step).
+    """
     valid = [r for r in rewards if r is not None]
     if not valid:
         return {"update/skipped": 1.0}
     mean = sum(valid) / len(valid)
-    stats = learner.update(rollouts, [mean if r is None else r for r in rewards])
+    stats = learner.update(rollouts, [mean if r is None else r for r in rewards], imitate)
     # The learner's own timings go under learner/: time/<phase> is the loop's phases only.
     renamed = {f"learner/{k[5:]}_s" if k.startswith("time/") else k: v for k, v in stats.items()}
     return {**renamed, "update/skipped": 0.0}

@@ -56,8 +56,10 @@ class RemoteLearner:
     def generate(self, prompts: list[str], n: int) -> Any:
         return self._call("generate", prompts, n)
 
-    def update(self, rollouts: Any, rewards: list[float]) -> dict[str, float]:
-        return self._call("update", rollouts, rewards)
+    def update(
+        self, rollouts: Any, rewards: list[float], imitate: list[bool] | None = None
+    ) -> dict[str, float]:
+        return self._call("update", rollouts, rewards, imitate)
 
     def save(self, path: str) -> str:
         return self._call("save", path)

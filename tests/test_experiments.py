@@ -58,6 +58,8 @@ def test_command_line_overrides_win_over_the_experiment() -> None:
     ("loop.cycles=0", "loop.cycles"),
     ("ray.learner_cpus=-1", "ray.learner_cpus"),
     ("logger.wandb.mode=sometimes", "logger.wandb.mode"),
+    ("algo.imitation_coef=-0.5", "algo.imitation_coef"),
+    ("algo.imitation_epochs=0", "algo.imitation_epochs"),
 ])
 def test_a_bad_config_key_or_value_fails_naming_it(override: str, key: str) -> None:
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):

@@ -36,15 +36,17 @@ class FakeRollouts:
 
 class FakeLearner:
     def __init__(self, samples: list[str] = SAMPLES) -> None:
-        self.samples, self.updates, self.generated = samples, [], 0
+        self.samples, self.updates, self.generated, self.imitated = samples, [], 0, []
 
     def generate(self, prompts: list[str], n: int) -> FakeRollouts:
         assert len(prompts) * n == len(self.samples)
         self.generated += 1
         return FakeRollouts(list(self.samples))
 
-    def update(self, rollouts: FakeRollouts, rewards: list[float]) -> dict[str, float]:
+    def update(self, rollouts: FakeRollouts, rewards: list[float],
+               imitate: list[bool] | None = None) -> dict[str, float]:
         self.updates.append(list(rewards))
+        self.imitated.append(imitate)
         return {"ppo/policy_loss": 0.5, "time/update": 0.01}
 
     def save(self, path: str) -> str:
@@ -124,6 +126,15 @@ def test_sealed_test_scores_change_no_reward_and_no_selection(cfg: Config, tmp_p
     runs = [run_loop(cfg, tmp_path / str(t), pool=FakePool(test_sharpe=t)) for t in (-3.0, 5.0)]
     (state_a, learner_a, *_), (state_b, learner_b, *_) = runs
     assert learner_a.updates == learner_b.updates and state_a == state_b
+
+
+def test_imitation_targets_reach_the_learner_only_when_on(cfg: Config, tmp_path: Path) -> None:
+    samples = [GOOD, BAD, GOOD, JUNK]  # two ok samples, same reward and model family
+    _, off, *_ = run_loop(cfg, tmp_path / "off", learner=FakeLearner(samples))
+    assert off.imitated == [None] * 3
+    cfg.algo.imitation_coef = 0.5
+    _, on, *_ = run_loop(cfg, tmp_path / "on", learner=FakeLearner(samples))
+    assert on.imitated == [[True, False, False, False]] * 3, "the family keeps half of the candidates"
 
 
 def test_a_cycle_with_no_reward_skips_the_update(cfg: Config, tmp_path: Path) -> None:
