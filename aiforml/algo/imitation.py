@@ -43,9 +43,10 @@ def imitation_mask(
     ok = [i for i, status in enumerate(statuses) if status == "ok"]
     if len(ok) < 2:
         return [False] * len(statuses)
-    assert all(rewards[i] is not None for i in ok), "an ok sample always has a reward"
-    cut = statistics.median(float(rewards[i]) for i in ok)  # type: ignore[arg-type]
-    candidates = sorted((i for i in ok if rewards[i] >= cut), key=lambda i: -rewards[i])  # type: ignore[operator]
+    scores = {i: rewards[i] for i in ok}
+    assert all(r is not None for r in scores.values()), "an ok sample always has a reward"
+    cut = statistics.median(scores.values())
+    candidates = sorted((i for i in ok if scores[i] >= cut), key=lambda i: -scores[i])
     cap = max(1, int(max_family_share * len(candidates)))
     taken: Counter[str] = Counter()
     chosen = [False] * len(statuses)
