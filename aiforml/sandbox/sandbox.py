@@ -409,6 +409,7 @@ class Sandbox:
                     zygote.close()
                 self._zygotes.clear()
             return 255 << 8, resource.struct_rusage((0,) * 16)
+        child.zrun.wait_helper(timeout_s=2.0)  # gone too, as every process of a spawned run is
         status, fields = report
         return status, resource.struct_rusage(tuple(fields[:16]) + (0,) * (16 - len(fields[:16])))
 

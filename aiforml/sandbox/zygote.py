@@ -55,10 +55,16 @@ class ZygoteRun:
     pid_sock: socket.socket
     pid: int | None = None  # the run's host pid, once it said who it is
     pidfd: int | None = None
+    helper_pidfd: int | None = None  # the intermediate that waits for the run and reports
     closed: set[int] = field(default_factory=set)
 
+    def wait_helper(self, timeout_s: float) -> None:
+        """Return once the intermediate has exited (it reports, then exits at once)."""
+        if self.helper_pidfd is not None and self.helper_pidfd not in self.closed:
+            select.select([self.helper_pidfd], [], [], timeout_s)
+
     def close(self) -> None:
-        for fd in (self.gate, self.result, self.pidfd):
+        for fd in (self.gate, self.result, self.pidfd, self.helper_pidfd):
             if fd is not None and fd not in self.closed:
                 self.closed.add(fd)
                 try:
@@ -169,18 +175,19 @@ class Zygote:
 
     def wait_pid(self, run: ZygoteRun, timeout_s: float = PID_TIMEOUT_S) -> int | None:
         """The run's host pid once its set-up is done (None: it failed before, or timed out)."""
-        ready, _, _ = select.select([run.pid_sock, run.result], [], [], timeout_s)
-        if run.pid_sock not in ready:  # the set-up failed (the intermediate reported) or hung
-            return None
-        _, ancillary, _, _ = run.pid_sock.recvmsg(1, socket.CMSG_SPACE(UCRED.size))
-        for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= UCRED.size:
-                pid = UCRED.unpack(data[: UCRED.size])[0]
-                if pid > 0:
-                    run.pid = pid
-                    run.pidfd = os.pidfd_open(pid)
-                    return pid
-        return None
+        end = time.monotonic() + timeout_s
+        while True:  # the intermediate says "c", then the run "p"
+            ready, _, _ = select.select([run.pid_sock, run.result], [], [], max(0.0, end - time.monotonic()))
+            if run.pid_sock not in ready:  # the set-up failed (the intermediate reported) or hung
+                return None
+            who, pid = _sender(run.pid_sock)
+            if pid is None:
+                continue
+            if who == b"c" and run.helper_pidfd is None:
+                run.helper_pidfd = _pidfd(pid)
+            elif who == b"p":
+                run.pid, run.pidfd = pid, _pidfd(pid)
+                return pid if run.pidfd is not None else None
 
     def close(self) -> None:
         """End the zygote (and so every run still in its pid namespace)."""
@@ -203,6 +210,23 @@ class Zygote:
             return self._log.read()[-2000:].decode(errors="replace").strip() or "no output"
         except (OSError, ValueError):
             return "no output"
+
+
+def _sender(sock: socket.socket) -> tuple[bytes, int | None]:
+    """One message and the host pid the kernel stamped on it (SO_PASSCRED), else None."""
+    message, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(UCRED.size))
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= UCRED.size:
+            pid = UCRED.unpack(data[: UCRED.size])[0]
+            return message, pid if pid > 0 else None
+    return message, None
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:  # already gone
+        return None
 
 
 def read_result(fd: int, timeout_s: float) -> tuple[int, tuple] | None:
