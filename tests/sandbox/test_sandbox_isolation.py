@@ -365,3 +365,34 @@ def test_proc_sys_is_read_only_and_each_run_draws_fresh_randomness(run_script: R
     assert first.ok and second.ok, first.stderr + second.stderr
     assert first.stdout.split()[0] in ("PermissionError", "OSError", "FileNotFoundError")
     assert first.stdout.split()[1] != second.stdout.split()[1]
+
+
+def test_no_namespace_of_its_own_through_clone_and_no_unmounting(run_script: Runner, sandbox: Sandbox) -> None:
+    """clone() with a namespace flag is EPERM, clone3 ENOSYS, unmounting EPERM: a program cannot
+    make a user namespace of its own (full capabilities there) nor uncover what its mounts hide."""
+    if "seccomp" not in sandbox.limits:
+        pytest.skip("libseccomp unavailable: no seccomp filter")
+    result = run_script(
+        """
+        import ctypes, json, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        report = {}
+        for name, flags in {"newuser": 0x10000000, "newns": 0x20000, "newpid": 0x20000000,
+                            "newnet": 0x40000000}.items():
+            rc = libc.syscall(56, flags | 17, 0, 0, 0, 0)  # clone(flags | SIGCHLD), fork-like
+            if rc == 0:
+                os._exit(0)
+            report[name] = "allowed" if rc > 0 else ctypes.get_errno()
+        rc = libc.syscall(435, 0, 0)  # clone3
+        report["clone3"] = "allowed" if rc >= 0 else ctypes.get_errno()
+        for target in (b"/tmp", b"/proc"):
+            rc = libc.umount2(target, 2)  # MNT_DETACH
+            report[target.decode()] = "allowed" if rc == 0 else ctypes.get_errno()
+        print(json.dumps(report))
+        """
+    )
+    assert result.ok, result.stderr
+    report = json.loads(result.stdout)
+    assert report == {"newuser": errno.EPERM, "newns": errno.EPERM, "newpid": errno.EPERM,
+                      "newnet": errno.EPERM, "clone3": errno.ENOSYS, "/tmp": errno.EPERM,
+                      "/proc": errno.EPERM}, report
