@@ -45,11 +45,9 @@ class ZygoteError(RuntimeError):
 
 @dataclass
 class ZygoteRun:
-    """One run forked by the zygote: the parent's ends of its descriptors."""
+    """One run forked by the zygote: the parent's ends of its control descriptors (its output
+    pipes and start mark are the Sandbox's, as for a spawned run)."""
 
-    stdout: int
-    stderr: int
-    status: int  # the start mark
     gate: int  # "go\n" releases the run (its cgroup is in place)
     result: int  # the intermediate's report: wait status and rusage (JSON), then EOF
     pid_sock: socket.socket
@@ -159,7 +157,7 @@ class Zygote:
             "rlimits": [[limit, soft, hard] for limit, (soft, hard) in rlimits],
             "fd_targets": list(pass_fds),
         }  # fmt: skip
-        run = ZygoteRun(stdout=-1, stderr=-1, status=-1, gate=gate_w, result=result_r, pid_sock=mine)
+        run = ZygoteRun(gate=gate_w, result=result_r, pid_sock=mine)
         try:
             with self._lock:
                 socket.send_fds(self._ctl, [json.dumps(request).encode()],
