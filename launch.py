@@ -1,8 +1,8 @@
 """Entry point: ``python launch.py [overrides]``.
 
 Hydra composes ``conf/``; the composed config is converted once to the typed
-:class:`aiforml.config.Config` and handed to :func:`aiforml.run.run`. Nothing else
-happens here.
+:class:`aiforml.config.Config` and handed to :func:`aiforml.run.run`, or, when
+``tune.space`` is set, to :func:`aiforml.sweep.run_sweep`. Nothing else happens here.
 
     python launch.py +experiment=ppo_sharpe                  # the RL loop: local Ray, synthetic data
     python launch.py +experiment=smoke run_dir=/tmp/smoke     # two tiny cycles in a chosen directory
@@ -19,13 +19,17 @@ import hydra
 from omegaconf import DictConfig
 
 from aiforml.compose import to_config
+from aiforml.run import run
+from aiforml.runtime import resolve_run_dir
+from aiforml.sweep import run_sweep
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> int:
-    from aiforml.run import run
-
-    return run(to_config(cfg))
+    config = to_config(cfg)
+    if config.tune.space:
+        return run_sweep(config, resolve_run_dir(config))
+    return run(config)
 
 
 if __name__ == "__main__":

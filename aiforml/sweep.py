@@ -41,22 +41,23 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from rich.console import Console
 
+from aiforml.archive import open_run
 from aiforml.checkpoint import latest_checkpoint
 from aiforml.config import Config, SweepConfig, from_dict
+from aiforml.learner import wants_gpu
 from aiforml.loop import LoopState
-from aiforml.tune_space import SEED, param_space, parse_space, trial_points
+from aiforml.run import run
+from aiforml.runtime import CONFIG_FILE, check_start, config_dict, ray_session
+from aiforml.sweep_report import write_sweep_outputs
+from aiforml.tune_space import NO_SCORE, SEED, apply_params, param_space, parse_space, trial_points
 
 EXPERIMENT = "tune"  # Tune's experiment folder inside the sweep directory
 RUNS = "runs"  # the trials' run directories: SWEEP_DIR/runs/<trial id> (a shared filesystem on a cluster)
-NO_SCORE = -10.0  # objective reported before any program scored (below any real Sharpe or reward)
 MARKER = "cycle.json"  # the Tune checkpoint's content: the run's cycle (the run keeps its own checkpoints)
 
 
 def run_sweep(cfg: Config, sweep_dir: Path) -> int:
     """The whole sweep; writes its outputs into ``sweep_dir``; 0, or 1 when no trial reported."""
-    from aiforml.run import check_start, config_dict, ray_session
-    from aiforml.sweep_report import write_sweep_outputs
-
     console = Console()
     base = _base_config(config_dict(cfg))
     parsed = parse_space(cfg.tune.space, base)
@@ -108,8 +109,6 @@ def _base_config(data: dict[str, Any]) -> dict[str, Any]:
 
 def trial_bundles(cfg: Config) -> list[dict[str, float]]:
     """One trial's placement group: driver; learner (when it asks for anything); one per env actor."""
-    from aiforml.learner import wants_gpu
-
     def nonzero(bundle: dict[str, float]) -> dict[str, float]:
         return {k: float(v) for k, v in bundle.items() if v}
 
@@ -147,9 +146,6 @@ def _run_config(sweep_dir: Path) -> tune.RunConfig:
 # --- inside a trial (a Tune worker) -------------------------------------------------------
 def run_trial(params: dict[str, Any], base: dict[str, Any], runs_dir: str) -> None:
     """One trial: the whole run with ``params`` applied, reporting to Tune every cycle."""
-    from aiforml.run import CONFIG_FILE, run
-    from aiforml.tune_space import apply_params
-
     # Not Tune's trial dir: that is a staging folder of this Ray session, gone after a crash.
     run_dir = Path(runs_dir) / tune.get_context().get_trial_id()
     data = apply_params(base, params)
@@ -204,8 +200,6 @@ def _archived_history(run_dir: Path) -> list[dict[str, Any]]:
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         return []
-    from aiforml.archive import open_run
-
     with open_run(run_dir) as archive:
         rows = [r for r in archive.rows(("cycle", "status", "reward", "val_sharpe")) if r["cycle"] <= checkpoint.cycle]
     history = []

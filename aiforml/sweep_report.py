@@ -28,9 +28,9 @@ from typing import Any
 
 import yaml
 
+from aiforml.archive import open_run
 from aiforml.config import SweepConfig
-from aiforml.sweep import NO_SCORE
-from aiforml.tune_space import SEED, Distribution, apply_params
+from aiforml.tune_space import NO_SCORE, SEED, Distribution, apply_params
 
 TRIALS_CSV = "trials.csv"
 TRIALS_MD = "trials.md"
@@ -69,8 +69,6 @@ def trial_rows(grid: Any, keys: list[str], cycles: int, runs_dir: Path, base_see
 
 def best_program_test_sharpe(run_dir: Path) -> float | None:
     """Sealed-test Sharpe of the run's best program by validation Sharpe (None: none ran)."""
-    from aiforml.archive import open_run
-
     try:
         archive = open_run(run_dir)
     except FileNotFoundError:

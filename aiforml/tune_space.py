@@ -33,6 +33,7 @@ from aiforml.config import Config, from_dict
 _CALL = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.DOTALL)
 ARITY = {"uniform": 2, "quniform": 3, "loguniform": 2, "randint": 2, "choice": 1}
 SEED = "seed"  # the config key every trial's own seed is written to (Config.seed)
+NO_SCORE = -10.0  # objective reported before any program scored (below any real Sharpe or reward)
 
 
 @dataclass(frozen=True)

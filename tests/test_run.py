@@ -238,7 +238,7 @@ def test_a_local_ray_starts_beside_a_stale_cluster_address(monkeypatch: pytest.M
     import ray
 
     from aiforml.config import RayConfig
-    from aiforml.run import ray_session
+    from aiforml.runtime import ray_session
 
     assert not ray.is_initialized(), "another test left Ray running in this process"
     tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths live under it

@@ -18,9 +18,9 @@ import yaml
 
 from aiforml.compose import load_config
 from aiforml.config import SweepConfig
-from aiforml.sweep import NO_SCORE, _archived_history, objective, trial_bundles
+from aiforml.sweep import _archived_history, objective, trial_bundles
 from aiforml.sweep_report import write_sweep_outputs
-from aiforml.tune_space import parse_space
+from aiforml.tune_space import NO_SCORE, parse_space
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 900

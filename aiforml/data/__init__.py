@@ -20,13 +20,14 @@ import time
 
 from aiforml.config import DataConfig
 from aiforml.data.cache import cache_path, load_cached, save_dataset
-from aiforml.data.dataset import Dataset, EraSplit, split_dataset, split_eras
+from aiforml.data.dataset import Dataset, EraSplit, split_eras
 from aiforml.data.numerai import load_numerai
 from aiforml.data.presets import PRESETS, SyntheticSpec, resolve_spec
 from aiforml.data.price_synthetic import generate_prices
 from aiforml.data.prices import PriceData, load_prices, load_sp500
 from aiforml.data.secret import load_secret, secret_path
 from aiforml.data.synthetic import generate, synthetic_version
+from aiforml.data.targets import check_main_target
 
 __all__ = [
     "PRESETS",
@@ -57,6 +58,17 @@ def load_synthetic(cfg: DataConfig) -> Dataset:
         save_dataset(dataset, path)
         log.info("generated %s in %.1f s, cached at %s", dataset.name, time.perf_counter() - start, path)
     return dataset
+
+
+def split_dataset(dataset: Dataset | PriceData, cfg: DataConfig) -> EraSplit:
+    """Train / validation / sealed test by era order, sizes from ``cfg`` or the dataset.
+
+    ValueError when ``cfg.embargo_eras`` is shorter than the main target's horizon.
+    """
+    check_main_target(dataset, cfg.embargo_eras)
+    n_val = cfg.validation_eras if cfg.validation_eras is not None else dataset.default_validation_eras
+    n_test = cfg.test_eras if cfg.test_eras is not None else dataset.default_test_eras
+    return split_eras(dataset.eras, n_val, n_test, cfg.embargo_eras)
 
 
 def load_dataset(cfg: DataConfig) -> Dataset | PriceData:

@@ -1,7 +1,8 @@
 """The in-memory dataset record, era splits with embargo, and a schema summary.
 
 Responsible for: the ``Dataset`` and ``EraSplit`` records every other layer reads, cutting
-eras into train / validation / sealed test blocks with an embargo between them, and a
+eras into train / validation / sealed test blocks with an embargo between them
+(``split_eras``; ``aiforml.data.split_dataset`` adds the sizes and checks of a config), and a
 JSON-able ``describe()`` of the schema (columns, groups, sets, eras per split) that prompts
 and tools show so that generated code names only columns that exist.
 Not responsible for: reading files or generating data (``numerai.py``, ``synthetic.py``),
@@ -14,8 +15,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-
-from aiforml.config import DataConfig
 
 FEATURE_VALUES = (0, 1, 2, 3, 4)
 # Numerai's feature group names (features.json lists each as a feature set).
@@ -176,16 +175,3 @@ def split_eras(
         test=unique[test_start:],
         embargo=embargo,
     )
-
-
-def split_dataset(dataset: Dataset, cfg: DataConfig) -> EraSplit:
-    """Train / validation / sealed test by era order, sizes from ``cfg`` or the dataset.
-
-    ValueError when ``cfg.embargo_eras`` is shorter than the main target's horizon.
-    """
-    from aiforml.data.targets import check_main_target  # targets.py reads Dataset: import here
-
-    check_main_target(dataset, cfg.embargo_eras)
-    n_val = cfg.validation_eras if cfg.validation_eras is not None else dataset.default_validation_eras
-    n_test = cfg.test_eras if cfg.test_eras is not None else dataset.default_test_eras
-    return split_eras(dataset.eras, n_val, n_test, cfg.embargo_eras)

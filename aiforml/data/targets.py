@@ -32,6 +32,7 @@ import numpy as np
 from aiforml.config import MAIN_TARGET_ERAS
 from aiforml.data.dataset import Dataset, EraSplit
 from aiforml.data.prices import PriceData
+from aiforml.data.synthetic import TARGETS as SYNTHETIC_TARGETS
 
 DAYS_PER_ERA = 5  # Numerai: weekly eras of five trading days
 LONGEST_KNOWN_DAYS = 60  # the longest Numerai target; names without a day suffix get it
@@ -53,9 +54,8 @@ def target_horizons(dataset: Dataset | PriceData) -> np.ndarray:
     if isinstance(dataset, PriceData):
         return np.full(len(dataset.target_names), dataset.horizon, dtype=np.int64)
     if dataset.name.startswith("synthetic"):
-        from aiforml.data.synthetic import TARGETS  # the generator's own definitions
-
-        return np.array([TARGETS[name][0] for name in dataset.target_names], dtype=np.int64)
+        # the generator's own definitions
+        return np.array([SYNTHETIC_TARGETS[name][0] for name in dataset.target_names], dtype=np.int64)
     return np.array([numerai_horizon(name) for name in dataset.target_names], dtype=np.int64)
 
 

@@ -1,0 +1,89 @@
+"""What a run and a sweep share: the run directory, the checks at start, the config file, Ray.
+
+Responsible for: choosing the run directory (``resume``, else ``run_dir``, else Hydra's
+output dir), the checks that fail before anything starts (a missing data path or weights
+folder, a fresh run pointed at a directory that holds one, trackers that cannot start),
+the resolved config as plain data and its file name, and connecting to Ray (local unless
+``ray.address``). ``aiforml.run`` (one run) and ``aiforml.sweep`` (many) both build on it;
+it imports neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import ray
+from hydra.core.hydra_config import HydraConfig
+
+from aiforml.checkpoint import list_checkpoints
+from aiforml.config import Config, RayConfig
+from aiforml.logger import check_trackers
+from aiforml.policy.model import check_model_folder, resolve_policy_config
+
+CONFIG_FILE = "config.yaml"  # the resolved config, in every run directory
+
+
+def resolve_run_dir(cfg: Config) -> Path:
+    """``resume`` when continuing, else ``run_dir``, else Hydra's output dir, else outputs/<time>."""
+    if cfg.resume:
+        path = Path(cfg.resume).expanduser().resolve()
+        if not path.is_dir():
+            raise ValueError(f"resume={cfg.resume}: no such run directory")
+        return path
+    if cfg.run_dir:
+        return Path(cfg.run_dir).expanduser().resolve()
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir).resolve()
+    return Path("outputs", time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
+
+
+def check_start(cfg: Config, run_dir: Path) -> None:
+    """Fail at start, naming the key, on what would otherwise fail minutes in."""
+    if cfg.data.source == "numerai" and cfg.data.path and not Path(cfg.data.path).expanduser().exists():
+        raise ValueError(f"data.path={cfg.data.path} does not exist: point it at a folder of Numerai parquet files")
+    if cfg.data.source == "prices" and cfg.data.path and not Path(cfg.data.path).expanduser().exists():
+        raise ValueError(f"data.path={cfg.data.path} does not exist: point it at an OHLCV CSV/parquet file or folder")
+    check_trackers(cfg.logger)
+    _check_policy_weights(cfg)
+    if not cfg.resume and list_checkpoints(run_dir):
+        raise ValueError(f"run_dir={run_dir} already holds a run with checkpoints: continue it with "
+                         f"resume={run_dir}, or choose another run_dir")
+
+
+def _check_policy_weights(cfg: Config) -> None:
+    """A policy loaded from weights (not the tiny one built here) needs them all on this machine."""
+    resolved, _ = resolve_policy_config(cfg.policy)
+    if resolved.name != "tiny" or resolved.model_path:
+        check_model_folder(resolved.model_path)
+
+
+def config_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+@contextmanager
+def ray_session(cfg: RayConfig) -> Iterator[None]:
+    """Connect to Ray (local unless ``ray.address``); shut down only what this call started.
+
+    Without ``ray.address`` the run starts a Ray of its own whatever else is on the machine:
+    ``address="local"``, because Ray's default (None) joins the cluster that
+    ``/tmp/ray/ray_current_cluster`` or ``$RAY_ADDRESS`` names (another user's, or one killed
+    long ago) and then refuses ``num_cpus``.
+    """
+    if ray.is_initialized():
+        yield
+        return
+    if cfg.address:
+        ray.init(address=cfg.address, log_to_driver=True)
+    else:
+        ray.init(address="local", num_cpus=cfg.num_cpus, include_dashboard=cfg.include_dashboard,
+                 log_to_driver=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
