@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sqlite3
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from aiforml.descriptors import describe_program
-from aiforml.program import PROGRAM_FAILURES, EvalResult, Program, SplitMetrics
+from aiforml.program import PROGRAM_FAILURES, EvalResult, Program, SplitMetrics, finite
 from aiforml.reward import RewardBreakdown
 
 ARCHIVE_FILE = "archive.sqlite"
@@ -92,17 +91,13 @@ def error_class(result: EvalResult) -> str | None:
 
 
 # --- rows ----------------------------------------------------------------------------------
-def _finite(x: float | None) -> float | None:
-    return x if x is None or math.isfinite(x) else None
-
-
 def _split_columns(prefix: str, split: SplitMetrics | None) -> dict[str, Any]:
-    return {f"{prefix}_{m}": (_finite(getattr(split, m)) if m != "n_eras" else split.n_eras)
+    return {f"{prefix}_{m}": (finite(getattr(split, m)) if m != "n_eras" else split.n_eras)
             if split is not None else None for m in METRICS + TRADING_METRICS}
 
 
 def _per_era(split: SplitMetrics | None) -> str | None:
-    return json.dumps([_finite(x) for x in split.per_era_corr]) if split is not None else None
+    return json.dumps([finite(x) for x in split.per_era_corr]) if split is not None else None
 
 
 def _row(record: ArchiveRecord, role: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 from scipy.stats import rankdata
 
-from aiforml.program import SplitMetrics
+from aiforml.program import SplitMetrics, finite
 
 PositionRule = Literal["sign", "clip", "long_only"]
 
@@ -108,10 +108,10 @@ def score_trading(predictions: np.ndarray, next_return: np.ndarray, eras: np.nda
     pred, ret = pred[known], ret[known]
     strategy = statistics(positions(pred, rule, scale), ret, cost_bps, periods_per_year)
     hold = statistics(np.ones_like(ret), ret, cost_bps, periods_per_year)
-    metrics = SplitMetrics(n_eras=int(known.sum()), **{k: _finite(v) for k, v in strategy.items()},
-                           **{f"bh_{k}": _finite(v) for k, v in hold.items()})
+    metrics = SplitMetrics(n_eras=int(known.sum()), **{k: finite(v) for k, v in strategy.items()},
+                           **{f"bh_{k}": finite(v) for k, v in hold.items()})
     if baseline is not None:
-        metrics.baseline_corr = _finite(rank_corr(predictions, baseline))
+        metrics.baseline_corr = finite(rank_corr(predictions, baseline))
     return metrics
 
 
@@ -120,7 +120,3 @@ def rank_corr(a: np.ndarray, b: np.ndarray) -> float:
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None

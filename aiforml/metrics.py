@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.stats import kurtosis, norm, skew
 from threadpoolctl import threadpool_limits
 
-from aiforml.program import SplitMetrics
+from aiforml.program import SplitMetrics, finite
 from aiforml.uniqueness import baseline_contribution
 
 
@@ -249,10 +249,6 @@ def max_drawdown(scores: np.ndarray) -> float:
     return float(np.max(np.maximum.accumulate(cumulative) - cumulative))
 
 
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if x is not None and np.isfinite(x) else None
-
-
 def score_split(
     predictions: np.ndarray,
     target: np.ndarray,
@@ -264,18 +260,18 @@ def score_split(
     corr = per_era_corr(predictions, target, eras)
     valid = corr[np.isfinite(corr)]
     metrics = SplitMetrics(
-        mean_corr=_finite_or_none(valid.mean()) if len(valid) else None,
-        std_corr=_finite_or_none(valid.std(ddof=1)) if len(valid) > 1 else None,
-        sharpe=_finite_or_none(sharpe(valid)),
-        max_drawdown=_finite_or_none(max_drawdown(valid)) if len(valid) else None,
+        mean_corr=finite(valid.mean()) if len(valid) else None,
+        std_corr=finite(valid.std(ddof=1)) if len(valid) > 1 else None,
+        sharpe=finite(sharpe(valid)),
+        max_drawdown=finite(max_drawdown(valid)) if len(valid) else None,
         n_eras=int(len(valid)),
         per_era_corr=[round(float(c), 6) if np.isfinite(c) else None for c in corr],
     )
     if features is not None:
         fnc = per_era_feature_neutral_corr(predictions, features, target, eras)
-        metrics.feature_neutral_corr = _finite_or_none(np.nanmean(fnc)) if np.isfinite(fnc).any() else None
+        metrics.feature_neutral_corr = finite(np.nanmean(fnc)) if np.isfinite(fnc).any() else None
     if baseline is not None:
         rc = per_era_rank_corr(predictions, baseline, eras)
-        metrics.baseline_corr = _finite_or_none(np.nanmean(rc)) if np.isfinite(rc).any() else None
+        metrics.baseline_corr = finite(np.nanmean(rc)) if np.isfinite(rc).any() else None
         metrics.baseline_contribution = baseline_contribution(predictions, baseline, target, eras)
     return metrics

@@ -7,7 +7,8 @@ pipeline functions (``create_target``, ``create_features``, ``define_model``,
 
 This module is responsible for: the Program record and its normalized hash, turning a
 model's completion (markdown with code fences) into a Program, and the EvalResult record
-with its status vocabulary. It is not responsible for running or scoring anything.
+with its status vocabulary, and ``finite`` (a number a record may hold: finite, else None).
+It is not responsible for running or scoring anything.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
+import math
 import re
 import tokenize
 from dataclasses import dataclass, field
@@ -57,6 +59,15 @@ MAX_SOURCE_CHARS = 40_000
 # keeps the default step gets no such credit); predict: the first streamed block's
 # predictions came back valid.
 STAGES: tuple[str, ...] = ("parsed", "features", "predict")
+
+
+
+def finite(value: float | None) -> float | None:
+    """``value`` as a float when it is a finite number, else None: what records, JSON and SQL hold."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 @dataclass(frozen=True)

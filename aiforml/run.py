@@ -37,7 +37,7 @@ from aiforml.loop import LoopState, OnCycle, train, without_test
 from aiforml.pipeline.defaults import default_program_source
 from aiforml.policy.model import resolve_policy_config
 from aiforml.policy.prompt import render_prompt
-from aiforml.policy.schema import DataSchema
+from aiforml.policy.schema import ColumnSchema
 from aiforml.policy.tiny import build_tiny_policy
 from aiforml.program import Program
 from aiforml.report import write_report
@@ -103,7 +103,7 @@ def _run_in_ray(cfg: Config, run_dir: Path, console: Console, stack: ExitStack,
     with console.status("loading data"):
         dataset = load_dataset(cfg.data)
         split = split_dataset(dataset, cfg.data)
-    schema = DataSchema.from_dataset(dataset)
+    schema = ColumnSchema.from_dataset(dataset)
     model_path = _policy_path(cfg, schema, console)
     handle = create_learner(cfg.policy, cfg.algo, model_path, cfg.seed, num_cpus=cfg.ray.learner_cpus,
                             resources=cfg.ray.learner_resources)

@@ -49,9 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "policy")]
 
 from aiforml.config import DataConfig, TinyPolicyConfig, from_dict  # noqa: E402
-from aiforml.policy.grammar import MODEL_FAMILIES, classify_model  # noqa: E402
+from aiforml.policy.grammar import MODEL_GROUPS, classify_model  # noqa: E402
 from aiforml.policy.prompt import render_prompt  # noqa: E402
-from aiforml.policy.schema import DataSchema, stand_in_schema  # noqa: E402
+from aiforml.policy.schema import ColumnSchema, stand_in_schema  # noqa: E402
 from aiforml.policy.tiny import build_tiny_policy  # noqa: E402
 from aiforml.program import parse_completion  # noqa: E402
 
@@ -69,7 +69,7 @@ def sample(path: Path, prompt: str, n: int, seed: int, max_new_tokens: int = 256
     return tok.batch_decode(out[:, ids.input_ids.shape[1] :], skip_special_tokens=True)
 
 
-def make_runner(kind: str, schema_source: str, rows_per_era: int | None) -> tuple[DataSchema, Any, str]:
+def make_runner(kind: str, schema_source: str, rows_per_era: int | None) -> tuple[ColumnSchema, Any, str]:
     """(schema, run(source) -> (ran, status), name of the evaluator)."""
     if kind == "real":
         from aiforml.config import EnvConfig
@@ -88,14 +88,14 @@ def make_runner(kind: str, schema_source: str, rows_per_era: int | None) -> tupl
             return result.ran, f"{result.status}: {result.message[:80]}"
 
         name = f"aiforml.pipeline.evaluate.Evaluator (sandboxed), synthetic fast preset, rows_per_era={rows_per_era}"
-        return DataSchema.from_dataset(dataset), run_real, name
+        return ColumnSchema.from_dataset(dataset), run_real, name
     from program_check import check_program
 
     schema = stand_in_schema()
     if schema_source == "data":
         from aiforml.data import load_dataset
 
-        schema = DataSchema.from_dataset(load_dataset(DataConfig()))
+        schema = ColumnSchema.from_dataset(load_dataset(DataConfig()))
 
     def run_quick(source: str) -> tuple[bool, str]:
         result = check_program(source, schema)
@@ -117,7 +117,7 @@ def measure(completions: list[str], run: Any) -> dict[str, Any]:
     n = len(completions)
     steps = [set(p.defined_steps()) for p in programs]
     models = Counter(classify_model(p.source) for p in programs)
-    families = Counter(MODEL_FAMILIES.get(m, m) for m in models.elements())
+    families = Counter(MODEL_GROUPS.get(m, m) for m in models.elements())
     return {
         "samples": n,
         "parse_rate": len(programs) / n,

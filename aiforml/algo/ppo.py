@@ -1,6 +1,6 @@
 """PPO for language models: KL-shaped token rewards, GAE, clipped policy and value losses.
 
-TRL 1.16 no longer ships PPO (``PPOTrainer`` was removed; see NOTES.md), so this is ours,
+TRL 1.x no longer ships PPO (``from trl import PPOTrainer`` fails under TRL 1.16), so this is ours,
 written in the style of CleanRL and veRL: small pure functions on tensors, tested against
 hand-computed numbers, plus one update step that runs them over minibatches.
 

@@ -6,7 +6,8 @@ Numerai's five values, auxiliary targets, fresh row ids every era, names, groups
 Not responsible for: the latent processes (``market.py``), the structure draws
 (``design.py``), the on-disk cache (``cache.py``).
 
-How it is hard in the ways real data is hard (see NOTES.md):
+How it is hard in the ways real data is hard (Numerai's data docs, docs.numer.ai, describe
+the eras, obfuscated int features and neutralized targets this imitates):
 - a persistent pool of stocks whose characteristics follow slow (phi 0.98-0.995) and fast
   (phi 0.7-0.9) AR(1) processes; rows get fresh ids every era;
 - risk factors dominate raw returns and are removed from the targets by per-era
@@ -42,8 +43,8 @@ per-era ``numerai_corr``; LightGBM = the default program's 200 trees, lr 0.05, d
 - ``realistic``: Numerai-calibrated statistics at Numerai-like sizes: 260 eras = 148 train
   + 4 + 52 validation + 4 + 52 test, 2400-3600 rows per era (about 444k training rows,
   779k in all), 200 features (small 50 / medium 120), 10 groups. Generation 15-33 s on a
-  busy 2-core machine, 156 MB of features, cached load 0.5 s. Measured like the NOTES.md
-  prototype, with LightGBM on a random 40-feature subset, generator seeds 0 / 1 / 2
+  busy 2-core machine, 156 MB of features, cached load 0.5 s. Measured like the first
+  prototype of this generator, with LightGBM on a random 40-feature subset, generator seeds 0 / 1 / 2
   (the prototype's figures in brackets):
   mean corr 0.0196 / 0.0167 / 0.0115, mean 0.0159 (0.0145);
   std 0.019 / 0.018 / 0.018 (0.016); Sharpe 1.03 / 0.95 / 0.63, mean 0.87 (0.92);

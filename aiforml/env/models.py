@@ -10,13 +10,12 @@ output to an ``EvalResult`` for the pool. Not responsible for evaluating anythin
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from aiforml.program import EvalResult, SplitMetrics, Status
+from aiforml.program import EvalResult, SplitMetrics, Status, finite
 
 
 class SplitScores(BaseModel):
@@ -133,14 +132,6 @@ class DataSchema(BaseModel):
     target_nan_share: dict[str, float | None]
     embargo_eras: int
     splits: dict[str, SplitInfo] = Field(description="train / validation / test blocks (counts only)")
-
-
-def finite(value: float | None) -> float | None:
-    """``value`` when it is a finite number, else None."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def cap(text: str, limit: int) -> str:

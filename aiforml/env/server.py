@@ -33,9 +33,12 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from aiforml.compose import data_overrides
+from aiforml.compose import data_overrides, load_config
+from aiforml.data import load_dataset, split_dataset
 from aiforml.env.models import DataSchema, EvaluationOutput, OverrideState, PipelineSpec
 from aiforml.env.session import EnvSession
+from aiforml.policy.prompt import render_prompt
+from aiforml.policy.schema import ColumnSchema
 from aiforml.program import EvalResult, Program
 
 INSTRUCTIONS = (
@@ -133,12 +136,9 @@ def _add_resources(server: MCPServer, session: EnvSession) -> None:
 
 def render_instructions(session: EnvSession) -> str:
     """The policy's own prompt text, followed by the rules and how to use the tools."""
-    from aiforml.policy.prompt import render_prompt
-    from aiforml.policy.schema import DataSchema as PolicySchema
-
     spec = session.pipeline_spec()
     rules = "\n".join(f"- {rule}" for rule in spec.rules)
-    return (f"{render_prompt(PolicySchema.from_dataset(session.dataset))}\nRules:\n{rules}\n"
+    return (f"{render_prompt(ColumnSchema.from_dataset(session.dataset))}\nRules:\n{rules}\n"
             f"Allowed modules: {', '.join(spec.allowed_modules)}.\n\n{INSTRUCTIONS}\n")
 
 
@@ -171,9 +171,6 @@ def config_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from aiforml.compose import load_config
-    from aiforml.data import load_dataset, split_dataset
-
     args = parse_args(argv)
     try:
         cfg = load_config(config_overrides(args))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from aiforml.policy import grammar
 from aiforml.policy.mistakes import inject_mistake
-from aiforml.policy.schema import DataSchema
+from aiforml.policy.schema import ColumnSchema
 
 CORPUS_VERSION = "2"
 
@@ -38,7 +38,7 @@ class CorpusProgram:
 
     source: str  # the Python source (what a Program holds)
     steps: tuple[str, ...]  # the steps it defines, in pipeline order
-    model: str  # a key of grammar.MODEL_FAMILIES, or "default" when it defines no model
+    model: str  # a key of grammar.MODEL_GROUPS, or "default" when it defines no model
     features: tuple[str, ...] = ()  # selection, base transform, extra ideas
     target: str = "default"  # official, rank, blend, mean, or default
     cv: str = "default"  # forward, grouped, sliding, or default
@@ -46,7 +46,7 @@ class CorpusProgram:
 
     @property
     def family(self) -> str:
-        return grammar.MODEL_FAMILIES.get(self.model, self.model)
+        return grammar.MODEL_GROUPS.get(self.model, self.model)
 
     @property
     def completion(self) -> str:
@@ -58,7 +58,7 @@ def completion_text(source: str) -> str:
     return "```python\n" + source.strip() + "\n```"
 
 
-def _clean_program(rng: random.Random, schema: DataSchema) -> CorpusProgram:
+def _clean_program(rng: random.Random, schema: ColumnSchema) -> CorpusProgram:
     steps = [s for s, rate in STEP_RATES.items() if rng.random() < rate]
     if not steps:
         steps = ["define_model"]
@@ -79,7 +79,7 @@ def _clean_program(rng: random.Random, schema: DataSchema) -> CorpusProgram:
 
 
 def generate_corpus(
-    schema: DataSchema, n: int, seed: int = 0, mistake_rate: float = 0.2
+    schema: ColumnSchema, n: int, seed: int = 0, mistake_rate: float = 0.2
 ) -> list[CorpusProgram]:
     """``n`` programs for ``schema``; a fraction ``mistake_rate`` of them carry one mistake.
 

@@ -3,7 +3,7 @@
 Responsible for: rendering clean, runnable sources of ``create_target``, ``create_features``,
 ``define_model`` and ``define_cv`` from a random generator and a data schema, and naming
 the model family a source uses. Every import sits inside the function that uses it, so a
-small model never has to remember an import written a hundred tokens earlier (NOTES.md).
+small model never has to remember an import written a hundred tokens earlier.
 Not responsible for: injecting mistakes (``mistakes.py``) or assembling programs
 (``corpus.py``).
 """
@@ -13,10 +13,12 @@ from __future__ import annotations
 import random
 import re
 
-from aiforml.policy.schema import DataSchema
+from aiforml.policy.schema import ColumnSchema
 
-# Model key -> family. Keys are also the labels of the corpus programs.
-MODEL_FAMILIES: dict[str, str] = {
+# Model key -> sampling group. Keys are also the labels of the corpus programs. The groups only
+# balance the corpus; the archive and the reports name model families with
+# ``aiforml.descriptors.MODEL_FAMILIES`` (read from the code, e.g. "hist_gbm" is "sklearn_gbm").
+MODEL_GROUPS: dict[str, str] = {
     "lightgbm": "gbm",
     "hist_gbm": "gbm",
     "ridge": "linear",
@@ -27,8 +29,8 @@ MODEL_FAMILIES: dict[str, str] = {
     "mlp": "mlp",
     "torch_net": "torch",
 }
-# Sampling weights per family (then uniform within the family): no family dominates.
-FAMILY_WEIGHTS: dict[str, float] = {"gbm": 0.24, "linear": 0.22, "forest": 0.2, "mlp": 0.16, "torch": 0.18}
+# Sampling weights per group (then uniform within the group): no group dominates.
+GROUP_WEIGHTS: dict[str, float] = {"gbm": 0.24, "linear": 0.22, "forest": 0.2, "mlp": 0.16, "torch": 0.18}
 
 _MODEL_PATTERNS: tuple[tuple[str, str], ...] = (
     ("lightgbm", r"\bLGBM\w*|\blightgbm\b"),
@@ -159,7 +161,7 @@ def _torch_net(rng: random.Random) -> str:
 
 
 def define_model_source(rng: random.Random, key: str) -> str:
-    """Source of ``define_model`` building a ``key`` model (see MODEL_FAMILIES)."""
+    """Source of ``define_model`` building a ``key`` model (see MODEL_GROUPS)."""
     if key == "lightgbm":
         body = _render_model(["import lightgbm as lgb"], "lgb.LGBMRegressor", _lightgbm_args(rng), False)
     elif key == "torch_net":
@@ -172,13 +174,13 @@ def define_model_source(rng: random.Random, key: str) -> str:
 
 
 def sample_model_key(rng: random.Random) -> str:
-    families = list(FAMILY_WEIGHTS)
-    family = rng.choices(families, weights=[FAMILY_WEIGHTS[f] for f in families])[0]
-    return rng.choice([k for k, f in MODEL_FAMILIES.items() if f == family])
+    families = list(GROUP_WEIGHTS)
+    family = rng.choices(families, weights=[GROUP_WEIGHTS[f] for f in families])[0]
+    return rng.choice([k for k, f in MODEL_GROUPS.items() if f == family])
 
 
 # --- create_target --------------------------------------------------------------------------
-def create_target_source(rng: random.Random, schema: DataSchema) -> tuple[str, str]:
+def create_target_source(rng: random.Random, schema: ColumnSchema) -> tuple[str, str]:
     """Source of ``create_target`` and its kind (official, blend, mean, rank)."""
     aux = list(schema.aux_targets)
     kinds = ["official", "rank"] + (["blend", "mean"] if aux else [])
@@ -199,7 +201,7 @@ def create_target_source(rng: random.Random, schema: DataSchema) -> tuple[str, s
 
 
 # --- create_features ------------------------------------------------------------------------
-def _group_cols_expr(schema: DataSchema, group: str, rng: random.Random) -> str:
+def _group_cols_expr(schema: ColumnSchema, group: str, rng: random.Random) -> str:
     """An expression for the feature names of ``group``: a prefix filter, else a literal list."""
     prefix = schema.group_prefix(group)
     if prefix is not None:
@@ -209,7 +211,7 @@ def _group_cols_expr(schema: DataSchema, group: str, rng: random.Random) -> str:
     return "[" + ", ".join(f'"{c}"' for c in cols) + "]"
 
 
-def _base_selection(rng: random.Random, schema: DataSchema) -> tuple[str, str]:
+def _base_selection(rng: random.Random, schema: ColumnSchema) -> tuple[str, str]:
     n = len(schema.feature_names)
     options = ["all", "stride"] + (["head"] if n >= 20 else []) + (["groups"] if len(schema.feature_groups) >= 2 else [])
     kind = rng.choice(options)
@@ -238,7 +240,7 @@ _BASE_TRANSFORMS: dict[str, str] = {
 }
 
 
-def _extra(rng: random.Random, kind: str, schema: DataSchema) -> str:
+def _extra(rng: random.Random, kind: str, schema: ColumnSchema) -> str:
     k = _pick(rng, 5, 10, 20)
     if kind == "group_means":
         order = sorted(schema.feature_groups)
@@ -264,7 +266,7 @@ def _extra(rng: random.Random, kind: str, schema: DataSchema) -> str:
     return f'    X = X.join(df.groupby("era")[cols[:{k}]].rank(pct=True).add_suffix("_rank"))\n'
 
 
-def _candidate_pairs(schema: DataSchema) -> list[tuple[str, str]]:
+def _candidate_pairs(schema: ColumnSchema) -> list[tuple[str, str]]:
     """Within-group pairs among each group's first four features (a small, learnable set)."""
     pools = [list(cols[:4]) for cols in schema.feature_groups.values() if len(cols) >= 2]
     pools = pools or [list(schema.feature_names[:4])]
@@ -276,7 +278,7 @@ def _candidate_pairs(schema: DataSchema) -> list[tuple[str, str]]:
 EXTRA_KINDS: tuple[str, ...] = ("group_means", "interactions", "squares", "abs_dev", "log", "row_stats", "era_rank")
 
 
-def create_features_source(rng: random.Random, schema: DataSchema) -> tuple[str, list[str]]:
+def create_features_source(rng: random.Random, schema: ColumnSchema) -> tuple[str, list[str]]:
     """Source of ``create_features`` and the feature ideas it uses."""
     selection, select_line = _base_selection(rng, schema)
     base = rng.choice(list(_BASE_TRANSFORMS))

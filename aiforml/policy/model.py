@@ -81,8 +81,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 # Default learning rate (algo.learning_rate: null) per policy: LoRA on a tiny model needs
-# a large step (NOTES.md: about 1e-3; 3e-3 with early_stop_kl learned within the 14 cycles of
-# ppo_sharpe, benchmarks/README.md), a 7B model a small one.
+# a large step (3e-3 with early_stop_kl learned within the 14 cycles of ppo_sharpe,
+# benchmarks/README.md; 1e-3 was slower), a 7B model a small one (QLoRA paper: 1e-4 to 2e-5 for SFT).
 PRESET_LEARNING_RATES = {"mistral7b_qlora": 1e-5, "tiny": 3e-3}
 # GAE lambda (algo.lam: null) per policy. The score sits on the last token and the value head
 # starts at zero, so the first token's share of it is lam ** (length - 1): 0.18 for the tiny

@@ -25,20 +25,20 @@ choosing the programs shown.
 from __future__ import annotations
 
 from aiforml.pipeline.defaults import SIGNATURES
-from aiforml.policy.schema import DataSchema
+from aiforml.policy.schema import ColumnSchema
 
 ALLOWED_PACKAGES = ("numpy", "pandas", "scikit-learn", "lightgbm", "torch")
 MAX_GROUPS_SHOWN = 12
 
 
-def _group_line(schema: DataSchema, group: str) -> str:
+def _group_line(schema: ColumnSchema, group: str) -> str:
     cols = schema.feature_groups[group]
     prefix = schema.group_prefix(group)
     names = f"{prefix}*" if prefix else ", ".join(cols[:2]) + (", ..." if len(cols) > 2 else "")
     return f"- {group} ({len(cols)}): {names}"
 
 
-def render_schema(schema: DataSchema) -> str:
+def render_schema(schema: ColumnSchema) -> str:
     """The schema summary: features, groups, targets."""
     lines = [
         f"Columns: era (int), {len(schema.feature_names)} features (int8, 0..4) in feature_cols, targets (0..1).",
@@ -53,7 +53,7 @@ def render_schema(schema: DataSchema) -> str:
     return "\n".join(lines)
 
 
-def render_trading_schema(schema: DataSchema) -> str:
+def render_trading_schema(schema: ColumnSchema) -> str:
     """The trading task's schema summary: columns, assets, target, how it is scored."""
     assets = ", ".join(schema.assets[:8]) + (", ..." if len(schema.assets) > 8 else "")
     return (
@@ -66,7 +66,7 @@ def render_trading_schema(schema: DataSchema) -> str:
     )
 
 
-def render_prompt(schema: DataSchema) -> str:
+def render_prompt(schema: ColumnSchema) -> str:
     """The whole prompt. It ends with a newline, so the completion starts on a token boundary."""
     signatures = "\n".join(SIGNATURES.values())
     if schema.task == "trading":

@@ -1,4 +1,8 @@
-"""The data schema the policy writes programs against: column names, feature groups, targets.
+"""The columns the policy writes programs against: feature names, feature groups, targets.
+
+``ColumnSchema`` is the policy's compact, hashable view (a cache key of the tiny policy); the
+full description a client reads from the environment (splits, value ranges, NaN shares) is
+``aiforml.env.models.DataSchema``.
 
 Responsible for: a small, hashable description of a data set's columns, built from any
 object with ``feature_names``, ``target_names`` and ``feature_groups`` (the data set of
@@ -16,8 +20,8 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class DataSchema:
-    """Feature names (in column order), target names (``target`` first), feature groups."""
+class ColumnSchema:
+    """The columns a program may name: feature names (in column order), target names (``target`` first), feature groups."""
 
     feature_names: tuple[str, ...]
     target_names: tuple[str, ...]
@@ -27,12 +31,12 @@ class DataSchema:
 
     def __post_init__(self) -> None:
         if not self.feature_names:
-            raise ValueError("DataSchema needs at least one feature name")
+            raise ValueError("ColumnSchema needs at least one feature name")
         if not self.target_names or self.target_names[0] != "target":
-            raise ValueError(f"DataSchema.target_names must start with 'target', got {self.target_names!r}")
+            raise ValueError(f"ColumnSchema.target_names must start with 'target', got {self.target_names!r}")
 
     @classmethod
-    def from_dataset(cls, dataset: Any) -> DataSchema:
+    def from_dataset(cls, dataset: Any) -> ColumnSchema:
         """Read the schema off a data set (anything with the three attributes)."""
         groups = getattr(dataset, "feature_groups", None) or {}
         return cls(
@@ -71,18 +75,18 @@ STAND_IN_GROUPS = (
 STAND_IN_TARGETS = ("target", "target_alpha_60", "target_beta_20", "target_gamma_40", "target_raw_20")
 
 
-def stand_in_schema(n_per_group: int = 10, groups: tuple[str, ...] = STAND_IN_GROUPS) -> DataSchema:
+def stand_in_schema(n_per_group: int = 10, groups: tuple[str, ...] = STAND_IN_GROUPS) -> ColumnSchema:
     """A schema shaped like the fast synthetic preset's, for tests and builds without data."""
     feature_groups = {g: tuple(f"feature_{g}{i}" for i in range(1, n_per_group + 1)) for g in groups}
     features = tuple(c for cols in feature_groups.values() for c in cols)
-    return DataSchema(features, STAND_IN_TARGETS, feature_groups)
+    return ColumnSchema(features, STAND_IN_TARGETS, feature_groups)
 
 
-def default_schema() -> DataSchema:
+def default_schema() -> ColumnSchema:
     """The schema of the default synthetic data set when ``aiforml.data`` exists, else the stand-in."""
     try:
         from aiforml.config import DataConfig
         from aiforml.data import load_dataset
     except ImportError:
         return stand_in_schema()
-    return DataSchema.from_dataset(load_dataset(DataConfig()))
+    return ColumnSchema.from_dataset(load_dataset(DataConfig()))

@@ -37,7 +37,7 @@ from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerF
 from aiforml.config import TinyPolicyConfig
 from aiforml.policy.corpus import CORPUS_VERSION, CorpusProgram, corpus_stats, generate_corpus
 from aiforml.policy.prompt import render_prompt
-from aiforml.policy.schema import DataSchema, default_schema
+from aiforml.policy.schema import ColumnSchema, default_schema
 from aiforml.policy.threads import ThreadGovernor, most_threads, usable_cores
 from aiforml.policy.tokenizer import train_tokenizer
 
@@ -49,7 +49,7 @@ READY_FILE = "build_info.json"  # written last: its presence marks a complete bu
 _NOT_IN_KEY = frozenset({"cache_dir", "threads", "progress"})
 
 
-def cache_key(cfg: TinyPolicyConfig, schema: DataSchema) -> str:
+def cache_key(cfg: TinyPolicyConfig, schema: ColumnSchema) -> str:
     """A short hash of everything that determines the built tokenizer and weights."""
     fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_KEY}
     payload = json.dumps(
@@ -63,11 +63,11 @@ def cache_root(cfg: TinyPolicyConfig) -> Path:
     return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else Path.home() / ".cache" / "aiforml" / "tiny"
 
 
-def build_tiny_policy(cfg: TinyPolicyConfig, schema: DataSchema | None = None) -> Path:
+def build_tiny_policy(cfg: TinyPolicyConfig, schema: ColumnSchema | None = None) -> Path:
     """The directory of the warm-started tiny policy for ``schema``, built on first use.
 
     ``schema`` should be the schema of the data set the policy will write programs for
-    (``DataSchema.from_dataset(dataset)``); None takes the default synthetic data set's.
+    (``ColumnSchema.from_dataset(dataset)``); None takes the default synthetic data set's.
     """
     schema = schema or default_schema()
     path = cache_root(cfg) / f"tiny-{cache_key(cfg, schema)}"
@@ -88,7 +88,7 @@ def build_tiny_policy(cfg: TinyPolicyConfig, schema: DataSchema | None = None) -
     return path
 
 
-def _build(cfg: TinyPolicyConfig, schema: DataSchema, out: Path) -> None:
+def _build(cfg: TinyPolicyConfig, schema: ColumnSchema, out: Path) -> None:
     """Generate the corpus, train the tokenizer, build and warm-start the model, save."""
     started = time.perf_counter()
     threads = torch.get_num_threads()

@@ -6,8 +6,8 @@ puts bos in front of every encoded text, and wrapping it as a ``PreTrainedTokeni
 Not responsible for: what the texts are (``corpus.py``) or saving (the caller saves).
 
 Why not GPT-2's split: it cuts every identifier at ``_`` and BPE cannot merge across
-pre-token boundaries, so vocabularies stall at about 650 and programs cost many tokens
-(NOTES.md). The two splits here:
+pre-token boundaries (the tokenizers library's pre-tokenizer documentation), so on this
+project's corpus vocabularies stall at about 650 and programs cost many tokens. The two splits here:
 
 - ``identifier``: identifiers, numbers and runs of punctuation stay whole, each with its
   leading space; indentation is its own piece. About one token per identifier.

@@ -23,7 +23,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from aiforml.pipeline.defaults import default_sources
-from aiforml.policy.schema import DataSchema
+from aiforml.policy.schema import ColumnSchema
 
 
 @dataclass
@@ -36,7 +36,7 @@ class CheckResult:
         return self.status == "ok"
 
 
-def make_frame(schema: DataSchema, n_eras: int = 16, rows_per_era: int = 40, seed: int = 0) -> pd.DataFrame:
+def make_frame(schema: ColumnSchema, n_eras: int = 16, rows_per_era: int = 40, seed: int = 0) -> pd.DataFrame:
     """Random rows shaped like the data: era, int8 features 0..4, targets in fifths."""
     rng = np.random.default_rng(seed)
     n = n_eras * rows_per_era
@@ -66,7 +66,7 @@ def _alarm(signum: int, frame: Any) -> None:
     raise _Timeout
 
 
-def _run_steps(ns: dict[str, Any], frame: pd.DataFrame, schema: DataSchema) -> str:
+def _run_steps(ns: dict[str, Any], frame: pd.DataFrame, schema: ColumnSchema) -> str:
     """Run the steps; return "" when the output is valid, else what is wrong."""
     features = list(schema.feature_names)
     y = np.asarray(ns["create_target"](frame.copy()), dtype=float)
@@ -88,7 +88,7 @@ def _run_steps(ns: dict[str, Any], frame: pd.DataFrame, schema: DataSchema) -> s
     return ""
 
 
-def check_program(source: str, schema: DataSchema, frame: pd.DataFrame | None = None, timeout_s: int = 30) -> CheckResult:
+def check_program(source: str, schema: ColumnSchema, frame: pd.DataFrame | None = None, timeout_s: int = 30) -> CheckResult:
     """Exec ``source``, fill missing steps with the defaults, run them on a small frame."""
     frame = make_frame(schema) if frame is None else frame
     try:

@@ -11,10 +11,10 @@ import pytest
 
 from aiforml.pipeline.defaults import SIGNATURES
 from aiforml.policy.corpus import corpus_stats, generate_corpus
-from aiforml.policy.grammar import MODEL_FAMILIES, classify_model
+from aiforml.policy.grammar import MODEL_GROUPS, classify_model
 from aiforml.policy.mistakes import MISTAKE_KINDS
 from aiforml.policy.prompt import render_prompt
-from aiforml.policy.schema import DataSchema, stand_in_schema
+from aiforml.policy.schema import ColumnSchema, stand_in_schema
 from aiforml.policy.tokenizer import train_tokenizer
 from aiforml.program import parse_completion
 
@@ -92,7 +92,7 @@ def test_clean_programs_run_and_broken_ones_fail():
 
 def test_programs_follow_a_schema_without_name_prefixes():
     groups = {"alpha": ("feature_x_one", "feature_y_two", "feature_z_three"), "beta": ("feature_q", "feature_r")}
-    schema = DataSchema(sum(groups.values(), ()), ("target", "target_b"), groups)
+    schema = ColumnSchema(sum(groups.values(), ()), ("target", "target_b"), groups)
     for program in generate_corpus(schema, 40, seed=0, mistake_rate=0.0)[:10]:
         assert check_program(program.source, schema).ran, program.source
 
@@ -125,4 +125,4 @@ def test_tokenizer_round_trips_and_keeps_programs_short(corpus, split):
 
 
 def test_model_families_table_covers_every_label(corpus):
-    assert {p.model for p in corpus} <= set(MODEL_FAMILIES) | {"default"}
+    assert {p.model for p in corpus} <= set(MODEL_GROUPS) | {"default"}
