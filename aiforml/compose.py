@@ -4,14 +4,21 @@ For the command-line tools (``python -m aiforml.evaluate``, the MCP server) and 
 which take ``key=value`` overrides like ``launch.py`` does. Responsible for locating
 ``conf/``, composing with overrides, and converting once to :class:`aiforml.config.Config`;
 a bad override fails with Hydra's message or a ``ValueError`` that names the key.
+
+Every default lives once, in the dataclasses of :mod:`aiforml.config`: importing this module
+stores them in Hydra's ConfigStore as ``aiforml_base``, the first entry of
+``conf/config.yaml``'s defaults list, so group files hold only what a choice changes and any
+key can be overridden on the command line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,6 +35,8 @@ def _first_set(*values: Any) -> Any:
 
 if not OmegaConf.has_resolver("aiforml_first_set"):
     OmegaConf.register_new_resolver("aiforml_first_set", _first_set)
+# Plain data, not the dataclass: OmegaConf's typed nodes know no Literal; ``from_dict`` types it.
+ConfigStore.instance().store(name="aiforml_base", node=dataclasses.asdict(Config()))
 
 
 def to_config(cfg: DictConfig | dict[str, Any]) -> Config:

@@ -1,11 +1,49 @@
 """Every experiment in conf/experiment composes through the real Hydra config, holds only
-what it changes, and the design's experiments carry the design's settings."""
+what it changes, and the design's experiments carry the design's settings. Every group file
+holds only what its choice changes: each default lives once, in aiforml/config.py."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
+from omegaconf import OmegaConf
 
 from aiforml.compose import CONF_DIR, load_config
+from aiforml.config import Config
+
+GROUP_FILES = sorted(p for p in CONF_DIR.glob("*/*.yaml") if p.parent.name != "experiment")
+
+
+def _leaves(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@pytest.mark.parametrize("path", GROUP_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_group_file_holds_only_what_its_choice_changes(path) -> None:
+    data = OmegaConf.to_container(OmegaConf.load(path))
+    data.pop("defaults", None)
+    defaults = _leaves(dataclasses.asdict(Config()))
+    section = path.parent.name
+    repeated = [f"{section}.{k}" for k, v in _leaves(data).items()
+                if f"{section}.{k}" in defaults and defaults[f"{section}.{k}"] == v and k not in ("source", "name", "path", "space", "performance")]
+    unknown = [f"{section}.{k}" for k in _leaves(data) if f"{section}.{k}" not in defaults and not k.startswith("space.")]
+    assert not unknown, f"{path.name}: keys that are no config field: {unknown}"
+    assert not repeated, f"{path.name} repeats defaults of aiforml/config.py: {repeated}"
+
+
+def test_every_key_can_be_overridden_though_no_group_file_lists_it() -> None:
+    cfg = load_config(["env.pool.num_actors=3", "reward.contribution_scale=0.05", "loop.cycles=2",
+                       "ray.num_cpus=2", "policy.tiny.epochs=1.5"])
+    assert (cfg.env.pool.num_actors, cfg.reward.contribution_scale, cfg.loop.cycles, cfg.ray.num_cpus,
+            cfg.policy.tiny.epochs) == (3, 0.05, 2, 2, 1.5)
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from aiforml.compose import (
+    CONF_DIR as CONF,  # importing it registers the dataclass defaults with Hydra
+)
 from aiforml.config import DataConfig, from_dict
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _data_cfg(*overrides: str) -> DataConfig:

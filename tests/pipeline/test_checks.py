@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from aiforml.compose import load_config
 from aiforml.config import PipelineConfig
 from aiforml.data.calibration import ModelSpec, fit_predict
 from aiforml.metrics import per_era_corr, score_split
@@ -32,10 +31,6 @@ def test_hand_made_per_era_scores() -> None:
     assert status == "leakage_suspected" and "era 3 of 60" in message
     with_gaps = [None, *honest.tolist(), float("nan")]  # SplitMetrics.per_era_corr holds None
     assert _check(with_gaps) is None and _check([]) is None
-
-
-def test_conf_holds_the_dataclass_defaults() -> None:
-    assert load_config([]).env.pipeline == PipelineConfig()
 
 
 @pytest.mark.slow

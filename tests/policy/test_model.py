@@ -7,9 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from aiforml.compose import CONF_DIR, load_config
+from aiforml.compose import load_config
 from aiforml.config import AlgoConfig, PolicyConfig, TinyPolicyConfig, from_dict
 from aiforml.learner import LearnerActor
 from aiforml.policy.model import (
@@ -82,17 +81,10 @@ def test_bad_policy_value_names_key() -> None:
         from_dict(AlgoConfig, {"clip_range": 1.5}, prefix="algo.")
 
 
-@pytest.mark.parametrize("name", ["policy/auto", "policy/mistral7b_qlora", "algo/ppo", "algo/grpo"])
-def test_conf_files_mirror_the_dataclasses(name: str) -> None:
-    data = OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{name}.yaml"))
-    cls = PolicyConfig if name.startswith("policy") else AlgoConfig
-    cfg = from_dict(cls, data, prefix=name.split("/")[0] + ".")
-    fields = set(cls.__dataclass_fields__) - {"tiny"}
-    assert set(data) == fields, "every field appears in the yaml"
-    if name == "policy/mistral7b_qlora":
-        assert {k: getattr(cfg, k) for k in PRESETS["mistral7b_qlora"]} == PRESETS["mistral7b_qlora"]
-    if name == "algo/ppo":
-        assert cfg == AlgoConfig(), "ppo.yaml holds the dataclass defaults"
+def test_the_7b_group_resolves_to_its_preset() -> None:
+    cfg, _ = resolve_policy_config(load_config(["policy=mistral7b_qlora"]).policy)
+    assert {k: getattr(cfg, k) for k in PRESETS["mistral7b_qlora"]} == PRESETS["mistral7b_qlora"]
+    assert load_config(["algo=ppo"]).algo == AlgoConfig(), "ppo is AlgoConfig's defaults"
 
 
 def test_reference_is_the_model_with_adapter_off(tiny_model_dir: Path) -> None:
