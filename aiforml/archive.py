@@ -35,7 +35,7 @@ from aiforml.program import PROGRAM_FAILURES, EvalResult, Program, SplitMetrics,
 from aiforml.reward import RewardBreakdown
 
 ARCHIVE_FILE = "archive.sqlite"
-SCHEMA_VERSION = 3  # v2 added feature_ideas, v3 the trading metrics; older archives are migrated on open
+SCHEMA_VERSION = 4  # v2 added feature_ideas, v3 the trading metrics, v4 reward_terms; older archives are migrated on open
 COMPLETION_CHARS = 20_000
 MESSAGE_CHARS = 2_000
 TRACEBACK_CHARS = 4_000
@@ -57,8 +57,7 @@ COLUMNS: dict[str, str] = {
     "steps_overridden": "TEXT", "libraries": "TEXT",
     "feature_ideas": "TEXT",  # JSON list of descriptors.FEATURE_IDEAS the code uses
     **{d: "TEXT" if d == "model_family" else "INTEGER" for d in DESCRIPTORS},
-    "reward": "REAL", "reward_compile": "REAL", "reward_performance": "REAL",
-    "reward_uniqueness": "REAL",
+    "reward": "REAL", "reward_terms": "TEXT",  # JSON {term: value} of every aiforml.reward.TERMS
     **{c: "INTEGER" if c.endswith("n_eras") else "REAL" for c in METRIC_COLUMNS},
     "val_per_era": "TEXT", "test_per_era": "TEXT",  # JSON lists of per-era corr (null = NaN era)
     "timings": "TEXT",  # JSON of the evaluator's phase timings; time_total is its "total"
@@ -110,9 +109,8 @@ def _row(record: ArchiveRecord, role: str) -> dict[str, Any]:
         "message": r.message[:MESSAGE_CHARS], "traceback": r.traceback[-TRACEBACK_CHARS:],
         "program": record.program, "completion": record.completion[:COMPLETION_CHARS],
         "steps_overridden": json.dumps(r.steps_overridden),
-        "reward": rw.reward if rw else None, "reward_compile": rw.compile if rw else None,
-        "reward_performance": rw.performance if rw else None,
-        "reward_uniqueness": rw.uniqueness if rw else None,
+        "reward": rw.reward if rw else None,
+        "reward_terms": json.dumps({k: finite(v) for k, v in rw.terms.items()}) if rw else None,
         "val_per_era": _per_era(r.validation), "test_per_era": _per_era(r.test),
         "timings": json.dumps(r.timings), "time_total": r.timings.get("total"),
         "isolation": r.isolation, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -143,10 +141,15 @@ class Archive:
                 f"BEGIN; CREATE TABLE programs (id INTEGER PRIMARY KEY, {cols});"
                 " CREATE INDEX programs_cycle ON programs(role, cycle);"
                 f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-        elif version in (1, 2):
+        elif version in (1, 2, 3):
             added = ["feature_ideas TEXT"] if version == 1 else []
-            added += [f"{p}_{m} REAL" for p in SPLITS for m in TRADING_METRICS]
+            added += [f"{p}_{m} REAL" for p in SPLITS for m in TRADING_METRICS] if version < 3 else []
+            # v4: the three reward-term columns become one JSON object of every term
+            terms = ("UPDATE programs SET reward_terms = json_object('compile', reward_compile, "
+                     "'performance', reward_performance, 'uniqueness', reward_uniqueness) "
+                     "WHERE reward IS NOT NULL;")
             self._db.executescript("BEGIN; " + " ".join(f"ALTER TABLE programs ADD COLUMN {a};" for a in added)
+                                   + " ALTER TABLE programs ADD COLUMN reward_terms TEXT; " + terms
                                    + f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         elif version != SCHEMA_VERSION:
             self._db.close()
@@ -249,7 +252,7 @@ class Archive:
 
 def _decode(row: dict) -> dict:
     """JSON columns parsed, descriptor flags as bools."""
-    for key in ("val_per_era", "test_per_era", "timings", "steps_overridden", "libraries", "feature_ideas"):
+    for key in ("val_per_era", "test_per_era", "timings", "steps_overridden", "libraries", "feature_ideas", "reward_terms"):
         if key in row:
             row[key] = json.loads(row[key]) if row[key] else None
     for key in DESCRIPTORS[1:]:

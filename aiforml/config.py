@@ -185,11 +185,11 @@ class TradingConfig:
 
 @dataclass
 class RewardConfig:
-    """reward = w_compile * compile + w_perf * performance (+ w_unique * uniqueness)."""
+    """reward = sum of weights[name] * term (aiforml.reward.TERMS: compile, performance, uniqueness)."""
 
-    w_compile: float = 0.3  # weight of the compile score (-1 failed, 0 ran)
-    w_perf: float = 0.7  # weight of the performance score
-    w_unique: float = 0.0  # weight of the uniqueness score (see `uniqueness`)
+    # weight per reward term; a term the mapping leaves out weighs 0. compile: -1 failed, 0 ran;
+    # performance: tanh(validation statistic / scale); uniqueness: see `uniqueness` below
+    weights: dict[str, float] = field(default_factory=lambda: {"compile": 0.3, "performance": 0.7, "uniqueness": 0.0})
     performance: Literal["sharpe", "mean_corr", "total_return"] = "sharpe"  # validation statistic used (total_return: trading only)
     scale: float | None = None  # performance = tanh(statistic / scale); None: 1.0 for sharpe, 0.02 for mean_corr, 0.2 for total_return
     # uniqueness score, paid only for being right differently: baseline = tanh(mean per-era
@@ -203,9 +203,8 @@ class RewardConfig:
     compile_shaping: bool = False  # a failed program's compile score rises with the stage it reached
 
     def validate(self) -> None:
-        for name in ("w_compile", "w_perf", "w_unique"):
-            value = getattr(self, name)
-            check(value >= 0, f"reward.{name} must be >= 0, got {value}")
+        for name, value in self.weights.items():
+            check(value >= 0, f"reward.weights.{name} must be >= 0, got {value}")
         check(self.scale is None or self.scale > 0, f"reward.scale must be > 0 or null, got {self.scale}")
         check(self.contribution_scale > 0, f"reward.contribution_scale must be > 0, got {self.contribution_scale}")
         check(self.meta_model_size >= 0, f"reward.meta_model_size must be >= 0, got {self.meta_model_size}")

@@ -30,6 +30,7 @@ from aiforml.compose import data_overrides, load_config
 from aiforml.config import Config
 from aiforml.program import EvalResult, Program
 from aiforml.reward import compute_reward
+from aiforml.reward import describe as describe_reward
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -104,9 +105,7 @@ def render(result: EvalResult, cfg: Config, console: Console) -> None:
         console.print(table)
     reward = compute_reward(result, cfg.reward)
     if reward is not None:
-        console.print(f"reward {reward.reward:+.4f} = {cfg.reward.w_compile} * compile {reward.compile:+.0f} "
-                      f"+ {cfg.reward.w_perf} * performance {reward.performance:+.4f}"
-                      + (f" + {cfg.reward.w_unique} * uniqueness {reward.uniqueness:+.4f}" if cfg.reward.w_unique else ""))
+        console.print(describe_reward(reward, cfg.reward))
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items() if not k.startswith("child/"))
     console.print(f"time: {timings}", style="dim")
 
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.data.resolved_task == "trading":
             out["backtest"] = backtest_table(result)
         reward = compute_reward(result, cfg.reward)
-        out["reward"] = None if reward is None else reward.__dict__
+        out["reward"] = None if reward is None else {"reward": reward.reward, **reward.terms}
         print(json.dumps(out, allow_nan=False, default=str))
     else:
         render(result, cfg, console)

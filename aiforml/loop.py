@@ -270,6 +270,9 @@ def cycle_metrics(batch: Cycle, state: LoopState, update_stats: dict[str, float]
         "val/sharpe_mean": sum(sharpes) / len(sharpes) if sharpes else None,
         "val/best_sharpe": state.best_val_sharpe,
     }
+    breakdowns = [b for b in batch.breakdowns if b is not None]
+    for name in breakdowns[0].terms if breakdowns else ():  # every registered term, weighted or not
+        metrics[f"reward/term/{name}"] = sum(b.terms[name] for b in breakdowns) / len(breakdowns)
     for status in sorted(PROGRAM_FAILURES | {"infra_error"}):
         metrics[f"env/errors/{status}"] = statuses.count(status) / n
     metrics.update({f"rollout/{k.replace('time/', '')}": v for k, v in rollout_stats.items()})

@@ -1,6 +1,6 @@
 """Search spaces of sweeps: dotted config keys mapped to distribution strings.
 
-``conf/tune/*.yaml`` holds ``space: {reward.w_compile: "uniform(0.1, 0.5)", ...}``. This
+``conf/tune/*.yaml`` holds ``space: {reward.weights.compile: "uniform(0.1, 0.5)", ...}``. This
 module turns each string into one of Ray Tune's sampling domains (``tune.uniform`` and
 friends), checks at start that every key names a field of the typed config and that the
 ends of every range give a valid config (so ``algo.clip_range: uniform(0.1, 1.5)`` fails

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def failed(message: str, status: str = "runtime_error") -> EvalResult:
 def rec(cycle: int, i: int, result: EvalResult, program: str = RIDGE, reward: float | None = None) -> ArchiveRecord:
     if reward is None and result.status != "infra_error":
         reward = 0.5 if result.status == "ok" else -0.3
-    breakdown = None if reward is None else RewardBreakdown(reward, 0.0, 0.0, 0.0)
+    breakdown = None if reward is None else RewardBreakdown(reward, {"compile": 0.0, "performance": 0.0, "uniqueness": 0.0})
     return ArchiveRecord(cycle=cycle, sample_index=i, policy_version=cycle, program=program,
                          completion=f"```python\n{program}```", result=result, reward=breakdown)
 
@@ -281,11 +282,29 @@ def test_descriptors_agree_with_the_corpus_labels() -> None:
                if p.target in ("rank", "blend", "mean"))
 
 
+V3_REWARD_COLUMNS = ", reward_compile REAL, reward_performance REAL, reward_uniqueness REAL"
+
+
+def test_a_v3_archive_keeps_its_reward_terms_as_one_json_object(tmp_path: Path) -> None:
+    path = tmp_path / "archive.sqlite"
+    db = sqlite3.connect(path)
+    cols = ", ".join(f"{k} {v}" for k, v in COLUMNS.items() if k != "reward_terms") + V3_REWARD_COLUMNS
+    db.executescript(f"CREATE TABLE programs (id INTEGER PRIMARY KEY, {cols}); PRAGMA user_version = 3;")
+    db.execute("INSERT INTO programs (role, cycle, sample_index, policy_version, program_hash, status, program, "
+               "created_at, reward, reward_compile, reward_performance, reward_uniqueness) "
+               "VALUES ('sample', 1, 0, 0, 'h', 'ok', '', 'now', 0.5, 0.0, 0.7, 0.1)")
+    db.commit()
+    db.close()
+    with Archive(path) as archive:
+        terms = archive.rows(("reward_terms",))[0]["reward_terms"]
+    assert json.loads(terms) == {"compile": 0.0, "performance": 0.7, "uniqueness": 0.1}
+
+
 def test_a_v1_archive_is_migrated_and_gets_feature_ideas_and_trading_metrics(tmp_path: Path) -> None:
     path = tmp_path / "archive.sqlite"
     db = sqlite3.connect(path)
-    new = {"feature_ideas"} | {f"{p}_{m}" for p in SPLITS for m in TRADING_METRICS}
-    cols = ", ".join(f"{k} {v}" for k, v in COLUMNS.items() if k not in new)
+    new = {"feature_ideas", "reward_terms"} | {f"{p}_{m}" for p in SPLITS for m in TRADING_METRICS}
+    cols = ", ".join(f"{k} {v}" for k, v in COLUMNS.items() if k not in new) + V3_REWARD_COLUMNS
     db.executescript(f"CREATE TABLE programs (id INTEGER PRIMARY KEY, {cols}); PRAGMA user_version = 1;")
     db.close()
     source = "def create_features(df, feature_cols):\n    return df[feature_cols].rank()\n"

@@ -236,7 +236,7 @@ def test_noise_earns_less_than_the_default_program_under_every_mode(evaluator):
     from aiforml.reward import compute_reward
 
     weights = load_config(["+experiment=ppo_unique"]).reward
-    assert weights.w_unique > 0
+    assert weights.weights["uniqueness"] > 0
     rows = evaluator.task.validation_rows
     ds, n_val = evaluator.dataset, len(rows)
     default_preds = evaluator.baseline_predictions()[:n_val]

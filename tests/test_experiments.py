@@ -68,7 +68,7 @@ def test_defaults_list_does_not_null_the_experiment_group() -> None:
 def test_ppo_sharpe_is_the_designs_experiment() -> None:
     cfg = load_config(["+experiment=ppo_sharpe"])
     assert cfg.algo.name == "ppo" and cfg.algo.vf_coef > 0
-    assert (cfg.reward.w_compile, cfg.reward.w_perf, cfg.reward.performance) == (0.3, 0.7, "sharpe")
+    assert (cfg.reward.weights["compile"], cfg.reward.weights["performance"], cfg.reward.performance) == (0.3, 0.7, "sharpe")
     assert cfg.policy.name == "auto" and cfg.data.source == "synthetic" and cfg.ray.address is None
 
 
@@ -115,8 +115,8 @@ def test_ppo_trading_trades_the_sp500() -> None:
 
 def test_ppo_unique_is_ppo_sharpe_with_the_uniqueness_term_on() -> None:
     sharpe, unique = load_config(["+experiment=ppo_sharpe"]), load_config(["+experiment=ppo_unique"])
-    assert sharpe.reward.w_unique == 0.0 and not sharpe.diversity.feedback and not sharpe.reward.compile_shaping
-    assert unique.reward.w_unique > 0 and unique.reward.uniqueness == "both"
+    assert sharpe.reward.weights["uniqueness"] == 0.0 and not sharpe.diversity.feedback and not sharpe.reward.compile_shaping
+    assert unique.reward.weights["uniqueness"] > 0 and unique.reward.uniqueness == "both"
     same = ("loop", "data", "env", "algo", "policy", "ray", "diversity", "seed")
     assert all(getattr(sharpe, k) == getattr(unique, k) for k in same), "same budget: only the reward differs"
     feedback = load_config(["+experiment=ppo_unique_feedback"])
@@ -125,7 +125,7 @@ def test_ppo_unique_is_ppo_sharpe_with_the_uniqueness_term_on() -> None:
 
 @pytest.mark.parametrize("name, swept", [
     ("sweep_ppo", {"algo.learning_rate", "algo.clip_range", "algo.kl_coef", "policy.temperature"}),
-    ("sweep_reward_weights", {"reward.w_compile", "reward.w_perf", "reward.w_unique"}),
+    ("sweep_reward_weights", {"reward.weights.compile", "reward.weights.performance", "reward.weights.uniqueness"}),
 ])
 def test_sweep_experiments_are_sweeps_with_a_cpu_budget(name: str, swept: set[str]) -> None:
     cfg = load_config([f"+experiment={name}"])

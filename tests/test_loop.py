@@ -107,6 +107,8 @@ def test_three_cycles_metrics_rewards_archive_and_checkpoints(cfg: Config, tmp_p
     assert m["env/errors/parse_error"] == m["env/errors/runtime_error"] == m["env/errors/infra_error"] == 0.25
     assert m["env/errors/timeout"] == 0.0 and m["env/parse_rate"] == 0.75
     assert m["reward/mean"] == pytest.approx(mean) and m["reward/max"] == pytest.approx(good)
+    assert m["reward/term/compile"] == pytest.approx(-2 / 3), "each term's mean over the charged samples"
+    assert m["reward/term/performance"] == pytest.approx(math.tanh(VAL_SHARPE) / 3)
     assert m["val/best_sharpe"] == VAL_SHARPE, "best Sharpe is validation's, never the sealed test's"
     assert m["ppo/policy_loss"] == 0.5 and "learner/update_s" in m and "rollout/generate" in m
     for phase in ("prompt", "rollout", "parse", "evaluate", "reward", "update", "archive", "checkpoint"):
@@ -188,7 +190,7 @@ class PredictingPool(FakePool):
 
 
 def test_uniqueness_is_judged_against_earlier_cycles_and_logged(tmp_path: Path) -> None:
-    cfg = load_config(["+experiment=smoke", "loop.cycles=2", "loop.progress=false", "reward.w_unique=0.5",
+    cfg = load_config(["+experiment=smoke", "loop.cycles=2", "loop.progress=false", "reward.weights.uniqueness=0.5",
                        "reward.contribution_scale=1.0"])
     eras, baseline = np.array([1, 1, 1, 2, 2, 2]), np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.3])
     reference = ReferenceSet(eras, np.array([0, 1, 0.5, 0, 1, 0.5]), baseline, cfg.reward, tmp_path / "preds")

@@ -61,7 +61,7 @@ def test_the_default_objective_moves_after_cycle_1_sets_the_best() -> None:
 def fake_result(trial: int, seed: int, obj: float | None, cycles: int, w_compile: float) -> SimpleNamespace:
     """What write_sweep_outputs reads of a Tune result."""
     return SimpleNamespace(metrics={"cycle": cycles, "objective": obj, "best_val_sharpe": 1.0},
-                           config={"reward.w_compile": w_compile, "reward.w_perf": 0.7, "reward.w_unique": 0.1,
+                           config={"reward.weights.compile": w_compile, "reward.weights.performance": 0.7, "reward.weights.uniqueness": 0.1,
                                    "seed": seed},
                            error=None, path=f"/nowhere/trial_{trial:05d}")
 
@@ -83,7 +83,7 @@ def test_trials_md_sets_the_spread_between_trials_beside_the_spread_between_seed
     rows = read_trials(tmp_path)
     assert [(r["seed"], r["role"]) for r in rows][:2] == [("12", "seed repeat"), ("7", "sampled")], "best first"
     best = yaml.safe_load((tmp_path / "best_config.yaml").read_text())
-    assert (best["seed"], best["reward"]["w_compile"]) == (12, 0.2), "the best trial's seed, to rerun it"
+    assert (best["seed"], best["reward"]["weights"]["compile"]) == (12, 0.2), "the best trial's seed, to rerun it"
 
 
 def launch(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -121,7 +121,7 @@ def test_a_tiny_sweep_writes_its_trials_table_from_each_trials_archive(sweep_dir
     rows = read_trials(sweep_dir)
     assert len(rows) == 2 and len({r["trial"] for r in rows}) == 2
     for row in rows:
-        assert 0.1 <= float(row["reward.w_compile"]) <= 0.5 and 0.4 <= float(row["reward.w_perf"]) <= 1.0
+        assert 0.1 <= float(row["reward.weights.compile"]) <= 0.5 and 0.4 <= float(row["reward.weights.performance"]) <= 1.0
         cycles, run_dir = int(row["cycles"]), Path(row["run_dir"])
         assert cycles == 1 and row["status"] == "done"
         # mean_reward with last_k=1: the objective is the last reported cycle's mean reward in the archive
@@ -130,10 +130,10 @@ def test_a_tiny_sweep_writes_its_trials_table_from_each_trials_archive(sweep_dir
         assert _archived_history(run_dir)[-1]["reward/mean"] == pytest.approx(float(row["objective"]))
         with (run_dir / "config.yaml").open() as f:
             config = yaml.safe_load(f)
-        assert config["reward"]["w_compile"] == pytest.approx(float(row["reward.w_compile"]))
+        assert config["reward"]["weights"]["compile"] == pytest.approx(float(row["reward.weights.compile"]))
         assert config["seed"] == int(row["seed"]), "the trial ran with the seed in its row"
     assert sorted((int(r["seed"]), r["role"]) for r in rows) == [(0, "sampled"), (1, "seed repeat")]
-    assert rows[0]["reward.w_compile"] == rows[1]["reward.w_compile"], "the repeat reruns trial 0's values"
+    assert rows[0]["reward.weights.compile"] == rows[1]["reward.weights.compile"], "the repeat reruns trial 0's values"
     assert "| between seeds (trial 0's values) | 2 | 0 | 0, 1 |" in (sweep_dir / "trials.md").read_text()
     objectives = [float(r["objective"]) for r in rows]
     assert objectives == sorted(objectives, reverse=True), "best first"
@@ -145,7 +145,7 @@ def test_a_tiny_sweep_writes_its_trials_table_from_each_trials_archive(sweep_dir
 def test_the_best_config_is_the_best_trials_and_runs_with_launch(sweep_dir: Path, tmp_path: Path) -> None:
     best = read_trials(sweep_dir)[0]
     config = yaml.safe_load((sweep_dir / "best_config.yaml").read_text())
-    assert config["reward"]["w_compile"] == pytest.approx(float(best["reward.w_compile"]))
+    assert config["reward"]["weights"]["compile"] == pytest.approx(float(best["reward.weights.compile"]))
     assert config["seed"] == int(best["seed"]), "the best trial's own seed"
     assert config["tune"]["space"] == {} and config["run_dir"] is None, "a plain run, not a sweep"
     run_dir = tmp_path / "best"

@@ -62,15 +62,15 @@ def test_a_bad_distribution_fails_naming_the_key(text: str, message: str) -> Non
 
 
 def test_apply_params_sets_dotted_keys_in_a_copy(base: dict) -> None:
-    out = apply_params(base, {"reward.w_compile": 0.25, "algo.learning_rate": 1e-4, "policy.temperature": 0.8})
-    assert (out["reward"]["w_compile"], out["algo"]["learning_rate"], out["policy"]["temperature"]) == (0.25, 1e-4, 0.8)
-    assert base["reward"]["w_compile"] == 0.3 and base["algo"]["learning_rate"] is None, "the base is untouched"
+    out = apply_params(base, {"reward.weights.compile": 0.25, "algo.learning_rate": 1e-4, "policy.temperature": 0.8})
+    assert (out["reward"]["weights"]["compile"], out["algo"]["learning_rate"], out["policy"]["temperature"]) == (0.25, 1e-4, 0.8)
+    assert base["reward"]["weights"]["compile"] == 0.3 and base["algo"]["learning_rate"] is None, "the base is untouched"
 
 
 @pytest.mark.parametrize("key, message", [
-    ("reward.w_compil", "no such config key; valid keys under 'reward'"),
+    ("reward.weights.compil", "no such config key; valid keys under 'reward.weights'"),
     ("rewards.w_compile", "'rewards' is not a config group"),
-    ("reward.w_compile.x", "'reward.w_compile' is not a config group"),
+    ("reward.performance.x", "'reward.performance' is not a config group"),
 ])
 def test_an_unknown_key_fails_naming_it(base: dict, key: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"tune.space.{key}: {message}")):
@@ -86,7 +86,7 @@ def test_a_range_reaching_an_invalid_value_fails_at_start(base: dict) -> None:
         parse_space({"seed": "choice([0, 1])"}, base)
 
 
-SPACE = {"reward.w_compile": "uniform(0.1, 0.5)", "algo.learning_rate": "loguniform(1e-4, 3e-3)",
+SPACE = {"reward.weights.compile": "uniform(0.1, 0.5)", "algo.learning_rate": "loguniform(1e-4, 3e-3)",
          "loop.samples_per_prompt": "randint(2, 6)"}
 
 
@@ -98,18 +98,18 @@ def test_each_trial_gets_its_own_seed_and_the_repeats_rerun_trial_0_at_theirs(ba
     assert swept[0] != swept[1] != swept[2], "the sampled trials differ"
     assert swept[3] == swept[4] == swept[0], "the repeats are trial 0's values"
     for values in swept:
-        assert 0.1 <= values["reward.w_compile"] <= 0.5 and 1e-4 <= values["algo.learning_rate"] <= 3e-3
+        assert 0.1 <= values["reward.weights.compile"] <= 0.5 and 1e-4 <= values["algo.learning_rate"] <= 3e-3
         assert values["loop.samples_per_prompt"] in range(2, 6)
     assert points == trial_points(parsed, 3, 2, 7, search_seed=0), "reproducible from the two seeds"
     assert trial_points(parsed, 3, 0, 7, search_seed=0) == points[:3], "repeats do not change the draws"
-    assert trial_points(parsed, 3, 0, 7, search_seed=1)[0]["reward.w_compile"] != swept[0]["reward.w_compile"]
+    assert trial_points(parsed, 3, 0, 7, search_seed=1)[0]["reward.weights.compile"] != swept[0]["reward.weights.compile"]
     seeds = param_space(parsed, [p[SEED] for p in points])[SEED]
     assert isinstance(seeds, Categorical) and seeds.categories == [7, 8, 9, 10, 11]
 
 
 def test_the_sweep_experiments_spaces_parse_against_their_configs() -> None:
     for name, keys in (("sweep_ppo", {"algo.learning_rate", "algo.clip_range", "algo.kl_coef", "policy.temperature"}),
-                       ("sweep_reward_weights", {"reward.w_compile", "reward.w_perf", "reward.w_unique"})):
+                       ("sweep_reward_weights", {"reward.weights.compile", "reward.weights.performance", "reward.weights.uniqueness"})):
         cfg = load_config([f"+experiment={name}"])
         parsed = parse_space(cfg.tune.space, dataclasses.asdict(cfg))
         assert set(parsed) == keys, name

@@ -249,9 +249,12 @@ class EnvPool:
 
 
 def env_fingerprint(cfg: Config) -> str:
-    """A short hash of the settings that change a result: pipeline, sandbox, reward, test visibility."""
+    """A short hash of the settings that change a result: pipeline, sandbox, trading rules, test visibility.
+
+    Not the reward: the driver computes rewards from results (``aiforml.reward``), so a
+    result cached under one set of weights serves every other."""
     env = cfg.env
-    text = json.dumps([asdict(env.pipeline), asdict(env.sandbox), asdict(cfg.reward), env.server.show_test,
+    text = json.dumps([asdict(env.pipeline), asdict(env.sandbox), asdict(env.trading), env.server.show_test,
                        env.server.output_chars], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

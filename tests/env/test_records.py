@@ -119,3 +119,13 @@ def test_server_command_line_maps_flags_to_config_keys(tmp_path):
     assert cfg.env.server.show_test and cfg.env.server.port == 9000 and cfg.env.server.host == "127.0.0.1"
     assert cfg.env.sandbox.wall_s == 30
     assert main(["--data", str(tmp_path / "no-such-folder")]) == 2
+
+
+def test_the_result_cache_key_ignores_reward_weights_but_not_what_changes_a_result() -> None:
+    from aiforml.compose import load_config
+    from aiforml.env.pool import env_fingerprint
+
+    base = env_fingerprint(load_config([]))
+    assert env_fingerprint(load_config(["reward.weights.uniqueness=0.4", "reward.performance=mean_corr"])) == base
+    for override in ("env.pipeline.n_estimators=50", "env.trading.cost_bps=5", "env.sandbox.wall_s=30"):
+        assert env_fingerprint(load_config([override])) != base, override

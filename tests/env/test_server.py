@@ -111,7 +111,7 @@ def test_failing_and_hostile_programs_are_normal_results(server, cfg):
     assert not reply.is_error and out["status"] == "runtime_error" and not out["ran"]
     assert "feature_that_does_not_exist" in out["message"]
     assert len(out["stdout"]) <= cfg.env.server.output_chars + 40 and "characters cut" in out["stdout"]
-    assert out["validation"] is None and out["reward"] == pytest.approx(-cfg.reward.w_compile)
+    assert out["validation"] is None and out["reward"] == pytest.approx(-cfg.reward.weights["compile"])
     hostile = call(server, "evaluate_program", {"code": reads_files}).structured_content
     assert hostile["status"] == "forbidden"
     syntax = call(server, "evaluate_program", {"code": "def define_model(:\n"}).structured_content
