@@ -214,7 +214,7 @@ class RewardConfig:
 # --- policy and algo ----------------------------------------------------------------------
 @dataclass
 class TinyPolicyConfig:
-    """The tiny offline policy: tokenizer, model size, warm-start corpus and SFT (aiforml.policy.tiny)."""
+    """The tiny offline policy: tokenizer, model size, warm-start corpus and SFT (aiforml.policy.tiny.build)."""
 
     seed: int = 0  # seed of the corpus generator, tokenizer and model init
     n_programs: int = 3000  # programs in the warm-start corpus
@@ -231,7 +231,7 @@ class TinyPolicyConfig:
     batch_size: int = 32  # SFT sequences per step
     learning_rate: float = 3e-3  # SFT peak learning rate (cosine decay to a tenth after warmup)
     warmup_ratio: float = 0.05  # share of SFT steps spent warming up
-    threads: int = 2  # most torch CPU threads of the build's SFT (fewer while others keep cores busy: aiforml.policy.threads)
+    threads: int = 2  # most torch CPU threads of the build's SFT (fewer while others keep cores busy: aiforml.policy.tiny.threads)
     cache_dir: str | None = None  # where built policies are cached (None: ~/.cache/aiforml/tiny)
     progress: bool = True  # show a progress bar during SFT
 

@@ -38,7 +38,7 @@ from aiforml.pipeline.defaults import default_program_source
 from aiforml.policy.model import resolve_policy_config
 from aiforml.policy.prompt import render_prompt
 from aiforml.policy.schema import ColumnSchema
-from aiforml.policy.tiny import build_tiny_policy
+from aiforml.policy.tiny.build import build_tiny_policy
 from aiforml.program import Program
 from aiforml.report import write_report
 from aiforml.reward import compute_reward

@@ -42,7 +42,7 @@ def model_path(args: argparse.Namespace, tmp: Path) -> str:
         return args.model_path
     tiny = TinyPolicyConfig()
     if args.built:
-        from aiforml.policy.tiny import build_tiny_policy
+        from aiforml.policy.tiny.build import build_tiny_policy
 
         return str(build_tiny_policy(tiny))
     shape = dict(hidden_size=tiny.hidden_size, intermediate_size=tiny.intermediate_size,

@@ -49,10 +49,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "policy")]
 
 from aiforml.config import DataConfig, TinyPolicyConfig, from_dict  # noqa: E402
-from aiforml.policy.grammar import MODEL_GROUPS, classify_model  # noqa: E402
 from aiforml.policy.prompt import render_prompt  # noqa: E402
 from aiforml.policy.schema import ColumnSchema, stand_in_schema  # noqa: E402
-from aiforml.policy.tiny import build_tiny_policy  # noqa: E402
+from aiforml.policy.tiny.build import build_tiny_policy  # noqa: E402
+from aiforml.policy.tiny.grammar import MODEL_GROUPS, classify_model  # noqa: E402
 from aiforml.program import parse_completion  # noqa: E402
 
 

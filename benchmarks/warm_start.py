@@ -4,7 +4,7 @@ Responsible for: building the tiny policy from scratch into a fresh temporary ca
 with nothing else started and then beside one CPU-bound process (``while True: pass``)
 that it starts and stops itself, and printing per build the wall time, SFT steps per
 second, the 1-minute load average before and after, and the torch thread counts the SFT
-used (``aiforml.policy.threads``). Not responsible for: sample quality
+used (``aiforml.policy.tiny.threads``). Not responsible for: sample quality
 (``benchmarks/tiny_build.py``), or asserting anything; it prints figures to write down.
 
 Run: ``python benchmarks/warm_start.py [--repeats 1] [--steps N] [--set key=value ...]``
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiforml.config import TinyPolicyConfig, from_dict  # noqa: E402
 from aiforml.policy.schema import default_schema  # noqa: E402
-from aiforml.policy.tiny import READY_FILE, build_tiny_policy  # noqa: E402
+from aiforml.policy.tiny.build import READY_FILE, build_tiny_policy  # noqa: E402
 
 HOG = "while True: pass"
 

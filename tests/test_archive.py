@@ -267,8 +267,8 @@ def test_cli_without_archive_names_the_path(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_descriptors_agree_with_the_corpus_labels() -> None:
-    from aiforml.policy.corpus import generate_corpus
     from aiforml.policy.schema import default_schema
+    from aiforml.policy.tiny.corpus import generate_corpus
 
     family = {"lightgbm": "lightgbm", "hist_gbm": "sklearn_gbm", "ridge": "linear", "lasso": "linear",
               "elastic_net": "linear", "random_forest": "random_forest", "extra_trees": "extra_trees",

@@ -8,8 +8,8 @@ import pytest
 
 from aiforml.descriptors import describe_program
 from aiforml.pipeline.defaults import default_program_source
-from aiforml.policy import grammar
 from aiforml.policy.schema import default_schema
+from aiforml.policy.tiny import grammar
 
 RIDGE_RANKS = '''
 def create_features(df, feature_cols):

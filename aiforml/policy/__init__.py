@@ -1,1 +1,1 @@
-"""Policies: model loading, the tiny offline policy, prompts and the warm-start corpus."""
+"""Policies: model loading (7B QLoRA or tiny), sampling, prompts; the tiny offline policy in ``tiny/``."""

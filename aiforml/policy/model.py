@@ -11,7 +11,7 @@ second copy lives in memory. The 4-bit path also runs on CPU (bitsandbytes' CPU 
 which is how the tests cover it.
 
 Not responsible for: sampling (:mod:`aiforml.policy.sampling`), the RL maths
-(:mod:`aiforml.algo`), building the tiny model (:mod:`aiforml.policy.tiny`), prompts.
+(:mod:`aiforml.algo`), building the tiny model (:mod:`aiforml.policy.tiny.build`), prompts.
 
 Memory of the default ``mistral7b_qlora`` learner on a 24 GB card (RTX 3090)
 ---------------------------------------------------------------------------
@@ -301,10 +301,10 @@ def _add_lora(model: nn.Module, cfg: PolicyConfig) -> PeftModel:
 
 def _tiny_model_path(cfg: PolicyConfig) -> Path:
     try:
-        from aiforml.policy.tiny import build_tiny_policy
+        from aiforml.policy.tiny.build import build_tiny_policy
     except ImportError as exc:
         raise ValueError(
-            "policy.model_path is not set and the tiny policy builder (aiforml.policy.tiny) "
+            "policy.model_path is not set and the tiny policy builder (aiforml.policy.tiny.build) "
             "is unavailable; set policy.model_path to a local model directory"
         ) from exc
     return Path(build_tiny_policy(cfg.tiny))

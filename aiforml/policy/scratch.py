@@ -6,7 +6,7 @@ benchmarks, ``7b`` for the full-size memory check on a GPU), both saved to one d
 that ``AutoModelForCausalLM`` / ``AutoTokenizer`` load with no hub access.
 
 Not responsible for: anything a policy should *know*. These models are untrained; the
-warm-started tiny policy (corpus, SFT, cache) is built by :mod:`aiforml.policy.tiny`.
+warm-started tiny policy (corpus, SFT, cache) is built by :mod:`aiforml.policy.tiny.build`.
 """
 
 from __future__ import annotations

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from aiforml.pipeline.defaults import SIGNATURES
-from aiforml.policy.corpus import corpus_stats, generate_corpus
-from aiforml.policy.grammar import MODEL_GROUPS, classify_model
-from aiforml.policy.mistakes import MISTAKE_KINDS
 from aiforml.policy.prompt import render_prompt
 from aiforml.policy.schema import ColumnSchema, stand_in_schema
-from aiforml.policy.tokenizer import train_tokenizer
+from aiforml.policy.tiny.corpus import corpus_stats, generate_corpus
+from aiforml.policy.tiny.grammar import MODEL_GROUPS, classify_model
+from aiforml.policy.tiny.mistakes import MISTAKE_KINDS
+from aiforml.policy.tiny.tokenizer import train_tokenizer
 from aiforml.program import parse_completion
 
 sys.path.insert(0, str(Path(__file__).parent))  # the quick check helper beside this file

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from aiforml.policy.threads import ThreadGovernor, choose_threads, most_threads
+from aiforml.policy.tiny.threads import ThreadGovernor, choose_threads, most_threads
 
 STEPS = 282  # the default build's SFT steps
 TOKENS = 32 * 53  # one default batch, padded

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-import aiforml.policy.tiny as tiny
+import aiforml.policy.tiny.build as tiny
 from aiforml.compose import load_config
 from aiforml.config import TinyPolicyConfig, from_dict
 from aiforml.policy.prompt import render_prompt

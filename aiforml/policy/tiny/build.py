@@ -6,7 +6,7 @@ no hub access: a byte-level BPE tokenizer trained on the program corpus and a
 Mistral-architecture model of a few million parameters, warm-started by supervised
 fine-tuning on prompt -> completion pairs, loss on the completion only (a plain torch
 loop: ``_warm_start`` says why not TRL's SFTTrainer) on a thread count that follows the
-machine's load (``aiforml.policy.threads`` gives the rule). The result is cached under a key
+machine's load (``aiforml.policy.tiny.threads`` gives the rule). The result is cached under a key
 made of ``CORPUS_VERSION``, ``BUILD_VERSION``, the schema and every config field that
 changes the weights, so a second call returns in well under a second; a build is written
 to a temporary directory and renamed into place, so a killed build never leaves a
@@ -14,7 +14,7 @@ half-written cache entry.
 Not responsible for: LoRA, value heads, quantization or RL (``aiforml.policy.model``,
 ``aiforml.learner``), nor the prompt and corpus themselves (``prompt.py``, ``corpus.py``).
 
-Run by hand (prints the directory): ``python -m aiforml.policy.tiny``.
+Run by hand (prints the directory): ``python -m aiforml.policy.tiny.build``.
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ import torch
 from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
 
 from aiforml.config import TinyPolicyConfig
-from aiforml.policy.corpus import CORPUS_VERSION, CorpusProgram, corpus_stats, generate_corpus
 from aiforml.policy.prompt import render_prompt
 from aiforml.policy.schema import ColumnSchema, default_schema
-from aiforml.policy.threads import ThreadGovernor, most_threads, usable_cores
-from aiforml.policy.tokenizer import train_tokenizer
+from aiforml.policy.tiny.corpus import CORPUS_VERSION, CorpusProgram, corpus_stats, generate_corpus
+from aiforml.policy.tiny.threads import ThreadGovernor, most_threads, usable_cores
+from aiforml.policy.tiny.tokenizer import train_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ other processes leaves free on the usable cores) and ``ThreadGovernor``, which t
 SFT step and moves between one thread and more so that the build is never slower than
 single-threaded.
 Not responsible for: calling ``torch.set_num_threads`` (the caller does, see
-``aiforml.policy.tiny``), nor the threads of sandboxed programs (``aiforml.sandbox``).
+``aiforml.policy.tiny.build``), nor the threads of sandboxed programs (``aiforml.sandbox``).
 
 Why: torch's intra-op threads meet at a barrier after every operation. When another
 process takes one of the cores, the thread that shares it makes all the others wait (and

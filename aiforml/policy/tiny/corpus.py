@@ -6,7 +6,7 @@ each program labelled with its model, feature ideas, target, CV scheme and mista
 the completion text a policy is trained to write (one fenced ``python`` block, parseable by
 ``aiforml.program.parse_completion``). ``CORPUS_VERSION`` goes into every cache key: bump
 it whenever a change here or in the grammar changes the programs a seed produces.
-Not responsible for: tokenizing or training (``tokenizer.py``, ``tiny.py``).
+Not responsible for: tokenizing or training (``tokenizer.py``, ``build.py``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from aiforml.policy import grammar
-from aiforml.policy.mistakes import inject_mistake
 from aiforml.policy.schema import ColumnSchema
+from aiforml.policy.tiny import grammar
+from aiforml.policy.tiny.mistakes import inject_mistake
 
 CORPUS_VERSION = "2"
 
