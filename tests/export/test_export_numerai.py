@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aiforml.archive import Archive, ArchiveRecord
 from aiforml.export.__main__ import main
 from aiforml.export.upload import RUNNER, pickled_modules
-from aiforml.program import EvalResult, Program, SplitMetrics
+from aiforml.program import Program
 
 RIDGE = '''\
 def create_features(df, feature_cols):
@@ -43,18 +42,6 @@ BROKEN = '''\
 def create_features(df, feature_cols):
     return df["no_such_column"]
 '''
-
-
-def add_programs(run_dir: Path, programs: list[tuple[str, str, float | None]]) -> list[str]:
-    """Archive ``(source, status, val_sharpe)`` as cycle 0; their hashes."""
-    records = [ArchiveRecord(cycle=0, sample_index=k, policy_version=0, program=src, completion=src,
-                             result=EvalResult(status=status, message="" if status == "ok" else "it failed",
-                                               validation=SplitMetrics(sharpe=sharpe, mean_corr=0.01)),
-                             reward=None)
-               for k, (src, status, sharpe) in enumerate(programs)]
-    with Archive(run_dir / "archive.sqlite") as archive:
-        archive.add_cycle(0, records)
-    return [Program(src).hash for src, _, _ in programs]
 
 
 def fresh_predict(pickle_path: Path, live_path: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess, Path]:
@@ -105,8 +92,8 @@ def test_default_program_exports_a_script_and_a_pickle_that_agree(run_dir: Path,
     assert np.corrcoef(from_pickle["prediction"], from_script["prediction"])[0, 1] > 0.999
 
 
-def test_archived_ridge_program_by_rank_and_a_failed_program_by_hash(run_dir: Path, v5_dir: Path,
-                                                                     tmp_path: Path, capsys) -> None:
+def test_archived_ridge_program_by_rank_and_a_failed_program_by_hash(run_dir: Path, v5_dir: Path, tmp_path: Path,
+                                                                     capsys, add_programs) -> None:
     hashes = add_programs(run_dir, [(RIDGE, "ok", 1.5), (PIPELINE_MODEL, "ok", 0.5), (BROKEN, "runtime_error", None)])
     out = tmp_path / "rank1"
     assert main([str(run_dir), "--rank", "1", "--out", str(out), "--data", str(v5_dir)]) == 0
@@ -141,7 +128,7 @@ def test_export_without_data_fits_on_the_runs_own_data(run_dir: Path, tmp_path: 
     assert (out / "predict.pkl").stat().st_size > 1000
 
 
-def test_errors_name_what_is_wrong(run_dir: Path, tmp_path: Path, capsys) -> None:
+def test_errors_name_what_is_wrong(run_dir: Path, tmp_path: Path, capsys, add_programs) -> None:
     out = str(tmp_path / "x")
 
     def error(*args: str) -> str:
