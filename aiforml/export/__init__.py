@@ -19,6 +19,7 @@ interpreter. Not responsible for: choosing the program (``choose``), the scripts
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from aiforml.export.upload import (
     run_in_fresh_interpreter,
 )
 from aiforml.pipeline.defaults import default_sources
+from aiforml.program import Program
 
 Progress = Callable[[str], None]
 
@@ -48,9 +50,16 @@ class ExportResult:
 
 
 def docstring(program: ChosenProgram, cfg: Config, usage: str) -> str:
-    return (f"{program.label}, exported by aiforml from a {cfg.data.resolved_task} run ({cfg.data.source} data).\n\n"
-            f"{usage}\n\nThe program's steps are verbatim below the defaults (a step it defines replaces the "
-            "default); the locked steps follow. Needs numpy, pandas, pyarrow and what the program imports.")
+    about = (f"{program.label[:1].upper()}{program.label[1:]}, exported by aiforml from a {cfg.data.resolved_task} run ({cfg.data.source} data). "
+             "The program is verbatim below the default steps it does not define; the locked steps "
+             "follow. Needs numpy, pandas, pyarrow and what the program imports.")
+    return f"{textwrap.fill(about, 92)}\n\n{usage}"
+
+
+def missing_defaults(program: ChosenProgram, cfg: Config, task: str) -> dict[str, str]:
+    """Default sources of the steps the program does not define with a ``def``."""
+    defined = set(Program(program.source).defined_steps())
+    return {name: src for name, src in default_sources(cfg.env.pipeline, task).items() if name not in defined}
 
 
 def export_program(program: ChosenProgram, cfg: Config, out: Path, data_dir: Path | None = None,
@@ -71,7 +80,7 @@ def export_trading(program: ChosenProgram, cfg: Config, out: Path) -> ExportResu
     settings = {"horizon": cfg.data.horizon, "position_rule": cfg.env.trading.position_rule,
                 "position_scale": cfg.env.trading.position_scale}
     usage = "Run: python positions.py prices.csv --out positions.csv [--train-end YYYY-MM-DD]"
-    text = assemble("trading", program.source, default_sources(cfg.env.pipeline, "trading"), settings,
+    text = assemble("trading", program.source, missing_defaults(program, cfg, "trading"), settings,
                     docstring(program, cfg, usage))
     path = out / "positions.py"
     path.write_text(text)
@@ -84,7 +93,7 @@ def export_numerai(program: ChosenProgram, cfg: Config, out: Path, data_dir: Pat
     """``pipeline.py``, then ``predict.pkl`` fitted through that same text, then its check."""
     settings = {"feature_set": cfg.data.feature_set, "data": str(data_dir or cfg.data.path or "v5.0")}
     usage = "Run: python pipeline.py --data V5_DIR --out predictions.csv [--feature-set NAME]"
-    text = assemble("numerai", program.source, default_sources(cfg.env.pipeline, "numerai"), settings,
+    text = assemble("numerai", program.source, missing_defaults(program, cfg, "numerai"), settings,
                     docstring(program, cfg, usage))
     script_path = out / "pipeline.py"
     script_path.write_text(text)

@@ -2,8 +2,8 @@
 
 A generated script reads top to bottom: a docstring saying what it is and how to run it,
 the imports the locked steps need, ``SETTINGS`` (plain values from the run's config), the
-default source of every overridable step, the program verbatim (whatever it defines
-replaces the default, as in the sandbox harness), then the locked steps pasted from a
+default source of each step the program does not define, the program verbatim (whatever it
+binds replaces a default, as in the sandbox harness), then the locked steps pasted from a
 template in ``templates/`` (``numerai.py``: ``pipeline.py``; ``trading.py``:
 ``positions.py``) and a ``__main__`` guard. It imports nothing of aiforml.
 
@@ -40,10 +40,10 @@ def assemble(template: str, program: str, defaults: dict[str, str], settings: di
              docstring: str) -> str:
     """The whole script: docstring, imports, SETTINGS, defaults, the program, the locked steps."""
     imports, body = template_parts(template)
-    default_text = "\n\n".join(src.strip() + "\n" for src in defaults.values())
+    default_text = "\n\n".join(src.strip() + "\n" for src in defaults.values()) or "# (none: the program defines every step)\n"
     return (f'#!/usr/bin/env python\n"""{docstring.strip()}\n"""\n{imports}\n\n'
             f"SETTINGS = {pprint.pformat(settings, sort_dicts=False)}\n\n"
-            "# --- default steps (the program below replaces any step it defines) ---\n"
+            "# --- default steps the program does not define (it may still replace them) ---\n"
             f"{default_text}\n\n"
             "# --- the program, verbatim ---\n"
             f"{program.strip()}\n\n\n"
