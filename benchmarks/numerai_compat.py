@@ -70,11 +70,27 @@ def ensure_env() -> Path:
     return python
 
 
-def run_check(python: Path, pickle_path: Path, live: Path) -> bool:
-    proc = subprocess.run([str(python), "-I", str(RUNNER), "--model", str(pickle_path), "--live", str(live)],
+def run_check(python: Path, pickle_path: Path, live: Path, out: Path | None = None, quiet: bool = False) -> bool:
+    """The runner under ``python``; its predictions go to ``out`` when given."""
+    extra = ["--out", str(out)] if out else []
+    proc = subprocess.run([str(python), "-I", str(RUNNER), "--model", str(pickle_path), "--live", str(live), *extra],
                           capture_output=True, text=True, timeout=900)
-    print((proc.stdout + proc.stderr).rstrip(), flush=True)
+    if not quiet or proc.returncode:
+        print((proc.stdout + proc.stderr).rstrip(), flush=True)
     return proc.returncode == 0
+
+
+def same_predictions(python: Path, pickle_path: Path, live: Path, tmp: Path) -> bool:
+    """The pinned runner's predictions against this environment's, on the same rows."""
+    import pandas as pd
+
+    ours, pinned = tmp / "ours.csv", tmp / "pinned.csv"
+    if not (run_check(Path(sys.executable), pickle_path, live, ours, quiet=True)
+            and run_check(python, pickle_path, live, pinned, quiet=True)):
+        return False
+    diff = (pd.read_csv(ours, index_col=0)["prediction"] - pd.read_csv(pinned, index_col=0)["prediction"]).abs()
+    print(f"-- pinned runner against this environment: max |difference| of predictions {diff.max():.2e}")
+    return bool(diff.max() < 1e-9)
 
 
 def demo(python: Path) -> bool:
@@ -103,7 +119,8 @@ def demo(python: Path) -> bool:
             print("-- live.parquet (one era, as Numerai calls it):", flush=True)
             ok = run_check(python, out / "predict.pkl", v5 / "live.parquet")
             print("-- validation.parquet (12 eras, one call per era):", flush=True)
-            passed[name] = ok and run_check(python, out / "predict.pkl", v5 / "validation.parquet")
+            ok = ok and run_check(python, out / "predict.pkl", v5 / "validation.parquet")
+            passed[name] = ok and same_predictions(python, out / "predict.pkl", v5 / "validation.parquet", out)
         print("\nsummary: " + "; ".join(f"{n}: {'PASS' if ok else 'FAIL'}" for n, ok in passed.items()))
         return all(ok for n, ok in passed.items() if "not portable" not in n)
 

@@ -10,7 +10,9 @@ leaves [0, 1]. Numerai calls the function once a round, on that round's live era
 script calls it once per era of the live file (several eras stand for several rounds) and
 also rejects a result whose length or index differs from its input's. Without
 ``--benchmarks`` a two-parameter function gets an empty frame indexed like the live rows.
-Importing aiforml is blocked: an upload must not need it. Exit status 0 when every call
+Importing aiforml is blocked: an upload must not need it. ``pd.read_pickle`` silences
+warnings; the pickle is loaded a second time to print them (scikit-learn's warning that an
+estimator was pickled under another version, say). Exit status 0 when every call
 passed, 1 otherwise (the first failure printed).
 """
 
@@ -20,6 +22,7 @@ import importlib.metadata
 import inspect
 import pickle
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -79,6 +82,11 @@ def main(argv: list[str]) -> int:
         model = pd.read_pickle(args.model)
     except (pickle.UnpicklingError, TypeError, ModuleNotFoundError, AttributeError, ImportError) as exc:
         return fail(f"loading {args.model}: {type(exc).__name__}: {exc}")
+    with warnings.catch_warnings(record=True) as caught:  # pd.read_pickle silences them: load again to see
+        warnings.simplefilter("always")
+        pickle.loads(args.model.read_bytes())
+    for message in sorted({f"{w.category.__name__}: {w.message}" for w in caught}):
+        print(f"warning while loading: {message[:300]}", flush=True)
     num_args = len(inspect.signature(model).parameters)
     if num_args not in (1, 2):
         return fail(f"Invalid pickle function - {args.model} must have 1 or 2 arguments, has {num_args}")
