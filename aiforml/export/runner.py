@@ -85,8 +85,8 @@ def main(argv: list[str]) -> int:
     with warnings.catch_warnings(record=True) as caught:  # pd.read_pickle silences them: load again to see
         warnings.simplefilter("always")
         pickle.loads(args.model.read_bytes())
-    for message in sorted({f"{w.category.__name__}: {w.message}" for w in caught}):
-        print(f"warning while loading: {message[:300]}", flush=True)
+    for message in sorted({f"{w.category.__name__}: {' '.join(str(w.message).split())}" for w in caught}):
+        print(f"warning while loading: {message[:240]}", flush=True)
     num_args = len(inspect.signature(model).parameters)
     if num_args not in (1, 2):
         return fail(f"Invalid pickle function - {args.model} must have 1 or 2 arguments, has {num_args}")
