@@ -71,8 +71,6 @@ def export_program(program: ChosenProgram, cfg: Config, out: Path, data_dir: Pat
     result = export_trading(program, cfg, out) if task == "trading" else \
         export_numerai(program, cfg, out, data_dir, progress)
     result.files.insert(0, out / "program.py")
-    if program.warning:
-        result.warnings.insert(0, program.warning)
     return result
 
 

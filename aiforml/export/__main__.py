@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         status.stop()
-    for warning in result.warnings[1 if program.warning else 0:]:
+    for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if result.check_output:
         console.print(result.check_output, style="dim", highlight=False, markup=False)
