@@ -76,7 +76,7 @@ def build_upload(namespace: dict[str, Any], frame: pd.DataFrame, features: list[
         upload.warnings.append(
             f"the model {type(state['model']['object']).__name__} has no portable form (LightGBM regressor or "
             "linear scikit-learn regressor): it is pickled as is and may not load under the runner's "
-            "library versions; run `make numerai-compat PKL=...` to find out")
+            "library versions; `make numerai-compat PKL=OUT/predict.pkl LIVE=live.parquet` finds out")
     foreign = [m for m in modules if m.split(".")[0] not in PORTABLE_MODULES]
     if foreign and upload.model_kind != "object":
         upload.warnings.append(f"the pickle names classes of {foreign}: they must load under the runner's versions")
