@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps node-deps demo test lint bench clean
+.PHONY: install system-deps node-deps demo test lint bench numerai-compat clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: install
 	$(PY) benchmarks/sandbox_spawn.py --repeats 5
 	$(PY) benchmarks/sandbox_overhead.py --repeats 3
 	$(PY) benchmarks/warm_start.py
+
+# Exported predict.pkl under the pinned versions of Numerai's runner image (Python 3.11), in a venv
+# built once from PyPI under ~/.cache/aiforml; PKL=... LIVE=... checks one export of yours.
+numerai-compat: install
+	$(PY) benchmarks/numerai_compat.py $(if $(PKL),--pickle $(PKL) --live $(LIVE))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

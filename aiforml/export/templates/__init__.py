@@ -1,0 +1,1 @@
+"""Text templates of generated scripts: read by ``aiforml.export.script``, never imported."""
