@@ -271,6 +271,7 @@ class PolicyConfig:
     gradient_checkpointing: bool | None = None  # recompute activations in backward: memory for time
     max_prompt_tokens: int | None = None  # prompts longer than this keep their last tokens
     max_new_tokens: int | None = None  # response length cap per sample
+    sampler: str = "hf"  # generation backend (aiforml.policy.sampling.SAMPLERS): hf = transformers' generate
     temperature: float = 1.0  # sampling temperature; log-probs are of the tempered distribution
     top_p: float = 1.0  # nucleus sampling mass (1.0: off)
     generation_batch_size: int | None = None  # sequences per generate() call

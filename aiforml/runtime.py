@@ -2,7 +2,8 @@
 
 Responsible for: choosing the run directory (``resume``, else ``run_dir``, else Hydra's
 output dir), the checks that fail before anything starts (a missing data path or weights
-folder, a fresh run pointed at a directory that holds one, trackers that cannot start),
+folder, a fresh run pointed at a directory that holds one, trackers that cannot start, a
+reward weight or generation backend that names nothing registered),
 the resolved config as plain data and its file name, and connecting to Ray (local unless
 ``ray.address``). ``aiforml.run`` (one run) and ``aiforml.sweep`` (many) both build on it;
 it imports neither.
@@ -24,6 +25,8 @@ from aiforml.checkpoint import list_checkpoints
 from aiforml.config import Config, RayConfig
 from aiforml.logger import check_trackers
 from aiforml.policy.model import check_model_folder, resolve_policy_config
+from aiforml.policy.sampling import get_sampler
+from aiforml.reward import check_weights
 
 CONFIG_FILE = "config.yaml"  # the resolved config, in every run directory
 
@@ -49,6 +52,8 @@ def check_start(cfg: Config, run_dir: Path) -> None:
     if cfg.data.source == "prices" and cfg.data.path and not Path(cfg.data.path).expanduser().exists():
         raise ValueError(f"data.path={cfg.data.path} does not exist: point it at an OHLCV CSV/parquet file or folder")
     check_trackers(cfg.logger)
+    check_weights(cfg.reward)
+    get_sampler(cfg.policy.sampler)
     _check_policy_weights(cfg)
     if not cfg.resume and list_checkpoints(run_dir):
         raise ValueError(f"run_dir={run_dir} already holds a run with checkpoints: continue it with "

@@ -6,9 +6,14 @@ completions per prompt in batches, and :func:`score_responses`, the no-grad forw
 that gives log-probs and values of given responses (with the adapter on, or off for the
 reference policy).
 
+Generation backends are registered by name in ``SAMPLERS`` (``policy.sampler``): a sampler
+only turns prompt token ids into response token ids; everything after it is the same for
+every backend. ``hf`` is transformers' ``generate`` on the policy itself; a server such as
+vLLM serving the same weights would be another (``docs/extending.md``).
+
 Log-probs are recomputed by a forward pass after generation rather than taken from
-``generate``'s scores, so the "old" log-probs of PPO come from exactly the computation
-the update differentiates. They are log-probs of the *tempered* distribution; top-k is
+the backend's scores, so the "old" log-probs of PPO come from exactly the computation
+the update differentiates, whichever backend sampled. They are log-probs of the *tempered* distribution; top-k is
 off and ``top_p`` (off by default) truncates sampling only, as usual in RLHF code.
 
 Not responsible for: prompts (built elsewhere, passed in as strings), rewards, updates.
@@ -16,6 +21,7 @@ Not responsible for: prompts (built elsewhere, passed in as strings), rewards, u
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,9 +153,32 @@ class StopAtFence(StoppingCriteria):
         return torch.tensor([fence_end(t) is not None for t in texts], device=input_ids.device)
 
 
+# prompt ids [B, P] (left-padded) and mask -> response ids [B, R] (right-padded) and where they are real
+Sampler = Callable[[PolicyModel, Tensor, Tensor], tuple[Tensor, Tensor]]
+SAMPLERS: dict[str, Sampler] = {}
+
+
+def sampler(name: str) -> Callable[[Sampler], Sampler]:
+    """Register a generation backend as ``policy.sampler=name``."""
+
+    def register(fn: Sampler) -> Sampler:
+        SAMPLERS[name] = fn
+        return fn
+
+    return register
+
+
+def get_sampler(name: str) -> Sampler:
+    if name not in SAMPLERS:
+        raise ValueError(f"policy.sampler={name}: no such generation backend; backends are {sorted(SAMPLERS)}")
+    return SAMPLERS[name]
+
+
+@sampler("hf")
 @torch.no_grad()
-def _sample(policy: PolicyModel, prompt_ids: Tensor, prompt_mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Generated tokens ``[B, R]`` right-padded across chunks, and where they are real.
+def hf_sample(policy: PolicyModel, prompt_ids: Tensor, prompt_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """transformers' ``generate`` on the policy: tokens ``[B, R]`` right-padded across chunks,
+    and where they are real.
 
     A row ends at its closing code fence: the tokens ``generate`` pads it with afterwards are
     not real (nor trained on).
@@ -193,7 +222,7 @@ def generate_rollouts(policy: PolicyModel, prompts: list[str], n: int = 1) -> Ro
     enc = tok(texts, padding=True, truncation=True, max_length=cfg.max_prompt_tokens,
               return_tensors="pt", add_special_tokens=special)
     prompt_ids, prompt_mask = enc["input_ids"], enc["attention_mask"]
-    response_ids, valid = _sample(policy, prompt_ids, prompt_mask)
+    response_ids, valid = get_sampler(cfg.sampler)(policy, prompt_ids, prompt_mask)
     mask = response_mask_from_ids(response_ids, valid, tok.eos_token_id)
     response_ids = response_ids.masked_fill(mask == 0, tok.pad_token_id)
     input_ids = torch.cat([prompt_ids, response_ids], dim=1)

@@ -100,3 +100,26 @@ def test_generation_ends_at_the_closing_code_fence(tiny_model_dir: Path) -> None
     filler = tok("a", add_special_tokens=False)["input_ids"][:1] * (len(ids) - k + 1)
     rows = torch.tensor([[7] + ids, [7] + ids[: k - 1] + filler])  # one prompt token, then the completions
     assert StopAtFence(tok, 1)(rows, torch.zeros(2)).tolist() == [True, False]
+
+
+def test_a_registered_generation_backend_samples_and_the_policy_scores_what_it_wrote(tiny_model_dir: Path) -> None:
+    """A backend only turns prompt ids into response ids; log-probs and values come from the policy."""
+    from aiforml.policy.sampling import SAMPLERS, get_sampler, sampler
+
+    @sampler("test_fixed")
+    def fixed(policy, prompt_ids, prompt_mask):  # noqa: ANN001, ANN202 - a backend as a newcomer writes one
+        ids = policy.tokenizer("x = 1", add_special_tokens=False)["input_ids"]
+        response = torch.tensor([ids] * prompt_ids.shape[0])
+        return response, torch.ones_like(response)
+
+    try:
+        policy = load_policy(PolicyConfig(name="tiny", sampler="test_fixed", max_new_tokens=12,
+                                          generation_batch_size=2, micro_batch_size=2), tiny_model_dir)
+        r = generate_rollouts(policy, ["def define_model():"], n=2)
+        assert r.texts == ["x = 1", "x = 1"] and torch.all(r.logprobs[r.response_mask == 1] < 0)
+        logprobs, _ = score_responses(policy, r.input_ids, r.attention_mask, r.response_ids, 2)
+        assert torch.allclose(logprobs * r.response_mask, r.logprobs, atol=1e-5)
+    finally:
+        del SAMPLERS["test_fixed"]
+    with pytest.raises(ValueError, match="policy.sampler=vllm: no such generation backend"):
+        get_sampler("vllm")
