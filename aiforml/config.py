@@ -64,7 +64,7 @@ class DataConfig:
 
     source: Literal["synthetic", "numerai", "sp500", "prices", "synthetic_prices"] = "synthetic"  # data set; the last three are price series (task trading)
     path: str | None = None  # numerai: directory with train.parquet, ...; prices: an OHLCV CSV/parquet file or a folder of them
-    task: Literal["auto", "numerai", "trading"] = "auto"  # what is scored; auto: trading for price sources, else numerai
+    task: str = "auto"  # what is scored (aiforml.tasks.TASKS); auto: trading for price sources, else numerai
     horizon: int = 5  # trading: the target is the forward return over this many periods (embargo_eras must be >= it)
     prices: SyntheticPricesConfig = field(default_factory=SyntheticPricesConfig)
     feature_set: str = "all"  # a feature set name from features.json (small, medium, all) or "all"
@@ -84,9 +84,9 @@ class DataConfig:
         check(self.source != "prices" or bool(self.path),
               "data.path is required when data.source is prices: an OHLCV CSV/parquet file or a folder of them")
         trading = self.source in PRICE_SOURCES
-        check(self.task in ("auto", "trading" if trading else "numerai"),
+        check(self.task in ("auto", "trading") if trading else self.task != "trading",
               f"data.task={self.task} does not fit data.source={self.source}: price sources "
-              f"({', '.join(PRICE_SOURCES)}) are task trading, the others task numerai")
+              f"({', '.join(PRICE_SOURCES)}) are task trading, the others a task on tournament eras")
         check(self.horizon >= 1, f"data.horizon must be >= 1, got {self.horizon}")
         check(not trading or self.embargo_eras >= self.horizon,
               f"data.embargo_eras ({self.embargo_eras}) must be >= data.horizon ({self.horizon}) for "
@@ -100,7 +100,7 @@ class DataConfig:
             check(value is None or value >= 1, f"data.{name} must be >= 1 or null, got {value}")
 
     @property
-    def resolved_task(self) -> Literal["numerai", "trading"]:
+    def resolved_task(self) -> str:
         """The task this data is scored as: ``task`` unless auto, then by the source."""
         if self.task != "auto":
             return self.task

@@ -27,6 +27,7 @@ from aiforml.logger import check_trackers
 from aiforml.policy.model import check_model_folder, resolve_policy_config
 from aiforml.policy.sampling import get_sampler
 from aiforml.reward import check_weights
+from aiforml.tasks import check_task
 
 CONFIG_FILE = "config.yaml"  # the resolved config, in every run directory
 
@@ -53,6 +54,7 @@ def check_start(cfg: Config, run_dir: Path) -> None:
         raise ValueError(f"data.path={cfg.data.path} does not exist: point it at an OHLCV CSV/parquet file or folder")
     check_trackers(cfg.logger)
     check_weights(cfg.reward)
+    check_task(cfg.data.resolved_task)
     get_sampler(cfg.policy.sampler)
     _check_policy_weights(cfg)
     if not cfg.resume and list_checkpoints(run_dir):

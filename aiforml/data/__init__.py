@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from aiforml.config import DataConfig
 from aiforml.data.cache import cache_path, load_cached, save_dataset
@@ -82,11 +83,16 @@ def load_dataset(cfg: DataConfig) -> Dataset | PriceData:
     if cfg.source == "numerai":
         if not cfg.path:
             raise ValueError("data.path is required when data.source is numerai")
-        return load_numerai(cfg.path, cfg.feature_set)
+        return with_task(load_numerai(cfg.path, cfg.feature_set), cfg)
     dataset = load_synthetic(cfg)
     if cfg.feature_set != "all":
         try:
             dataset = dataset.select_features(cfg.feature_set)
         except KeyError as exc:
             raise ValueError(f"data.feature_set: {exc.args[0]}") from exc
-    return dataset
+    return with_task(dataset, cfg)
+
+
+def with_task(dataset: Dataset, cfg: DataConfig) -> Dataset:
+    """The dataset marked with the task ``data.task`` names (auto: its own, numerai)."""
+    return dataset if cfg.task in ("auto", dataset.task) else replace(dataset, task=cfg.task)

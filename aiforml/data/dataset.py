@@ -41,6 +41,7 @@ class Dataset:
     default_validation_eras: int
     default_test_eras: int
     ids: np.ndarray | None = field(default=None, repr=False)  # (n,) row ids, fresh every era
+    task: str = "numerai"  # how it is scored (aiforml.tasks.TASKS); data.task chooses another
 
     def __post_init__(self) -> None:
         n = len(self.eras)

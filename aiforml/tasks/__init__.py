@@ -1,7 +1,8 @@
 """Tasks: what one kind of tournament means for data, programs and scores (see ``base``).
 
-``build_task(dataset, split, cfg)`` picks the task from the data it is given: a price
-series (``PriceData``) is the trading task, tournament eras (``Dataset``) the Numerai one.
+``build_task(dataset, split, cfg)`` picks the task the data is marked with: a price
+series (``PriceData``) is the trading task, tournament eras (``Dataset``) the Numerai one
+unless ``data.task`` names another registered here (``docs/extending.md``: a third task).
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ TASKS: dict[str, type[Task]] = {"numerai": NumeraiTask, "trading": TradingTask}
 
 def task_name(dataset: Any) -> str:
     """The task of a loaded dataset: its own ``task`` attribute, else Numerai-style."""
-    name = getattr(dataset, "task", "numerai")
+    return check_task(getattr(dataset, "task", "numerai"))
+
+
+def check_task(name: str) -> str:
+    """``name`` when a task of that name is registered; ValueError naming ``data.task`` otherwise."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; tasks are {sorted(TASKS)}")
+        raise ValueError(f"data.task={name}: no such task; tasks are {sorted(TASKS)} (a new one is a Task "
+                         "subclass registered in TASKS, aiforml/tasks/__init__.py)")
     return name
 
 
@@ -29,4 +35,4 @@ def build_task(dataset: Any, split: EraSplit, cfg: EnvConfig) -> Task:
     return TASKS[task_name(dataset)](dataset, split, cfg)
 
 
-__all__ = ["TASKS", "Task", "build_task", "task_name"]
+__all__ = ["TASKS", "Task", "build_task", "check_task", "task_name"]
