@@ -36,12 +36,12 @@ from aiforml.checkpoint import (
     restore_rng,
     seed_rngs,
 )
+from aiforml.compose import RUN_CONFIG_FILE as CONFIG_FILE
 from aiforml.config import Config, RayConfig
 from aiforml.logger import check_trackers
 from aiforml.loop import LoopState, OnCycle, train
 
 log = logging.getLogger(__name__)
-CONFIG_FILE = "config.yaml"
 
 
 class RemoteLearner:
