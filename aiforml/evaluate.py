@@ -283,14 +283,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         program, row = read_program(args, cfg)
     except (ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        console.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
         return 2
     try:
         if args.live:
             return live_predictions(program, cfg, args, console)
         result = evaluate(program, cfg, None if args.json else console, row and row["data_version"])
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
     if args.json:
         out = result.to_dict()

@@ -110,3 +110,28 @@ def test_rank_without_a_run_and_a_missing_run_are_bad_input(tmp_path, capsys):
     assert "give --run RUN_DIR" in capsys.readouterr().out
     assert main(["--run", str(tmp_path), "--rank", "1"]) == 2
     assert "no run config at" in capsys.readouterr().out
+
+
+def test_the_runs_top_program_predicts_live_rows(run_dir, tmp_path, capsys):
+    """--run --rank 1 --live: the run's data and settings, the archived program, a live file of
+    fresh rows with the run data's feature columns."""
+    import numpy as np
+    import pandas as pd
+
+    from aiforml.compose import load_run_config
+
+    run, _ = run_dir
+    names = list(load_dataset(load_run_config(run).data).feature_names)
+    rng = np.random.default_rng(3)
+    live = pd.DataFrame(rng.integers(0, 5, (90, len(names))).astype(np.int8), columns=names,
+                        index=pd.Index([f"n{i:05d}" for i in range(90)], name="id"))
+    live.insert(0, "era", "X")
+    live.insert(1, "data_type", "live")
+    live.to_parquet(tmp_path / "live.parquet")
+    out = tmp_path / "predictions.csv"
+    assert main(["--run", str(run), "--rank", "1", "--live", str(tmp_path / "live.parquet"),
+                 "--out", str(out)]) == 0
+    assert "wrote 90 live predictions" in capsys.readouterr().out
+    sub = pd.read_csv(out)
+    assert list(sub["id"]) == list(live.index) and sub["prediction"].between(0, 1).all()
+    assert sub["prediction"].nunique() > 30  # a fitted model's scores, not a constant
