@@ -22,7 +22,7 @@ program is a file, or an archived one by leaderboard ``--rank`` or ``--program``
 archived scores are printed beside the fresh ones and any that differ are flagged
 (:mod:`aiforml.rescore`). Generated data must be the run's: the same cache dir
 (``data.cache_dir`` or ``$AIFORML_CACHE``) and data secret, else the data version differs
-and nothing is evaluated.
+and nothing is evaluated (unless a ``--set data.*`` asks for other data).
 
 ``--live FILE --out PATH`` writes the program's predictions of Numerai's live rows instead
 of scores (:mod:`aiforml.submission`): fitted on every labelled era, through the sandbox.
@@ -152,7 +152,8 @@ def check_data_version(here: str, run: str | None) -> None:
             f"the data here is not the run's (data version {here}, the run archived {run}). Generated "
             "data depends on the generator seed and on the data secret in the cache dir (data.cache_dir, "
             "else $AIFORML_CACHE or ~/.cache/aiforml; $AIFORML_DATA_SECRET_FILE names another secret): "
-            "evaluate with the environment the run had; Numerai data must be the same files")
+            "evaluate with the environment the run had; Numerai data must be the same files. To score "
+            "on other data on purpose, change it with --set data.<key>=<value>")
 
 
 def live_predictions(program: Program, cfg: Config, args: argparse.Namespace, console: Console) -> int:
@@ -288,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.live:
             return live_predictions(program, cfg, args, console)
-        result = evaluate(program, cfg, None if args.json else console, row and row["data_version"])
+        own_data = any(o.lstrip("+").startswith("data.") for o in args.set)  # other data on purpose
+        result = evaluate(program, cfg, None if args.json else console,
+                          None if row is None or own_data else row["data_version"])
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2

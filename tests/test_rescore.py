@@ -97,12 +97,29 @@ def test_a_table_flags_scores_that_differ(run_dir, capsys):
     (["--rank", "2"], "leaderboard holds 1 programs"),
     (["--program", "ffff"], "no program in"),
     (["--rank", "1", "--set", "data=numerai"], "group choice does not apply"),
-    (["--rank", "1", "--set", "data.synthetic.seed=5"], "not the run's"),
 ])
 def test_bad_run_input_exits_2_naming_the_problem(run_dir, extra, needle, capsys):
     run, _ = run_dir
     assert main(["--run", str(run), *extra]) == 2
     assert needle in capsys.readouterr().out.replace("\n", " ")
+
+
+def test_data_of_another_secret_is_refused_before_evaluating(run_dir, tmp_path, monkeypatch, capsys):
+    """The run's generated data needs the run's data secret: another one makes other data."""
+    from aiforml.data.secret import SECRET_ENV
+
+    run, _ = run_dir
+    other = tmp_path / "data-secret"
+    other.write_text("ff" * 16 + "\n")
+    other.chmod(0o600)
+    monkeypatch.setenv(SECRET_ENV, str(other))
+    assert main(["--run", str(run), "--rank", "1"]) == 2
+    message = " ".join(capsys.readouterr().out.split())
+    assert "the data here is not the run's" in message and "AIFORML_DATA_SECRET_FILE" in message
+    # other data on purpose (a data.* override): evaluated, and the differences flagged
+    assert main(["--run", str(run), "--rank", "1", "--json", "--set", "data.synthetic.seed=0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "ok" and out["reproduced"] is False and out["differences"]
 
 
 def test_rank_without_a_run_and_a_missing_run_are_bad_input(tmp_path, capsys):
