@@ -46,7 +46,13 @@ from rich.table import Table
 from aiforml.compose import data_overrides, load_config, load_run_config
 from aiforml.config import Config
 from aiforml.program import EvalResult, Program
-from aiforml.rescore import REPRODUCE_TOL, archived_row, compare_scores, reproduced
+from aiforml.rescore import (
+    REPRODUCE_TOL,
+    archived_row,
+    compare_scores,
+    reproduced,
+    run_data_version,
+)
 from aiforml.reward import compute_reward
 
 
@@ -290,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.live:
             return live_predictions(program, cfg, args, console)
         own_data = any(o.lstrip("+").startswith("data.") for o in args.set)  # other data on purpose
-        result = evaluate(program, cfg, None if args.json else console,
-                          None if row is None or own_data else row["data_version"])
+        version = None if not args.run or own_data else row["data_version"] if row else run_data_version(args.run)
+        result = evaluate(program, cfg, None if args.json else console, version)
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2

@@ -66,6 +66,13 @@ def archived_row(run_dir: str | Path, rank: int | None = None, program_hash: str
     return None
 
 
+def run_data_version(run_dir: str | Path) -> str | None:
+    """The data version the run evaluated on (its baseline's, else any program's)."""
+    with open_run(Path(run_dir)) as archive:
+        rows = archive.rows(("data_version",), role="baseline") + archive.rows(("data_version",))
+    return next((r["data_version"] for r in rows if r["data_version"]), None)
+
+
 def compare_scores(result: EvalResult, row: dict) -> list[ScoreCheck]:
     """Every metric that the result or the archived row holds, split by split."""
     checks = []

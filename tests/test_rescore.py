@@ -113,9 +113,10 @@ def test_data_of_another_secret_is_refused_before_evaluating(run_dir, tmp_path, 
     other.write_text("ff" * 16 + "\n")
     other.chmod(0o600)
     monkeypatch.setenv(SECRET_ENV, str(other))
-    assert main(["--run", str(run), "--rank", "1"]) == 2
-    message = " ".join(capsys.readouterr().out.split())
-    assert "the data here is not the run's" in message and "AIFORML_DATA_SECRET_FILE" in message
+    for program in (["--rank", "1"], ["--default"]):  # the default is not in the archive: any row's version
+        assert main(["--run", str(run), *program]) == 2
+        message = " ".join(capsys.readouterr().out.split())
+        assert "the data here is not the run's" in message and "AIFORML_DATA_SECRET_FILE" in message
     # other data on purpose (a data.* override): evaluated, and the differences flagged
     assert main(["--run", str(run), "--rank", "1", "--json", "--set", "data.synthetic.seed=0"]) == 0
     out = json.loads(capsys.readouterr().out)
