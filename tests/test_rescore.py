@@ -153,3 +153,27 @@ def test_the_runs_top_program_predicts_live_rows(run_dir, tmp_path, capsys):
     sub = pd.read_csv(out)
     assert list(sub["id"]) == list(live.index) and sub["prediction"].between(0, 1).all()
     assert sub["prediction"].nunique() > 30  # a fitted model's scores, not a constant
+
+
+def test_a_program_with_unseeded_randomness_scores_the_same_twice(run_dir, tmp_path, capsys):
+    """Every sandbox stage starts from env.pipeline.seed: scikit-learn's random_state=None and
+    np.random draws repeat, so such a program's scores reproduce too; another seed changes them."""
+    run, _ = run_dir
+    program = tmp_path / "noisy.py"
+    program.write_text('''
+def define_model():
+    import numpy as np
+    from sklearn.linear_model import Ridge
+
+    class Noisy(Ridge):
+        def predict(self, X):
+            return super().predict(X) + np.random.normal(0.0, 1.0, len(X))
+    return Noisy()
+''')
+    sharpes = []
+    for extra in ([], [], ["--set", "env.pipeline.seed=1"]):
+        assert main([str(program), "--run", str(run), "--json", *extra]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["status"] == "ok", out["message"]
+        sharpes.append((out["validation"]["sharpe"], out["test"]["sharpe"]))
+    assert sharpes[0] == sharpes[1] and sharpes[2] != sharpes[0]

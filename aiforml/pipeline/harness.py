@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import linecache
 import os
+import random
 import sys
 import time
 import traceback
@@ -69,11 +70,21 @@ def run_job(job: dict, out: Path, timings: dict[str, float]) -> None:
     t = time.perf_counter()
     data = load_data(Path(job["data_dir"]), with_targets=job["stage"] == "model")
     timings["load_data"] = time.perf_counter() - t
+    seed_generators(job.get("seed"))
     steps = load_steps(job["program"], job["defaults"], timings)
     if job["stage"] == "features":
         run_features(steps["create_features"], data, out, timings)
     else:
         run_model(steps, data, job, out, timings)
+
+
+def seed_generators(seed: int | None) -> None:
+    """The same global random state in every run (``env.pipeline.seed``): a program that draws
+    unseeded random numbers (scikit-learn's ``random_state=None``, HistGradientBoosting's early
+    stopping split) gets the same numbers each time it is evaluated, so its scores reproduce."""
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed)
 
 
 def load_data(data_dir: Path, with_targets: bool) -> dict:
