@@ -9,9 +9,11 @@ the hash of a given source: comments do not change it, so an exported file finds
 and comparing a fresh result's scores with the archived ones, metric by metric, within
 ``REPRODUCE_TOL``. A program's scores do not depend on the look-ahead guard's random cuts;
 with the run's data (same generator seed, cache dir and data secret: the data version
-says so) and the run's pipeline and sandbox settings they reproduce to the last bit,
-unless the program itself draws unseeded random numbers (each sandbox run starts with
-fresh entropy, as a new interpreter does) or fits with several threads.
+says so) and the run's pipeline and sandbox settings they reproduce to the last bit:
+every sandbox stage starts from the same global random state (``env.pipeline.seed``), so
+unseeded draws repeat too. What can still differ: a program whose result depends on the
+iteration order of a set of strings (Python's hash seed is the interpreter's own), one
+that fits with several threads, and runs archived before the seed existed.
 Not responsible for: composing the run's config (:func:`aiforml.compose.load_run_config`),
 evaluating, printing.
 """
