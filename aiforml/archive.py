@@ -240,6 +240,24 @@ class Archive:
                 break
         return out
 
+    def find(self, hash_prefix: str) -> dict:
+        """The policy's program whose hash starts with ``hash_prefix``: its best ``ok``
+        evaluation by validation Sharpe (as ``top`` lists it), else its latest one.
+        ValueError when no program or several distinct programs match."""
+        prefix = hash_prefix.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{1,16}", prefix):
+            raise ValueError(f"--program {hash_prefix!r}: a program hash is 1-16 hex digits (see the leaderboard)")
+        sql = ("SELECT id, * FROM programs WHERE role = 'sample' AND program_hash LIKE ? "
+               "ORDER BY status = 'ok' DESC, val_sharpe IS NULL, val_sharpe DESC, id DESC")
+        rows = list(self._db.execute(sql, (prefix + "%",)))
+        hashes = sorted({r["program_hash"] for r in rows})
+        if not hashes:
+            raise ValueError(f"no program in {self.path} has a hash starting with {prefix!r}")
+        if len(hashes) > 1:
+            raise ValueError(f"{len(hashes)} programs have hashes starting with {prefix!r} "
+                             f"({', '.join(hashes[:5])}): give more digits")
+        return _decode({k: rows[0][k] for k in rows[0].keys()})
+
     def close(self) -> None:
         self._db.close()
 

@@ -3,7 +3,9 @@
 For the command-line tools (``python -m aiforml.evaluate``, the MCP server) and tests,
 which take ``key=value`` overrides like ``launch.py`` does. Responsible for locating
 ``conf/``, composing with overrides, and converting once to :class:`aiforml.config.Config`;
-a bad override fails with Hydra's message or a ``ValueError`` that names the key.
+a bad override fails with Hydra's message or a ``ValueError`` that names the key. A run's
+own resolved config (``RUN_DIR/config.yaml``, written by :mod:`aiforml.run`) composes the
+same way, as the primary config in place of ``conf/`` (:func:`load_run_config`).
 
 Every default lives once, in the dataclasses of :mod:`aiforml.config`: importing this module
 stores them in Hydra's ConfigStore as ``aiforml_base``, the first entry of
@@ -14,9 +16,11 @@ key can be overridden on the command line.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
@@ -25,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from aiforml.config import Config, from_dict
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+RUN_CONFIG_FILE = "config.yaml"  # the resolved config a run writes into its directory
 
 
 def _first_set(*values: Any) -> Any:
@@ -46,16 +51,43 @@ def to_config(cfg: DictConfig | dict[str, Any]) -> Config:
     return from_dict(Config, data)
 
 
-def load_config(overrides: list[str] | None = None, config_name: str = "config") -> Config:
-    """Compose ``conf/<config_name>.yaml`` with ``overrides`` and return the typed config."""
-    if not CONF_DIR.is_dir():
-        raise FileNotFoundError(f"configuration folder not found: looked in {CONF_DIR}")
+def load_config(overrides: list[str] | None = None, config_name: str = "config",
+                config_dir: Path = CONF_DIR) -> Config:
+    """Compose ``<config_dir>/<config_name>.yaml`` with ``overrides`` and return the typed config."""
+    if not Path(config_dir).is_dir():
+        raise FileNotFoundError(f"configuration folder not found: looked in {config_dir}")
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
             composed = compose(config_name=config_name, overrides=list(overrides or []))
     except HydraException as exc:
         raise ValueError(f"bad configuration override: {exc}") from exc
     return to_config(composed)
+
+
+def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
+    """A run's own config (``RUN_DIR/config.yaml``) with ``overrides`` applied on top.
+
+    The run's file is the whole resolved config, so it is the primary config here (copied
+    alone into a temporary folder: nothing else in the run directory is composed); keys
+    that are not in it fail as on ``launch.py``'s command line. Group choices
+    (``data=numerai``) do not apply: set the keys (``data.source=numerai data.path=...``).
+    """
+    groups = {folder.name for folder in CONF_DIR.iterdir() if folder.is_dir()}  # data, env, experiment, ...
+    for override in overrides or []:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key in groups:
+            raise ValueError(f"{override}: a group choice does not apply to a run's config; set its keys "
+                             f"instead (e.g. {key}.<field>=<value>)")
+    path = Path(run_dir).expanduser() / RUN_CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no run config at {path}: a run directory holds the {RUN_CONFIG_FILE} "
+                                "that launch.py wrote at its start")
+    data = yaml.safe_load(path.read_text()) or {}
+    # On the dataclass defaults: a run written before a key existed still composes and takes it.
+    data = {"defaults": ["aiforml_base", "_self_"], **data}
+    with tempfile.TemporaryDirectory(prefix="aiforml-run-config-") as folder:
+        (Path(folder) / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        return load_config(overrides, config_dir=Path(folder))
 
 
 DATA_CHOICES = {name: f"data={name}" for name in ("synthetic", "synthetic_realistic", "sp500", "synthetic_prices")}

@@ -153,6 +153,7 @@ class PipelineConfig:
     static_checks: bool = True  # refuse disallowed imports/builtins before running (isolation stays on)
     max_cv_folds: int = 10  # a program's define_cv may return at most this many folds
     guard_cuts: int = 2  # look-ahead guard: sandboxes per evaluation, each with the data cut at a secret random era
+    seed: int = 0  # NumPy's and random's global generators at the start of every stage's sandbox run: a program that draws unseeded random numbers (scikit-learn's random_state=None) scores the same every time
 
     def validate(self) -> None:
         check(self.n_estimators >= 1, f"env.pipeline.n_estimators must be >= 1, got {self.n_estimators}")

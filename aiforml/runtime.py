@@ -29,8 +29,6 @@ from aiforml.policy.sampling import get_sampler
 from aiforml.reward import check_weights
 from aiforml.tasks import check_task
 
-CONFIG_FILE = "config.yaml"  # the resolved config, in every run directory
-
 
 def resolve_run_dir(cfg: Config) -> Path:
     """``resume`` when continuing, else ``run_dir``, else Hydra's output dir, else outputs/<time>."""

@@ -17,6 +17,10 @@ The trusted side of the pipeline. :class:`Evaluator` holds a :class:`~aiforml.ta
    and test streamed one era (period) at a time (:mod:`aiforml.pipeline.stream`);
 5. trusted scores of validation and sealed test by the task; suspected leakage by the task.
 
+``predict(program)`` runs stages 1, 2 and 4 without CV fits, guard or scores: predictions
+of rows nobody has targets of yet (live data, :mod:`aiforml.submission`), checked like
+every streamed block (finite, one per row).
+
 Nothing the child reports is believed: the stage a failed program reached is what the
 parent validated itself (``program.STAGES``), and CV scores from the child's out-of-fold
 predictions are advisory, never a leakage claim, reward or ranking. Every failure of the
@@ -98,13 +102,36 @@ class Evaluator:
         progress = progress or (lambda stage, fraction: None)
         started = time.perf_counter()
         result = self._run(program, progress, with_baseline)
-        result.program_hash = program.hash
-        result.data_version = self.data_version
-        result.steps_overridden = [s for s in program.defined_steps() if s in self.defaults]
-        result.isolation = self.sandbox.isolation
-        result.timings["total"] = time.perf_counter() - started
-        progress("done", 1.0)
-        return result
+        return self._stamp(result, program, started, progress)
+
+    def predict(self, program: Program, progress: Progress | None = None) -> EvalResult:
+        """Fit on the training rows and predict the evaluation blocks, unscored.
+
+        For rows whose targets nobody has (live data): the same sandbox stages as
+        :meth:`evaluate` (static checks, the feature stage on every feature row with its
+        matrix checked, the model stage with each streamed block's predictions checked),
+        without CV fits, look-ahead guard (no row follows the last block) or scores. When
+        the status is ok, ``predictions["eval"]`` holds one finite value per row of
+        ``task.eval_rows``, in that order.
+        """
+        progress = progress or (lambda stage, fraction: None)
+        started = time.perf_counter()
+        finding = checks.check_source(program.source, self.cfg.pipeline.static_checks)
+        if finding:
+            return self._stamp(EvalResult(status=finding[0], message=finding[1]),  # type: ignore[arg-type]
+                               program, started, progress)
+        job = Path(tempfile.mkdtemp(prefix=job_prefix(), dir=self.work_root))
+        try:
+            progress("feature stage", 0.1)
+            result, checked = self._feature_stage(program, job)
+            if checked is not None:
+                progress("model stage", 0.4)
+                result, streamer = self._model_stage(program, job, *checked, result, cv=False)
+                if result.status == "ok":
+                    result.predictions = {"eval": streamer.result()}
+        finally:
+            remove_tree(job)
+        return self._stamp(result, program, started, progress)
 
     def baseline_predictions(self) -> np.ndarray:
         """Validation+test predictions of the default program (cached on disk)."""
@@ -138,6 +165,16 @@ class Evaluator:
 
     def close(self) -> None:
         self.sandbox.close()
+
+    def _stamp(self, result: EvalResult, program: Program, started: float, progress: Progress) -> EvalResult:
+        """What every result carries: the program, data, steps overridden, isolation, total time."""
+        result.program_hash = program.hash
+        result.data_version = self.data_version
+        result.steps_overridden = [s for s in program.defined_steps() if s in self.defaults]
+        result.isolation = self.sandbox.isolation
+        result.timings["total"] = time.perf_counter() - started
+        progress("done", 1.0)
+        return result
 
     # --- stages -------------------------------------------------------------------------
     def _run(self, program: Program, progress: Progress, with_baseline: bool) -> EvalResult:
@@ -227,7 +264,7 @@ class Evaluator:
         return compare_features(features, truncated, self.task), run.wall_s
 
     def _model_stage(self, program: Program, job: Path, features: np.ndarray, columns: list[str],
-                     feature_result: EvalResult) -> tuple[EvalResult, BlockStreamer]:
+                     feature_result: EvalResult, cv: bool = True) -> tuple[EvalResult, BlockStreamer]:
         inbox, out = _folder(job / "inbox"), _folder(job / "model")
         write_array(inbox, "x_train.npy", features[: self.task.n_train])
         (inbox / "columns.json").write_text(json.dumps(columns))
@@ -236,7 +273,7 @@ class Evaluator:
         streamer.start()
         try:
             run = self._sandbox_run(program, "model", self.train_dir, out, inbox=inbox, n_blocks=len(blocks),
-                                    streamer=streamer)
+                                    streamer=streamer, cv=cv)
         finally:
             streamer.stop()
         result = self._interpret(run, out, "model")
@@ -251,13 +288,14 @@ class Evaluator:
 
     def _sandbox_run(self, program: Program, stage: str, data_dir: Path, out: Path,
                      inbox: Path | None = None, n_blocks: int = 0,
-                     streamer: BlockStreamer | None = None) -> SandboxResult:
+                     streamer: BlockStreamer | None = None, cv: bool = True) -> SandboxResult:
         fds = streamer.child_fds if streamer else []
         job = {
             "stage": stage, "program": program.source, "defaults": self.defaults,
             "data_dir": str(data_dir), "out_dir": str(out), "inbox": str(inbox or ""),
             "n_blocks": n_blocks, "signal_fds": fds, "embargo": int(self.split.embargo),
             "max_cv_folds": self.cfg.pipeline.max_cv_folds, "feature_hint": self.task.feature_hint(),
+            "cv": cv, "seed": self.cfg.pipeline.seed,
         }
         job_file = out / "job.json"
         job_file.write_text(json.dumps(job))

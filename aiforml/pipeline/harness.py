@@ -13,7 +13,8 @@ checks them and scores them. One process runs one stage (``job["stage"]``):
   feature matrix the parent checked (``inbox/x_train.npy``), then the validation and test
   blocks one at a time: block k arrives as ``inbox/x_k.npy`` (one byte on the job's first
   pipe says so) only after ``p_{k-1}.npy`` came back (one byte on the second pipe), so the
-  model never holds a later era than the one it predicts.
+  model never holds a later era than the one it predicts. With ``job["cv"]`` false (live
+  predictions) ``define_cv`` and the CV fits are skipped.
 
 ``result.json`` holds a status and a short message (an exception of the program's steps is
 data, not a crash of this process).
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import linecache
 import os
+import random
 import sys
 import time
 import traceback
@@ -68,11 +70,21 @@ def run_job(job: dict, out: Path, timings: dict[str, float]) -> None:
     t = time.perf_counter()
     data = load_data(Path(job["data_dir"]), with_targets=job["stage"] == "model")
     timings["load_data"] = time.perf_counter() - t
+    seed_generators(job.get("seed"))
     steps = load_steps(job["program"], job["defaults"], timings)
     if job["stage"] == "features":
         run_features(steps["create_features"], data, out, timings)
     else:
         run_model(steps, data, job, out, timings)
+
+
+def seed_generators(seed: int | None) -> None:
+    """The same global random state in every run (``env.pipeline.seed``): a program that draws
+    unseeded random numbers (scikit-learn's ``random_state=None``, HistGradientBoosting's early
+    stopping split) gets the same numbers each time it is evaluated, so its scores reproduce."""
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed)
 
 
 def load_data(data_dir: Path, with_targets: bool) -> dict:
@@ -113,9 +125,11 @@ def run_model(steps: dict, data: dict, job: dict, out: Path, timings: dict[str, 
     timings["create_target"] = time.perf_counter() - t
     columns = json.loads((inbox / "columns.json").read_text())
     X_train = pd.DataFrame(np.load(inbox / "x_train.npy", allow_pickle=False), columns=columns)
-    t = time.perf_counter()
-    folds = step_define_cv(steps["define_cv"], data["eras"], job["embargo"], job["max_cv_folds"])
-    timings["define_cv"] = time.perf_counter() - t
+    folds = []
+    if job.get("cv", True):  # live predictions skip the CV fits: nothing scores them
+        t = time.perf_counter()
+        folds = step_define_cv(steps["define_cv"], data["eras"], job["embargo"], job["max_cv_folds"])
+        timings["define_cv"] = time.perf_counter() - t
     model = fit(steps["define_model"], X_train, y, folds, out, timings)
     t = time.perf_counter()
     signals, answers = job["signal_fds"]
