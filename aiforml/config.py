@@ -62,7 +62,7 @@ MAIN_TARGET_ERAS = 4  # eras the main tournament target spans (20 days; aiforml.
 class DataConfig:
     """Which data set, which features, and how eras are split."""
 
-    source: Literal["synthetic", "numerai", "sp500", "prices", "synthetic_prices"] = "synthetic"  # data set; the last three are price series (task trading)
+    source: str = "synthetic"  # data set (aiforml.data.SOURCES): synthetic, numerai, or price series sp500, prices, synthetic_prices (task trading)
     path: str | None = None  # numerai: directory with train.parquet, ...; prices: an OHLCV CSV/parquet file or a folder of them
     task: str = "auto"  # what is scored (aiforml.tasks.TASKS); auto: trading for price sources, else numerai
     horizon: int = 5  # trading: the target is the forward return over this many periods (embargo_eras must be >= it)

@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from aiforml.checkpoint import list_checkpoints
 from aiforml.config import Config, RayConfig
+from aiforml.data import check_source
 from aiforml.logger import check_trackers
 from aiforml.policy.model import check_model_folder, resolve_policy_config
 from aiforml.policy.sampling import get_sampler
@@ -52,6 +53,7 @@ def check_start(cfg: Config, run_dir: Path) -> None:
         raise ValueError(f"data.path={cfg.data.path} does not exist: point it at an OHLCV CSV/parquet file or folder")
     check_trackers(cfg.logger)
     check_weights(cfg.reward)
+    check_source(cfg.data.source)
     check_task(cfg.data.resolved_task)
     get_sampler(cfg.policy.sampler)
     _check_policy_weights(cfg)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from aiforml.config import DataConfig
@@ -34,11 +35,13 @@ __all__ = [
     "PRESETS",
     "Dataset",
     "EraSplit",
+    "SOURCES",
     "PriceData",
     "SyntheticSpec",
     "load_dataset",
     "load_numerai",
     "load_synthetic",
+    "check_source",
     "split_dataset",
     "split_eras",
 ]
@@ -72,25 +75,45 @@ def split_dataset(dataset: Dataset | PriceData, cfg: DataConfig) -> EraSplit:
     return split_eras(dataset.eras, n_val, n_test, cfg.embargo_eras)
 
 
-def load_dataset(cfg: DataConfig) -> Dataset | PriceData:
-    """The dataset ``cfg`` names, restricted to ``cfg.feature_set`` (price data: all columns)."""
-    if cfg.source == "sp500":
-        return load_sp500(cfg.horizon)
-    if cfg.source == "prices":
-        return load_prices(cfg.path or "", cfg.horizon)
-    if cfg.source == "synthetic_prices":
-        return generate_prices(cfg.prices, cfg.horizon, load_secret(secret_path(cfg.cache_dir)))
-    if cfg.source == "numerai":
-        if not cfg.path:
-            raise ValueError("data.path is required when data.source is numerai")
-        return with_task(load_numerai(cfg.path, cfg.feature_set), cfg)
+def _numerai(cfg: DataConfig) -> Dataset:
+    if not cfg.path:
+        raise ValueError("data.path is required when data.source is numerai")
+    return load_numerai(cfg.path, cfg.feature_set)
+
+
+def _synthetic(cfg: DataConfig) -> Dataset:
     dataset = load_synthetic(cfg)
     if cfg.feature_set != "all":
         try:
             dataset = dataset.select_features(cfg.feature_set)
         except KeyError as exc:
             raise ValueError(f"data.feature_set: {exc.args[0]}") from exc
-    return with_task(dataset, cfg)
+    return dataset
+
+
+# data.source -> loader: a Dataset (tournament eras) or a PriceData (trading). A new source is
+# one loader registered here (docs/extending.md); config keys it needs go into DataConfig.
+SOURCES: dict[str, Callable[[DataConfig], Dataset | PriceData]] = {
+    "synthetic": _synthetic,
+    "numerai": _numerai,
+    "sp500": lambda cfg: load_sp500(cfg.horizon),
+    "prices": lambda cfg: load_prices(cfg.path or "", cfg.horizon),
+    "synthetic_prices": lambda cfg: generate_prices(cfg.prices, cfg.horizon, load_secret(secret_path(cfg.cache_dir))),
+}
+
+
+def check_source(name: str) -> str:
+    """``name`` when a loader of that name is registered; ValueError naming ``data.source`` otherwise."""
+    if name not in SOURCES:
+        raise ValueError(f"data.source={name}: no such data source; sources are {sorted(SOURCES)} "
+                         "(a new one is a loader registered in SOURCES, aiforml/data/__init__.py)")
+    return name
+
+
+def load_dataset(cfg: DataConfig) -> Dataset | PriceData:
+    """The dataset ``cfg`` names, restricted to ``cfg.feature_set`` (price data: all columns)."""
+    dataset = SOURCES[check_source(cfg.source)](cfg)
+    return with_task(dataset, cfg) if isinstance(dataset, Dataset) else dataset
 
 
 def with_task(dataset: Dataset, cfg: DataConfig) -> Dataset:
