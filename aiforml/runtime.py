@@ -22,6 +22,7 @@ import ray
 from hydra.core.hydra_config import HydraConfig
 
 from aiforml.checkpoint import list_checkpoints
+from aiforml.compose import RUN_CONFIG_FILE
 from aiforml.config import Config, RayConfig
 from aiforml.data import check_source
 from aiforml.logger import check_trackers
@@ -29,6 +30,8 @@ from aiforml.policy.model import check_model_folder, resolve_policy_config
 from aiforml.policy.sampling import get_sampler
 from aiforml.reward import check_weights
 from aiforml.tasks import check_task
+
+CONFIG_FILE = RUN_CONFIG_FILE  # the resolved config, in every run directory
 
 
 def resolve_run_dir(cfg: Config) -> Path:

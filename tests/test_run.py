@@ -1,12 +1,13 @@
 """The real entry point (``python launch.py +experiment=smoke``) in subprocesses: a 2-cycle
 run leaves an archive, checkpoints, TensorBoard events and the report; resume extends a
 run and survives a SIGKILL mid-run with no duplicated or lost cycles; bad input fails at
-start naming the key. Each run starts its own local Ray on 2 CPUs and takes about a minute.
+start naming the key (checked in process, one through launch.py). Each run starts its own local Ray on 2 CPUs and takes about a minute.
 Without ``ray.address`` a local Ray starts even where a dead cluster left its address file."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from aiforml.compose import load_config
+from aiforml.runtime import check_start
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 600
@@ -147,23 +151,18 @@ def test_sigkill_mid_run_then_resume_reaches_the_same_cycles(tmp_path: Path) -> 
     assert scalar_steps(run_dir, "reward/mean") == [1, 2, 3]
 
 
-@pytest.mark.parametrize("override, key", [
-    ("+loop.cyclez=3", "loop.cyclez"),
-    ("loop.cyclez=3", "loop.cyclez"),
-])
-def test_a_bad_config_key_fails_at_start_naming_it(tmp_path: Path, override: str, key: str) -> None:
-    proc = launch(tmp_path / "bad", override)
-    assert proc.returncode != 0 and key in proc.stderr + proc.stdout
+def test_a_bad_config_key_fails_at_start_naming_it(tmp_path: Path) -> None:
+    proc = launch(tmp_path / "bad", "loop.cyclez=3")
+    assert proc.returncode != 0 and "loop.cyclez" in proc.stderr + proc.stdout
     assert not (tmp_path / "bad" / "archive.sqlite").exists()
 
 
+# The checks run() makes before Ray, data or the pool start (aiforml.runtime.check_start), in process.
 @pytest.mark.parametrize("data", ["numerai", "prices"])
 def test_a_missing_data_path_fails_at_start_naming_it(tmp_path: Path, data: str) -> None:
     missing = tmp_path / f"no-such-{data}"
-    proc = launch(tmp_path / "bad", f"data={data}", f"data.path={missing}")
-    output = proc.stderr + proc.stdout
-    assert proc.returncode != 0 and "data.path" in output and str(missing) in output
-    assert "Started a local Ray" not in output, "it fails before anything starts"
+    with pytest.raises(ValueError, match=rf"data.path={re.escape(str(missing))} does not exist"):
+        check_start(load_config([f"data={data}", f"data.path={missing}"]), tmp_path / "run")
 
 
 def test_missing_7b_weights_fail_at_start_naming_the_file(tmp_path: Path) -> None:
@@ -171,11 +170,9 @@ def test_missing_7b_weights_fail_at_start_naming_the_file(tmp_path: Path) -> Non
     partial.mkdir()
     (partial / "config.json").write_text("{}")
     (partial / "tokenizer.json").write_text("{}")
-    proc = launch(tmp_path / "bad", "policy=mistral7b_qlora", f"policy.model_path={partial}")
-    output = proc.stderr + proc.stdout
-    assert proc.returncode != 0 and "policy.model_path" in output and "model.safetensors" in output
-    assert "huggingface-cli download" in output
-    assert "Started a local Ray" not in output, "it fails before anything starts"
+    cfg = load_config(["policy=mistral7b_qlora", f"policy.model_path={partial}"])
+    with pytest.raises(ValueError, match=r"policy.model_path.*model.safetensors.*huggingface-cli download"):
+        check_start(cfg, tmp_path / "run")
 
 
 def test_an_enabled_tracker_that_is_not_installed_fails_at_start(tmp_path: Path) -> None:
@@ -183,10 +180,19 @@ def test_an_enabled_tracker_that_is_not_installed_fails_at_start(tmp_path: Path)
 
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here")
-    proc = launch(tmp_path / "bad", "logger.wandb.enabled=true")
-    output = proc.stderr + proc.stdout
-    assert proc.returncode != 0 and "logger.wandb.enabled" in output and "pip install wandb" in output
-    assert "Started a local Ray" not in output
+    with pytest.raises(ValueError, match=r"logger.wandb.enabled.*pip install wandb"):
+        check_start(load_config(["logger.wandb.enabled=true"]), tmp_path / "run")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("+reward.weights.speed=0.1", "reward.weights.speed: no such reward term"),
+    ("policy.sampler=vllm", "policy.sampler=vllm: no such generation backend"),
+    ("data.source=csv", "data.source=csv: no such data source"),
+    ("data.task=numerai_aux", "data.task=numerai_aux: no such task"),
+])
+def test_a_name_nothing_registers_fails_at_start_naming_the_key(tmp_path: Path, override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_start(load_config([override]), tmp_path / "run")
 
 
 def test_tensorboard_gets_every_defined_metric(tmp_path: Path) -> None:
