@@ -1,6 +1,6 @@
-"""The real entry point (``python launch.py +experiment=smoke``) in subprocesses: a 2-cycle
-run leaves an archive, checkpoints, TensorBoard events and the report; resume extends a
-run and survives a SIGKILL mid-run with no duplicated or lost cycles; bad input fails at
+"""The real entry point (``python launch.py +experiment=smoke``) in subprocesses: a smoke run
+killed mid-run and resumed to more cycles leaves an archive, checkpoints, TensorBoard events
+and the report with no duplicated or lost cycles; bad input fails at
 start naming the key (checked in process, one through launch.py). Each run starts its own local Ray on 2 CPUs and takes about a minute.
 Without ``ray.address`` a local Ray starts even where a dead cluster left its address file."""
 
@@ -76,30 +76,54 @@ def check(proc: subprocess.CompletedProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def resumed_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A 2-cycle smoke run SIGKILLed once cycle 2 reaches the archive (its checkpoint maybe
+    not), then resumed to 3 cycles: kill recovery and extension in two launches."""
     run_dir = tmp_path_factory.mktemp("runs") / "smoke"
-    check(launch(run_dir))
-    return run_dir
+    proc = subprocess.Popen(launch_cmd(run_dir, f"run_dir={run_dir}", "loop.cycles=2"),
+                            cwd=run_dir.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not any(c == 2 for c, _ in archived(run_dir)):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "cycle 2 never reached the archive"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        proc.wait(timeout=60)
+    resumed = resume(run_dir, "loop.cycles=3")
+    check(resumed)
+    return run_dir, resumed
 
 
-def test_smoke_run_leaves_archive_checkpoints_tensorboard_and_report(smoke_run: Path) -> None:
+def test_a_killed_run_resumes_to_more_cycles_without_duplicates_or_losses(resumed_run) -> None:
+    from aiforml.checkpoint import list_checkpoints
+
+    run_dir, proc = resumed_run
+    assert re.search(r"resume: from cycle-00000[12]", proc.stdout), proc.stdout[-2000:]
+    assert_complete_cycles(run_dir, 3)
+    assert [p.name for p in list_checkpoints(run_dir)] == ["cycle-000002", "cycle-000003"]
+    for tag in ("env/compile_rate", "reward/mean", "reward/max", "reward/term/compile", "time/rollout",
+                "time/evaluate", "ppo/policy_loss", "env/errors/parse_error"):
+        assert scalar_steps(run_dir, tag) == [1, 2, 3], tag
+
+
+def test_the_run_leaves_archive_checkpoints_config_and_report(resumed_run) -> None:
     from aiforml.archive import open_run
     from aiforml.checkpoint import latest_checkpoint
 
-    assert_complete_cycles(smoke_run, 2)
-    assert [p.name for p in smoke_run.parent.iterdir()] == ["smoke"], "no second output folder (outputs/)"
-    assert (smoke_run / ".hydra" / "overrides.yaml").is_file(), "Hydra writes into run_dir"
-    with open_run(smoke_run) as archive:
+    run_dir, _ = resumed_run
+    assert [p.name for p in run_dir.parent.iterdir()] == ["smoke"], "no second output folder (outputs/)"
+    assert (run_dir / ".hydra" / "overrides.yaml").is_file(), "Hydra writes into run_dir"
+    with open_run(run_dir) as archive:
         assert archive.baseline()["status"] == "ok", "the default program is the report's baseline"
         assert archive.baseline()["test_sharpe"] is not None, "sealed-test scores reach the archive"
-    last = latest_checkpoint(smoke_run)
-    assert last is not None and last.cycle == 2
+    last = latest_checkpoint(run_dir)
+    assert last is not None and last.cycle == 3
     assert (last.learner_dir / "learner_state.pt").is_file() and (last.path / "rng.pt").is_file()
-    assert (smoke_run / "config.yaml").is_file() and (last.path / "config.yaml").is_file()
-    for tag in ("env/compile_rate", "reward/mean", "reward/max", "time/rollout", "time/evaluate",
-                "ppo/policy_loss", "env/errors/parse_error"):
-        assert scalar_steps(smoke_run, tag) == [1, 2], tag
-    report = smoke_run / "report"
+    assert (run_dir / "config.yaml").is_file() and (last.path / "config.yaml").is_file()
+    report = run_dir / "report"
     assert (report / "report.md").is_file() and (report / "progress.png").stat().st_size > 0
 
 
@@ -119,36 +143,6 @@ def test_a_trading_run_archives_trading_metrics_beside_the_trading_default(tmp_p
     assert base["val_mean_corr"] is None  # no Numerai statistic on a price series
     report = (run_dir / "report" / "report.md").read_text()
     assert "## Trading" in report and "buy-and-hold total return" in report
-
-
-def test_resume_extends_a_finished_run_without_duplicates(smoke_run: Path) -> None:
-    proc = resume(smoke_run, "loop.cycles=3", "loop.report=false")
-    check(proc)
-    assert "resume: from cycle-000002" in proc.stdout
-    assert_complete_cycles(smoke_run, 3)
-    assert scalar_steps(smoke_run, "reward/mean") == [1, 2, 3]
-    from aiforml.checkpoint import list_checkpoints
-
-    assert [p.name for p in list_checkpoints(smoke_run)] == ["cycle-000002", "cycle-000003"]
-
-
-def test_sigkill_mid_run_then_resume_reaches_the_same_cycles(tmp_path: Path) -> None:
-    run_dir = tmp_path / "killed"
-    proc = subprocess.Popen(launch_cmd(run_dir, f"run_dir={run_dir}", "loop.cycles=3", "loop.report=false"),
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + RUN_TIMEOUT_S
-        while not any(c == 2 for c, _ in archived(run_dir)):  # cycle 2 archived, its checkpoint maybe not
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline, "cycle 2 never reached the archive"
-            time.sleep(0.1)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
-        proc.wait(timeout=60)
-    check(resume(run_dir, "loop.cycles=3", "loop.report=false"))
-    assert_complete_cycles(run_dir, 3)
-    assert scalar_steps(run_dir, "reward/mean") == [1, 2, 3]
 
 
 def test_a_bad_config_key_fails_at_start_naming_it(tmp_path: Path) -> None:
