@@ -65,6 +65,14 @@ def open_evaluator(make_evaluator, evaluator):
     ev.close()
 
 
+@pytest.fixture(scope="session")
+def short_wall_evaluator(make_evaluator, evaluator):
+    """Static checks off and a 4-second wall: for programs that only end when the sandbox ends them."""
+    ev = make_evaluator(static_checks=False, wall_s=4.0, cpu_s=8, memory_mb=1024)
+    yield ev
+    ev.close()
+
+
 @pytest.fixture
 def listener():
     """A TCP server on loopback that records every connection it receives."""

@@ -27,11 +27,11 @@ def run(evaluator, source: str):
     return evaluator.evaluate(Program(source))
 
 
-def test_infinite_loop_times_out(open_evaluator):
+def test_infinite_loop_times_out(short_wall_evaluator):
     started = time.monotonic()
-    result = run(open_evaluator, "def define_model():\n    while True:\n        pass\n")
+    result = run(short_wall_evaluator, "def define_model():\n    while True:\n        pass\n")
     assert result.status == "timeout"
-    assert time.monotonic() - started < open_evaluator.cfg.sandbox.wall_s + 15
+    assert time.monotonic() - started < short_wall_evaluator.cfg.sandbox.wall_s + 15
 
 
 def test_memory_bomb_is_stopped(open_evaluator):
@@ -43,8 +43,8 @@ def test_memory_bomb_is_stopped(open_evaluator):
     assert result.status == "memory", result.message
 
 
-def test_fork_bomb_is_contained(open_evaluator):
-    result = run(open_evaluator, (
+def test_fork_bomb_is_contained(short_wall_evaluator):
+    result = run(short_wall_evaluator, (
         "import os\n"
         "def create_features(df, feature_cols):\n"
         "    while True:\n"
