@@ -132,6 +132,10 @@ class Zygote:
             self.close()
             raise ZygoteError(f"the zygote did not start: {self._output()}")
         self.tmpfs_mb = tmpfs_mb
+        # A run gets a fresh /tmp and /dev/shm: an interpreter (a venv) living there is bound back
+        # at the path Python knows it by (a link's own path, not its target), or lazy imports fail.
+        self._interpreter_in_tmp = [str(p) for p in bw.interpreter_paths(executable)
+                                    if any(p == Path(t) or Path(t) in p.parents for t in ("/tmp", "/dev/shm"))]
 
     def covers(self, ro_paths: Sequence[Path], rw_dir: Path) -> bool:
         """Whether every path of a run is inside the folders this zygote sees."""
@@ -153,7 +157,8 @@ class Zygote:
         mine.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         request = {
             "command": command, "env": env, "cwd": str(cwd), "rw_dir": os.path.realpath(rw_dir),
-            "ro_paths": [os.path.realpath(p) for p in ro_paths], "tmpfs_mb": self.tmpfs_mb,
+            "ro_paths": [os.path.realpath(p) for p in ro_paths] + self._interpreter_in_tmp,
+            "tmpfs_mb": self.tmpfs_mb,
             "rlimits": [[limit, soft, hard] for limit, (soft, hard) in rlimits],
             "fd_targets": list(pass_fds),
         }  # fmt: skip

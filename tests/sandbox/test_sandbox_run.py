@@ -118,3 +118,24 @@ def test_passed_pipe_ends_reach_the_child_and_nothing_else(make_sandbox: Boxes, 
     finally:
         for fd in (read_end, other_r, other_w):
             os.close(fd)
+
+
+def test_an_interpreter_under_tmp_imports_what_it_did_not_preload(make_sandbox, tmp_path: Path) -> None:
+    """A venv reached through /tmp (a checkout there, or a link to one) still imports lazily,
+    although every run gets a fresh /tmp of its own."""
+    import tempfile
+
+    link_dir = Path(tempfile.mkdtemp(prefix="aiforml-venv-", dir="/tmp"))
+    try:
+        (link_dir / "venv").symlink_to(Path(sys.prefix))
+        python = str(link_dir / "venv" / "bin" / "python")
+        rw = tmp_path / "rw"
+        rw.mkdir()
+        box = make_sandbox()
+        code = "import sys, numerai_tools, json; print(sys.prefix, numerai_tools.__name__)"
+        result = box.run([python, "-c", code], ro_paths=[], rw_dir=rw)
+        assert result.ok, (result.message, result.stderr)
+        assert result.stdout.strip() == f"{link_dir / 'venv'} numerai_tools"
+    finally:
+        (link_dir / "venv").unlink()
+        link_dir.rmdir()
