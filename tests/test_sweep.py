@@ -18,6 +18,7 @@ import yaml
 
 from aiforml.compose import load_config
 from aiforml.config import SweepConfig
+from aiforml.runtime import check_start
 from aiforml.sweep import _archived_history, objective, trial_bundles
 from aiforml.sweep_report import write_sweep_outputs
 from aiforml.tune_space import NO_SCORE, parse_space
@@ -142,17 +143,17 @@ def test_a_tiny_sweep_writes_its_trials_table_from_each_trials_archive(sweep_dir
 
 
 @pytest.mark.slow
-def test_the_best_config_is_the_best_trials_and_runs_with_launch(sweep_dir: Path, tmp_path: Path) -> None:
+def test_the_best_config_is_the_best_trials_and_composes_as_a_run(sweep_dir: Path, tmp_path: Path) -> None:
     best = read_trials(sweep_dir)[0]
     config = yaml.safe_load((sweep_dir / "best_config.yaml").read_text())
     assert config["reward"]["weights"]["compile"] == pytest.approx(float(best["reward.weights.compile"]))
     assert config["seed"] == int(best["seed"]), "the best trial's own seed"
     assert config["tune"]["space"] == {} and config["run_dir"] is None, "a plain run, not a sweep"
-    run_dir = tmp_path / "best"
-    launch(tmp_path, "--config-path", str(sweep_dir), "--config-name", "best_config", f"run_dir={run_dir}",
-           "loop.cycles=1", "loop.report=false")
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["reward"] == config["reward"]
-    assert (run_dir / "checkpoints" / "cycle-000001").is_dir()
+    # what `launch.py --config-path SWEEP_DIR --config-name best_config` composes and checks at start
+    best_cfg = load_config(["loop.cycles=1"], config_name="best_config", config_dir=sweep_dir)
+    check_start(best_cfg, tmp_path / "best")
+    assert dataclasses.asdict(best_cfg)["reward"] == config["reward"] and best_cfg.seed == config["seed"]
+    assert not best_cfg.tune.space, "launch.py runs it as one run"
 
 
 @pytest.mark.slow
