@@ -196,7 +196,7 @@ class RewardConfig:
     # uniqueness score, paid only for being right differently: baseline = tanh(mean per-era
     # contribution beyond the default LightGBM (BMC) / contribution_scale); contribution =
     # tanh(mean per-era MMC over the meta model / contribution_scale); both = their mean.
-    # Validation predictions only (aiforml.diversity); noise earns about 0, being wrong differently < 0.
+    # Validation predictions only (aiforml.reference); noise earns about 0, being wrong differently < 0.
     uniqueness: Literal["baseline", "contribution", "both"] = "baseline"
     contribution_scale: float = 0.02  # BMC/MMC squashing scale: 0.02 maps to tanh(1) (both use the target x 4)
     meta_model_size: int = 5  # best archived programs (by validation Sharpe) in the meta model, plus the baseline

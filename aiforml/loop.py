@@ -6,7 +6,7 @@
 Responsible for: running cycles ``state.cycle + 1 .. cfg.loop.cycles`` with the pieces it is
 handed, the per-cycle metrics (``env/compile_rate``, ``env/errors/<status>``,
 ``reward/mean|max``, ``val/best_sharpe``, the learner's ``ppo/*`` or ``grpo/*`` stats,
-``time/<phase>``, and from ``aiforml.diversity`` ``uniqueness/*`` and ``diversity/*``), the
+``time/<phase>``, and from ``aiforml.reference`` ``uniqueness/*`` and ``aiforml.diversity`` ``diversity/*``), the
 progress bar, and when to checkpoint.
 Not responsible for: building the learner, the pool, the archive or the logger, Ray, or
 the run directory (``aiforml.run`` does all that), nor any maths (``aiforml.algo``,
@@ -36,16 +36,10 @@ from aiforml.algo.imitation import imitation_mask
 from aiforml.checkpoint import save_checkpoint
 from aiforml.config import Config
 from aiforml.descriptors import describe_program
-from aiforml.diversity import (
-    ReferenceSet,
-    UniquenessScore,
-    batch_diversity,
-    diversity_metrics,
-    feedback_prompt,
-    uniqueness_metrics,
-)
+from aiforml.diversity import batch_diversity, diversity_metrics
 from aiforml.logger import ProgressDisplay
 from aiforml.program import PROGRAM_FAILURES, EvalResult, Program, parse_completion
+from aiforml.reference import ReferenceSet, UniquenessScore, feedback_prompt, uniqueness_metrics
 from aiforml.reward import RewardBreakdown, compute_reward
 
 
@@ -127,7 +121,7 @@ def train(cfg: Config, learner: Learner, pool: Pool, archive: Archive, logger: L
           reference: ReferenceSet | None = None, on_cycle: OnCycle | None = None) -> LoopState:
     """Run the remaining cycles of ``cfg.loop``; returns the final state.
 
-    ``reference`` (validation predictions of the programs so far, ``aiforml.diversity``)
+    ``reference`` (validation predictions of the programs so far, ``aiforml.reference``)
     gives uniqueness scores, diversity clusters and prompt feedback; without it the
     uniqueness term falls back to each result's baseline corr. ``on_cycle``, when given, is
     called at the end of every cycle (a sweep reports to Tune there).

@@ -16,7 +16,7 @@ Adding a term is one function here and, for a default weight other than 0, one e
   task also the strategy's total return net of costs, its Sharpe being annualized)
   squashed by ``tanh(statistic / scale)`` into (-1, 1), and 0 when the program failed;
 - ``uniqueness``: the score the run computed from validation predictions
-  (``aiforml.diversity.ReferenceSet``: contribution beyond the default program, beyond the
+  (``aiforml.reference.ReferenceSet``: contribution beyond the default program, beyond the
   meta model, the near-duplicate rule); without one (the CLI, the MCP server),
   ``tanh(baseline_contribution / contribution_scale)`` of the result, its contribution
   beyond the default program: what the reference set gives in every mode before anything
@@ -49,7 +49,7 @@ DEFAULT_SCALE = {"sharpe": 1.0, "mean_corr": 0.02, "total_return": 0.2}
 class RewardInputs:
     """What a term may read beside the result: the run's state, validation only."""
 
-    uniqueness: float | None = None  # the reference set's score (aiforml.diversity); None outside a run
+    uniqueness: float | None = None  # the reference set's score (aiforml.reference); None outside a run
 
 
 Term = Callable[[EvalResult, RewardConfig, RewardInputs], float]

@@ -29,7 +29,6 @@ from aiforml.archive import ARCHIVE_FILE, Archive, ArchiveRecord
 from aiforml.checkpoint import latest_checkpoint, remove_partial_checkpoints, restore_rng, seed_rngs
 from aiforml.config import Config
 from aiforml.data import load_dataset, split_dataset
-from aiforml.diversity import build_reference
 from aiforml.env.pool import EnvPool
 from aiforml.learner import create_learner
 from aiforml.logger import RunLogger
@@ -40,6 +39,7 @@ from aiforml.policy.prompt import render_prompt
 from aiforml.policy.schema import ColumnSchema
 from aiforml.policy.tiny.build import build_tiny_policy
 from aiforml.program import Program
+from aiforml.reference import build_reference
 from aiforml.report import write_report
 from aiforml.reward import compute_reward
 from aiforml.runtime import CONFIG_FILE, check_start, config_dict, ray_session, resolve_run_dir

@@ -14,7 +14,7 @@ Responsible for, on plain arrays of one split's predictions (rows sorted by era)
   from the default adds to predicting the target;
 - ``greedy_clusters``: behavioural clusters of programs by prediction correlation.
 Not responsible for which programs form the meta model or the reference set, nor for
-I/O or config (``aiforml.diversity``).
+I/O or config (``aiforml.reference``, ``aiforml.diversity``).
 """
 
 from __future__ import annotations

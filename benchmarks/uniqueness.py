@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from aiforml.archive import open_run  # noqa: E402
 from aiforml.descriptors import describe_program  # noqa: E402
-from aiforml.diversity import ERAS_FILE, PREDICTIONS_DIR, cycle_diversity  # noqa: E402
+from aiforml.diversity import cycle_diversity  # noqa: E402
+from aiforml.reference import ERAS_FILE, PREDICTIONS_DIR  # noqa: E402
 from aiforml.uniqueness import EraIndex  # noqa: E402
 
 README = ROOT / "benchmarks" / "README.md"

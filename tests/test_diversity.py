@@ -13,16 +13,10 @@ from scipy.stats import norm
 from aiforml.config import DataConfig, DiversityConfig, EnvConfig, PipelineConfig, RewardConfig
 from aiforml.data import load_dataset, split_dataset
 from aiforml.descriptors import describe_program
-from aiforml.diversity import (
-    ReferenceSet,
-    batch_diversity,
-    cycle_diversity,
-    diversity_metrics,
-    feedback_prompt,
-    uniqueness_metrics,
-)
+from aiforml.diversity import batch_diversity, cycle_diversity, diversity_metrics
 from aiforml.pipeline.evaluate import Evaluator
 from aiforml.program import EvalResult, Program, SplitMetrics
+from aiforml.reference import ReferenceSet, feedback_prompt, uniqueness_metrics
 from aiforml.uniqueness import EraIndex, meta_model, per_era_contribution
 
 ERAS = np.array([1, 1, 1, 2, 2, 2])

@@ -16,9 +16,9 @@ from aiforml.archive import Archive
 from aiforml.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
 from aiforml.compose import load_config
 from aiforml.config import Config
-from aiforml.diversity import ReferenceSet
 from aiforml.loop import LoopState, train
 from aiforml.program import EvalResult, Program, SplitMetrics, parse_completion
+from aiforml.reference import ReferenceSet
 
 GOOD = "```python\ndef define_model():\n    return 1\n```"
 BAD = "```python\ndef define_model():\n    return 2\n```"

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from aiforml.archive import ARCHIVE_FILE, Archive, ArchiveRecord
-from aiforml.diversity import ERAS_FILE, PREDICTIONS_DIR, run_diversity
+from aiforml.diversity import run_diversity
 from aiforml.metrics import deflated_sharpe, expected_max_sharpe
 from aiforml.pipeline.defaults import default_program_source
 from aiforml.program import EvalResult, SplitMetrics
+from aiforml.reference import ERAS_FILE, PREDICTIONS_DIR
 from aiforml.report import (
     REPORT_DIR,
     cumulative,
@@ -59,11 +60,11 @@ def synthetic_archive(path: Path, cycles: int = 8, samples: int = 6, seed: int =
             res = result(rng, status, skill=0.01 + 0.02 * late * rng.random())
             reward = -0.3 if status != "ok" else 0.7 * (res.validation.sharpe / 10)  # type: ignore[union-attr]
             records.append(ArchiveRecord(cycle, i, cycle, program, program, res,
-                                         RewardBreakdown(reward, 0.0, 0.0, 0.0)))
+                                         RewardBreakdown(reward, {"compile": 0.0, "performance": 0.0, "uniqueness": 0.0})))
         archive.add_cycle(cycle, records)
     base = result(rng, "ok", skill=0.012)
     archive.set_baseline(ArchiveRecord(0, -1, 0, default_program_source(), "", base,
-                                       RewardBreakdown(0.0, 0.0, 0.0, 0.0)))
+                                       RewardBreakdown(0.0, {"compile": 0.0, "performance": 0.0, "uniqueness": 0.0})))
     return archive
 
 
@@ -156,7 +157,7 @@ def test_report_without_cycles_and_cli(tmp_path: Path, capsys: pytest.CaptureFix
 def test_report_of_a_run_where_nothing_ran(tmp_path: Path) -> None:
     archive = Archive(tmp_path / ARCHIVE_FILE)
     archive.add_cycle(0, [ArchiveRecord(0, 0, 0, "", "no code", EvalResult(status="parse_error"),
-                                        RewardBreakdown(-0.3, -1.0, 0.0, 0.0))])
+                                        RewardBreakdown(-0.3, {"compile": -1.0, "performance": 0.0, "uniqueness": 0.0}))])
     archive.add_cycle(1, [ArchiveRecord(1, 0, 1, RIDGE.format(n=1), "", EvalResult(status="infra_error"), None)])
     archive.close()
     text = write_report(tmp_path).read_text()

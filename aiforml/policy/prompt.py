@@ -9,7 +9,7 @@ the real columns and groups, the rules, and no worked example to copy (the origi
 proof of concept's policy copied its single LightGBM example 96 % of the time).
 Optional in-context feedback (``diversity.feedback``): :func:`render_feedback` renders a few
 of the best, mutually different programs so far with their validation Sharpe (chosen by
-``aiforml.diversity.select_feedback``), and the loop puts it *before* the prompt. Its
+``aiforml.reference.select_feedback``), and the loop puts it *before* the prompt. Its
 length is capped at ``diversity.feedback_chars`` characters, whole programs only (one that
 does not fit is named in one line without its code), and because the policy's tokenizer
 truncates on the left (``policy.max_prompt_tokens``), an over-long prompt loses feedback,
