@@ -86,17 +86,18 @@ def check_resources(pool: PoolConfig) -> None:
             raise ValueError(f"env.pool.actor_resources.{name}: {pool.num_actors} actors x {amount:g} need "
                              f"{pool.num_actors * amount:g}, but the Ray cluster has {total:g} of it: start nodes "
                              f"with --resources='{{\"{name}\": N}}' or change env.pool.actor_resources")
-    need = pool.num_actors * pool.cpus_per_actor
-    free = ray.available_resources().get("CPU", 0.0)
-    settle = time.monotonic() + SETTLE_S
-    while need > free + 1e-9 and time.monotonic() < settle:  # actors just killed free their CPUs late
-        time.sleep(0.25)
-        free = ray.available_resources().get("CPU", 0.0)
-    total = ray.cluster_resources().get("CPU", 0.0)
     largest = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
     if pool.cpus_per_actor > largest:
         raise ValueError(f"env.pool.cpus_per_actor ({pool.cpus_per_actor}) is more than the largest node has "
                          f"({largest} CPUs): lower env.pool.cpus_per_actor")
+    need = pool.num_actors * pool.cpus_per_actor
+    total = ray.cluster_resources().get("CPU", 0.0)
+    free = ray.available_resources().get("CPU", 0.0)
+    settle = time.monotonic() + SETTLE_S
+    # Actors just killed free their CPUs late: wait for them, unless the whole cluster is too small.
+    while need <= total + 1e-9 and need > free + 1e-9 and time.monotonic() < settle:
+        time.sleep(0.25)
+        free = ray.available_resources().get("CPU", 0.0)
     if need > free + 1e-9:
         raise ValueError(
             f"env.pool.num_actors ({pool.num_actors}) x env.pool.cpus_per_actor ({pool.cpus_per_actor}) = "
