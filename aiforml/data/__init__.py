@@ -70,7 +70,7 @@ def load_dataset(cfg: DataConfig) -> Dataset | PriceData:
     if cfg.source == "numerai":
         if not cfg.path:
             raise ValueError("data.path is required when data.source is numerai")
-        return load_numerai(cfg.path, cfg.feature_set)
+        return load_numerai(cfg.path, cfg.feature_set, cfg.era_stride)
     dataset = load_synthetic(cfg)
     if cfg.feature_set != "all":
         try:
