@@ -5,9 +5,9 @@ Responsible for: finding the files (a directory with ``train.parquet``, optional
 lazy polars scan that projects only ``era``, ``data_type``, the chosen feature set's
 columns and the targets, with two predicates pushed into the reader: a known ``target``
 (v5's test rows have none and are dropped) and the era stride (``data.era_stride``: every
-k-th era, counted from the first file's first era). Features stay int8 and are streamed in
-batches into one C-contiguous int8 matrix (the transient copy is one batch, not the
-file). Also checking the schema with errors that name the file and the missing columns,
+k-th era, counted from the first file's first era). Features stay int8 and are read one
+row-group slice at a time into one C-contiguous int8 matrix (the transient copy is one
+slice, not the file). Also checking the schema with errors that name the file and the missing columns,
 and mapping eras ("0001" or ints) to sorted int32 eras.
 Not responsible for: downloading data, splitting eras (``dataset.py``), sharing the
 arrays between processes (the environment pool and the hand-off).
@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from aiforml.config import DataConfig
 from aiforml.data.dataset import GROUP_NAMES, Dataset, restrict
@@ -78,7 +80,7 @@ def choose_columns(
     return features, targets
 
 
-BATCH_ROWS = 65_536  # rows per streamed batch of features: bounds the transient copy
+BATCH_ROWS = 100_000  # most rows read at once (a larger row group is read in pieces)
 
 
 def _era_expr(dtype: pl.DataType) -> pl.Expr:
@@ -111,52 +113,82 @@ def _first_era(path: Path) -> int:
 
 
 def _scan(path: Path, features: list[str], targets: list[str], first_era: int,
-          era_stride: int) -> tuple[pl.LazyFrame, dict[str, pl.DataType]]:
-    """A lazy scan of ``path``: only the wanted columns, only rows with a known ``target``
-    in the kept eras (both predicates pushed into the parquet reader)."""
-    schema = dict(pl.scan_parquet(path).collect_schema())
+          era_stride: int) -> tuple[pl.LazyFrame, pl.Expr, dict[str, pl.DataType]]:
+    """A lazy scan of ``path``, the row predicate (a known ``target``, a kept era: pushed
+    into the parquet reader) and the schema; names the missing columns."""
+    lf = pl.scan_parquet(path)
+    schema = dict(lf.collect_schema())
     missing = [c for c in ["era", *features, *targets] if c not in schema]
     if missing:
         raise ValueError(f"{path} lacks columns {missing[:10]} (total {len(missing)} missing)")
-    era = _era_expr(schema["era"])
     keep = pl.col("target").cast(pl.Float64).is_finite()
     if era_stride > 1:
-        keep = keep & ((era - first_era) % era_stride == 0)
-    return pl.scan_parquet(path).filter(keep), schema
+        keep = keep & ((_era_expr(schema["era"]) - first_era) % era_stride == 0)
+    return lf, keep, schema
 
 
-def _read_file(path: Path, features: list[str], targets: list[str], first_era: int = 0,
-               era_stride: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Eras, the int8 feature matrix (C order), float32 targets and ``data_type`` of one file.
+def _slices(path: Path) -> list[tuple[int, int]]:
+    """(offset, length) of the file's row groups, a large group cut into BATCH_ROWS pieces:
+    reading one slice at a time bounds the reader's transient memory to about one slice."""
+    meta = pq.ParquetFile(path).metadata
+    out, offset = [], 0
+    for i in range(meta.num_row_groups):
+        rows = meta.row_group(i).num_rows
+        out += [(offset + k, min(BATCH_ROWS, rows - k)) for k in range(0, rows, BATCH_ROWS)]
+        offset += rows
+    return out
 
-    The small columns are collected first (that gives the row count); the features are then
-    streamed in batches into one preallocated int8 matrix, so the transient copy is one batch.
-    """
-    lf, schema = _scan(path, features, targets, first_era, era_stride)
+
+@dataclass(frozen=True)
+class _FilePart:
+    """One file's small columns, read; its features still to read (``read_features``)."""
+
+    path: Path
+    eras: np.ndarray  # (n,) int32
+    targets: np.ndarray  # (n, t) float32
+    held: np.ndarray | None  # (n,) bool: data_type is not "train"; None without the column
+    scan: pl.LazyFrame
+    keep: pl.Expr
+    features: list[pl.Expr]
+    schema: dict[str, pl.DataType]
+
+
+def _read_small(path: Path, features: list[str], targets: list[str], first_era: int = 0,
+                era_stride: int = 1) -> _FilePart:
+    """Eras, float32 targets and ``data_type`` of the kept rows: the row count, cheaply."""
+    lf, keep, schema = _scan(path, features, targets, first_era, era_stride)
     small = [_era_expr(schema["era"]).alias("era"),
              *[pl.col(t).cast(pl.Float32).fill_null(float("nan")) for t in targets]]
     if "data_type" in schema:
-        small.append(pl.col("data_type").cast(pl.String))
+        small.append((pl.col("data_type").cast(pl.String) != "train").alias("held"))
     try:
-        head = lf.select(small).collect()
+        head = lf.filter(keep).select(small).collect()
     except pl.exceptions.InvalidOperationError as exc:
         raise ValueError(f"{path}: era values must be integers or strings like '0001'") from exc
-    eras = head["era"].to_numpy().astype(np.int32, copy=False)
-    y = head.select(targets).to_numpy(order="c").astype(np.float32, copy=False)
-    kind = head["data_type"].to_numpy() if "data_type" in schema else None
-    x = np.empty((len(eras), len(features)), dtype=np.int8)
-    exprs = [_feature_expr(f, schema[f], path) for f in features]
+    return _FilePart(
+        path=path, eras=head["era"].to_numpy().astype(np.int32, copy=False),
+        targets=head.select(targets).to_numpy(order="c").astype(np.float32, copy=False),
+        held=head["held"].to_numpy() if "data_type" in schema else None,
+        scan=lf, keep=keep, features=[_feature_expr(f, schema[f], path) for f in features], schema=schema)
+
+
+def _read_features(part: _FilePart, out: np.ndarray) -> None:
+    """Fill ``out`` (the part's rows of the int8 matrix) one row-group slice at a time.
+
+    (Measured on a full-width file: polars' ``collect_batches`` held about as much again as
+    the result; slices keep the transient to about one slice.)
+    """
     at = 0
-    for batch in lf.select(exprs).collect_batches(chunk_size=BATCH_ROWS):
-        block = batch.to_numpy(order="c")
-        bad = (block < 0) | (block > 4)
+    for offset, length in _slices(part.path):
+        block = part.scan.slice(offset, length).filter(part.keep).select(part.features).collect()
+        values = block.to_numpy(order="c")
+        bad = (values < 0) | (values > 4)
         if bad.any():
-            name = features[int(np.flatnonzero(bad.any(axis=0))[0])]
-            raise ValueError(f"{path}: column {name} must hold integers 0..4, got {schema[name]}")
-        x[at:at + len(block)] = block
-        at += len(block)
-    assert at == len(eras), "the feature batches and the small columns disagree on the rows"
-    return eras, x, y, kind
+            name = block.columns[int(np.flatnonzero(bad.any(axis=0))[0])]
+            raise ValueError(f"{part.path}: column {name} must hold integers 0..4, got {part.schema[name]}")
+        out[at:at + len(values)] = values
+        at += len(values)
+    assert at == len(out), "the feature slices and the small columns disagree on the rows"
 
 
 def load_numerai(path: str | Path, feature_set: str = "all", era_stride: int = 1) -> Dataset:
@@ -168,8 +200,13 @@ def load_numerai(path: str | Path, feature_set: str = "all", era_stride: int = 1
     features, targets = choose_columns(list(pl.scan_parquet(files[0]).collect_schema()), meta, feature_set,
                                        files[0])
     first = _first_era(files[0]) if era_stride > 1 else 0
-    parts = [_read_file(f, features, targets, first, era_stride) for f in files]
-    eras, x, y = (_join([p[i] for p in parts]) for i in range(3))
+    parts = [_read_small(f, features, targets, first, era_stride) for f in files]
+    eras, y = _join([p.eras for p in parts]), _join([p.targets for p in parts])
+    x = np.empty((len(eras), len(features)), dtype=np.int8)  # the one copy: files read into it
+    at = 0
+    for part in parts:
+        _read_features(part, x[at:at + len(part.eras)])
+        at += len(part.eras)
     if np.any(np.diff(eras) < 0):  # files are normally sorted already: sort only if needed
         order = np.argsort(eras, kind="stable")
         eras, x, y = eras[order], x[order], y[order]
@@ -197,16 +234,16 @@ def _join(arrays: list[np.ndarray]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def _default_blocks(parts: list) -> tuple[int, int]:
+def _default_blocks(parts: list[_FilePart]) -> tuple[int, int]:
     """Held-out eras (``data_type`` != "train", else the last file's, else the last 30 %)
     become the sealed test block (later half) and the validation block (the rest less the
     default embargo, so that validation starts where the held-out eras start)."""
-    eras = np.concatenate([p[0] for p in parts])
-    if all(p[3] is not None for p in parts):
-        held = np.concatenate([p[3] for p in parts]) != "train"
+    eras = np.concatenate([p.eras for p in parts])
+    if all(p.held is not None for p in parts):
+        held = np.concatenate([p.held for p in parts])
         n_held = len(np.unique(eras[held]))
     else:
-        n_held = len(np.unique(parts[-1][0])) if len(parts) > 1 else 0
+        n_held = len(np.unique(parts[-1].eras)) if len(parts) > 1 else 0
     if n_held < 2:
         n_held = max(2, round(0.3 * len(np.unique(eras))))
     n_test = max(1, n_held // 2)
