@@ -57,7 +57,13 @@ from aiforml.pipeline.childio import (
     remove_stale_jobs,
     remove_tree,
 )
-from aiforml.pipeline.handoff import shared_views, split_key, write_view
+from aiforml.pipeline.handoff import (
+    link_or_copy,
+    shared_matrix,
+    shared_views,
+    split_key,
+    write_view,
+)
 from aiforml.pipeline.stream import BlockStreamer, write_array
 from aiforml.pipeline.userdirs import private_root
 from aiforml.program import EvalResult, Program
@@ -89,7 +95,8 @@ class Evaluator:
         self.defaults = self.task.defaults()
         self.data_version = f"{dataset.version}/{split_key(self.task)}"
         self._baseline: np.ndarray | None = None
-        self._default_matrix: tuple[np.ndarray, list[str]] | None = None
+        self._default_matrix: tuple[np.ndarray, list[str]] | None = None  # memory-mapped (shared_matrix)
+        self._default_x_train: Path | None = None  # its training rows' file, hard-linked into inboxes
         self._cuts = np.random.default_rng(secrets.randbits(128))  # never seeded from config
 
     # --- public -------------------------------------------------------------------------
@@ -189,7 +196,9 @@ class Evaluator:
                 findings = [self._guard(program, job, k, cut, checked[0])[0] for k, cut in enumerate(self.draw_cuts())]
                 if any(findings):
                     raise RuntimeError(f"the default create_features failed its look-ahead guard: {findings}")
-                self._default_matrix = checked
+                matrix, self._default_x_train = shared_matrix(self.feature_dir, self.train_dir, checked[0],
+                                                              self.task.n_train, self._baseline_key())
+                self._default_matrix = matrix, checked[1]
             finally:
                 remove_tree(job)
         return self._default_matrix
@@ -229,7 +238,10 @@ class Evaluator:
     def _model_stage(self, program: Program, job: Path, features: np.ndarray, columns: list[str],
                      feature_result: EvalResult) -> tuple[EvalResult, BlockStreamer]:
         inbox, out = _folder(job / "inbox"), _folder(job / "model")
-        write_array(inbox, "x_train.npy", features[: self.task.n_train])
+        if self._default_matrix is not None and features is self._default_matrix[0]:
+            link_or_copy(self._default_x_train, inbox / "x_train.npy")  # no copy per evaluation
+        else:
+            write_array(inbox, "x_train.npy", features[: self.task.n_train])
         (inbox / "columns.json").write_text(json.dumps(columns))
         blocks = self.task.eval_blocks()
         streamer = BlockStreamer(features, blocks, inbox, out)

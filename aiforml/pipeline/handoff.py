@@ -6,7 +6,9 @@ in the training view. Validation and test targets are never written anywhere a c
 read. The two views of a dataset and split are written once, under /dev/shm when it
 exists (reads at memory speed, memory-mapped by the child: no copy per evaluation), and
 shared by every evaluation (in this user's private folder, :mod:`.userdirs`); a look-ahead guard's truncated view is written per evaluation
-into its job folder.
+into its job folder. The default feature step's matrix (:func:`shared_matrix`) is kept
+once per machine too: the feature view's own file when it is the same, and its training
+rows are hard-linked into each job's inbox, not copied.
 
 Not responsible for running or scoring; the trusted side keeps its own row indices.
 """
@@ -51,6 +53,31 @@ def shared_views(task: Task, root: Path | None = None) -> tuple[Path, Path]:
     return features, train
 
 
+def shared_matrix(feature_dir: Path, train_dir: Path, matrix: np.ndarray, n_train: int,
+                  key: str) -> tuple[np.ndarray, Path]:
+    """``matrix`` (the default feature step's output on the feature view) memory-mapped from
+    a hand-off file, and the file of its first ``n_train`` rows, for hard links into inboxes.
+
+    When it equals the view's own features (the Numerai default selects the columns as they
+    are), those files serve and nothing is written; else it is written once under ``key``.
+    """
+    view = np.load(feature_dir / "features.npy", mmap_mode="r", allow_pickle=False)
+    if view.dtype == matrix.dtype and np.array_equal(view, matrix):
+        return view, train_dir / "features.npy"
+    folder = feature_dir.parent / f"default-{key}"
+    if not (folder / "meta.json").exists():
+        write_view(folder, ({"matrix": matrix, "x_train": matrix[:n_train]}, {}))
+    return np.load(folder / "matrix.npy", mmap_mode="r", allow_pickle=False), folder / "x_train.npy"
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link of ``source`` (no copy), or a copy across file systems."""
+    try:
+        os.link(source, target)
+    except OSError:  # another file system (a work_root elsewhere) or no links there
+        shutil.copyfile(source, target)
+
+
 def write_view(folder: Path, view: View) -> Path:
     """Write ``view`` into ``folder`` atomically (staging folder, then rename); keep a winner's."""
     arrays, meta = view
@@ -59,7 +86,8 @@ def write_view(folder: Path, view: View) -> Path:
     try:
         for name, array in arrays.items():
             np.save(staging / f"{name}.npy", array, allow_pickle=False)
-        (staging / "meta.json").write_text(json.dumps({**meta, "n_rows": int(len(arrays["eras"]))}))
+        n_rows = len(arrays["eras"] if "eras" in arrays else next(iter(arrays.values())))
+        (staging / "meta.json").write_text(json.dumps({**meta, "n_rows": int(n_rows)}))
         os.chmod(staging, 0o755)
         try:
             os.rename(staging, folder)
