@@ -12,9 +12,9 @@ Writes (once, if ``--data`` holds none) a synthetic folder in v5's layout at ful
   that warms the default program's baseline (one evaluation in the first actor) and then
   evaluates one variant of the default program per actor at once. A thread samples every
   process of the run at 10 Hz (/proc/PID/status): peak VmRSS of the driver, of each actor
-  and of the largest sandbox process, and the run's whole footprint: the sum of private
-  memory (RssAnon) of all its processes plus what it added to /dev/shm (the object store,
-  the hand-off views and job folders live there; shared pages are so counted once).
+  and of the largest sandbox process, and the run's whole footprint (:class:`Sampler`):
+  private memory of all its processes plus its shared memory counted once (the object
+  store and its hand-off and job files in /dev/shm).
 
 The default LightGBM on 2,376 features x hundreds of thousands of rows is slow on 2
 cores, so evaluations use ``env.pipeline.n_estimators=10`` and ``cv_folds=1`` and a larger
@@ -58,17 +58,31 @@ def status(pid: int) -> dict[str, int]:
     return out
 
 
-def shm_used() -> int:
-    return shutil.disk_usage("/dev/shm").used
+def tree_bytes(folder: Path) -> int:
+    """Bytes allocated to the files under ``folder`` (0 when it is gone)."""
+    total = 0
+    for path in folder.rglob("*") if folder.exists() else []:
+        try:
+            total += path.lstat().st_blocks * 512
+        except OSError:
+            continue
+    return total
 
 
 class Sampler(threading.Thread):
-    """Peaks of every process under this one, by role, and of the run's whole footprint."""
+    """Peaks of every process under this one, by role, and of the run's whole footprint.
 
-    def __init__(self, period: float = 0.1) -> None:
+    The footprint is private memory (RssAnon) of all the run's processes plus its shared
+    memory counted once: the object store (the pages the raylet's plasma mapping holds,
+    its RssShmem) and the run's own files in /dev/shm (its split's hand-off folder and its
+    actors' job folders; other users of the machine write there too, so not /dev/shm whole).
+    """
+
+    def __init__(self, views: Path, evals: Path, period: float = 0.1) -> None:
         super().__init__(daemon=True)
         self.period, self.me = period, psutil.Process()
-        self.shm0 = shm_used()
+        self.views, self.evals = views, evals
+        self.store = 0
         self.peak: dict[str, int] = {}  # "driver", "actor:<pid>", "sandbox:<pid>", "ray:<pid>" -> VmRSS
         self.whole = self.anon = self.shm = self.samples = 0
         self._done = threading.Event()
@@ -87,7 +101,7 @@ class Sampler(threading.Thread):
         except psutil.Error:
             return
         roles: dict[int, str] = {}
-        anon = 0
+        anon = store = 0
         for p in procs:  # parents come before their children in this list
             try:
                 title = " ".join(p.cmdline())
@@ -105,17 +119,20 @@ class Sampler(threading.Thread):
             roles[p.pid] = role
             st = status(p.pid)
             anon += st.get("RssAnon", 0)
+            store += st.get("RssShmem", 0) if "raylet" in title.split(" ")[0] else 0
             self.peak[role] = max(self.peak.get(role, 0), st.get("VmRSS", 0))
-        shm = max(0, shm_used() - self.shm0)
-        self.anon, self.shm = max(self.anon, anon), max(self.shm, shm)
-        self.whole = max(self.whole, anon + shm)
+        actors = [int(r.split(":")[1]) for r in roles.values() if r.startswith("actor:")]
+        files = tree_bytes(self.views) + sum(tree_bytes(f) for a in actors for f in self.evals.glob(f"job-{a}-*"))
+        self.anon, self.shm, self.store = max(self.anon, anon), max(self.shm, files), max(self.store, store)
+        self.whole = max(self.whole, anon + store + files)
         self.samples += 1
 
     def summary(self) -> dict[str, float]:
         of = lambda kind: [v / MB for k, v in self.peak.items() if k.startswith(kind)]  # noqa: E731
         return {"driver_mb": self.peak.get("driver", 0) / MB, "actors_mb": sorted(of("actor:"), reverse=True),
                 "sandbox_max_mb": max(of("sandbox:"), default=0.0), "ray_system_mb": sum(of("ray:")),
-                "anon_sum_peak_mb": self.anon / MB, "shm_added_peak_mb": self.shm / MB,
+                "anon_sum_peak_mb": self.anon / MB, "shm_files_peak_mb": self.shm / MB,
+                "object_store_mb": self.store / MB,
                 "whole_peak_mb": self.whole / MB, "samples": self.samples}
 
 
@@ -131,20 +148,6 @@ def measure_load(data: str, feature_set: str, stride: int) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def object_store_mb() -> float | None:
-    """Plasma bytes in use, from Ray's memory summary (None when it cannot be read)."""
-    import re
-
-    from ray._private.internal_api import memory_summary
-
-    try:
-        text = memory_summary(stats_only=True)
-    except Exception:  # noqa: BLE001 - a private API: the figure is optional
-        return None
-    match = re.search(r"Plasma memory usage (\d+) MiB", text)
-    return float(match.group(1)) if match else None
-
-
 def measure_run(data: str, feature_set: str, stride: int, actors: int, overrides: list[str]) -> dict:
     import ray
 
@@ -153,20 +156,22 @@ def measure_run(data: str, feature_set: str, stride: int, actors: int, overrides
     from aiforml.env.pool import EnvPool
     from aiforml.pipeline.defaults import default_program_source
     from aiforml.pipeline.handoff import default_root, split_key
+    from aiforml.pipeline.userdirs import private_root
     from aiforml.program import Program
     from aiforml.tasks import build_task
 
     cfg = load_config(["data=numerai", f"data.path={data}", f"data.feature_set={feature_set}",
                        f"data.era_stride={stride}", f"env.pool.num_actors={actors}",
                        f"env.pool.cpus_per_actor={2 / actors}", *DEFAULT_SETS, *overrides])
-    sampler = Sampler()
-    sampler.start()
     started = time.perf_counter()
     dataset = load_dataset(cfg.data)
     split = split_dataset(dataset, cfg.data)
     load_s = time.perf_counter() - started
     views = default_root() / split_key(build_task(dataset, split, cfg.env))
     shutil.rmtree(views, ignore_errors=True)  # written by this run, so that it is measured
+    sampler = Sampler(views, private_root("evals"))
+    sampler.sample()  # the driver after loading, before Ray
+    sampler.start()
     out: dict = {"feature_set": feature_set, "stride": stride, "actors": actors, "load_s": load_s,
                  "rows": dataset.n_rows, "train_rows": int(dataset.rows(split.train).sum()),
                  "int8_mb": dataset.features.nbytes / MB, "targets_mb": dataset.targets.nbytes / MB}
@@ -178,7 +183,6 @@ def measure_run(data: str, feature_set: str, stride: int, actors: int, overrides
             t = time.perf_counter()
             with EnvPool(cfg, dataset, split, baseline_dir=f"{tmp}/baselines") as pool:
                 out["pool_start_s"] = time.perf_counter() - t
-                out["object_store_mb"] = object_store_mb()
                 t = time.perf_counter()
                 results = pool.evaluate(programs)
                 out["evaluate_s"] = time.perf_counter() - t
@@ -224,14 +228,14 @@ def table(loads: list[dict], runs: list[dict]) -> str:
         lines.append(f"| {r['feature_set']} ({r['features']}) | {r['stride']} | {r['rows']:,} | {r['int8_mb']:.0f} MB "
                      f"| {r['load_s']:.1f} s | {r['peak_rss_mb']:.0f} MB ({r['peak_rss_mb'] / r['int8_mb']:.2f}x) |")
     lines += ["", "| feature set, actors | int8 size | driver | each actor | largest sandbox process | ray's own "
-              "| object store | /dev/shm added | whole run (private + /dev/shm) | whole / int8 | evaluation |",
+              "| object store | hand-off and job files | whole run | whole / int8 | evaluation |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         actors = " / ".join(f"{a:.0f}" for a in r["actors_mb"])
-        store = f"{r['object_store_mb']:.0f} MB" if r.get("object_store_mb") is not None else "n/a"
         lines.append(
             f"| {r['feature_set']}, {r['actors']} | {r['int8_mb']:.0f} MB | {r['driver_mb']:.0f} MB | {actors} MB "
-            f"| {r['sandbox_max_mb']:.0f} MB | {r['ray_system_mb']:.0f} MB | {store} | {r['shm_added_peak_mb']:.0f} MB "
+            f"| {r['sandbox_max_mb']:.0f} MB | {r['ray_system_mb']:.0f} MB | {r['object_store_mb']:.0f} MB "
+            f"| {r['shm_files_peak_mb']:.0f} MB "
             f"| {r['whole_peak_mb']:.0f} MB | {r['whole_peak_mb'] / r['int8_mb']:.1f}x "
             f"| {', '.join(r['statuses'])} in {r['evaluate_s']:.0f} s |")
     return "\n".join(lines)
