@@ -69,12 +69,32 @@ def tree_bytes(folder: Path) -> int:
     return total
 
 
+def plasma_bytes(pid: int) -> int:
+    """Bytes the object store's shared file holds (the raylet maps it; it is deleted, so its
+    size is read through /proc/PID/map_files)."""
+    seen, total = set(), 0
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in maps:
+        if "/plasma" in line:
+            try:
+                st = os.stat(f"/proc/{pid}/map_files/{line.split()[0]}")
+            except OSError:
+                continue
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_blocks * 512
+    return total
+
+
 class Sampler(threading.Thread):
     """Peaks of every process under this one, by role, and of the run's whole footprint.
 
     The footprint is private memory (RssAnon) of all the run's processes plus its shared
-    memory counted once: the object store (the pages the raylet's plasma mapping holds,
-    its RssShmem) and the run's own files in /dev/shm (its split's hand-off folder and its
+    memory counted once: the object store (the bytes of the plasma file the raylet maps)
+    and the run's own files in /dev/shm (its split's hand-off folder and its
     actors' job folders; other users of the machine write there too, so not /dev/shm whole).
     """
 
@@ -119,7 +139,7 @@ class Sampler(threading.Thread):
             roles[p.pid] = role
             st = status(p.pid)
             anon += st.get("RssAnon", 0)
-            store += st.get("RssShmem", 0) if "raylet" in title.split(" ")[0] else 0
+            store += plasma_bytes(p.pid) if title.split(" ")[0].endswith("/raylet") else 0
             self.peak[role] = max(self.peak.get(role, 0), st.get("VmRSS", 0))
         actors = [int(r.split(":")[1]) for r in roles.values() if r.startswith("actor:")]
         files = tree_bytes(self.views) + sum(tree_bytes(f) for a in actors for f in self.evals.glob(f"job-{a}-*"))
