@@ -6,7 +6,10 @@ in the training view. Validation and test targets are never written anywhere a c
 read. The two views of a dataset and split are written once, under /dev/shm when it
 exists (reads at memory speed, memory-mapped by the child: no copy per evaluation), and
 shared by every evaluation (in this user's private folder, :mod:`.userdirs`); a look-ahead guard's truncated view is written per evaluation
-into its job folder. The default feature step's matrix (:func:`shared_matrix`) is kept
+into its job folder. The trusted side can hold the same copy: :func:`shared_dataset` gives
+the data set's rows of the task without its feature matrix, which
+:func:`open_shared_dataset` memory-maps from the feature view (the environment actors
+of one machine so share one read-only copy with every child). The default feature step's matrix (:func:`shared_matrix`) is kept
 once per machine too: the feature view's own file when it is the same, and its training
 rows are hard-linked into each job's inbox, not copied.
 
@@ -15,15 +18,18 @@ Not responsible for running or scoring; the trusted side keeps its own row indic
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from aiforml.data.dataset import Dataset
 from aiforml.pipeline.userdirs import private_root
 from aiforml.tasks.base import Task, View
 
@@ -51,6 +57,22 @@ def shared_views(task: Task, root: Path | None = None) -> tuple[Path, Path]:
     if not (train / "meta.json").exists():
         write_view(train, task.train_view())
     return features, train
+
+
+def shared_dataset(task: Task, root: Path | None = None) -> tuple[dict[str, Any], Path]:
+    """The task's data set cut to its feature rows, as ``Dataset`` fields less the feature
+    matrix (small: eras, targets, names), and the file that holds the matrix: the feature
+    view, written here once. Embargo rows are left out; no evaluation reads them."""
+    feature_dir, _ = shared_views(task, root)
+    d, rows = task.dataset, task.feature_rows
+    fields = {f.name: getattr(d, f.name) for f in dataclasses.fields(d) if f.name != "features"}
+    fields.update(eras=d.eras[rows], targets=d.targets[rows], ids=None if d.ids is None else d.ids[rows])
+    return fields, feature_dir / "features.npy"
+
+
+def open_shared_dataset(fields: dict[str, Any], path: Path) -> Dataset:
+    """The data set of :func:`shared_dataset`, its matrix memory-mapped read-only from ``path``."""
+    return Dataset(**fields, features=np.load(path, mmap_mode="r", allow_pickle=False))
 
 
 def shared_matrix(feature_dir: Path, train_dir: Path, matrix: np.ndarray, n_train: int,
