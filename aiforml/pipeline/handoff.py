@@ -5,13 +5,15 @@ A *view* is what a task lets one stage see (:meth:`aiforml.tasks.Task.feature_vi
 in the training view. Validation and test targets are never written anywhere a child can
 read. The two views of a dataset and split are written once, under /dev/shm when it
 exists (reads at memory speed, memory-mapped by the child: no copy per evaluation), and
-shared by every evaluation (in this user's private folder, :mod:`.userdirs`); a look-ahead guard's truncated view is written per evaluation
-into its job folder. The trusted side can hold the same copy: :func:`shared_dataset` gives
-the data set's rows of the task without its feature matrix, which
-:func:`open_shared_dataset` memory-maps from the feature view (the environment actors
-of one machine so share one read-only copy with every child). The default feature step's matrix (:func:`shared_matrix`) is kept
-once per machine too: the feature view's own file when it is the same, and its training
-rows are hard-linked into each job's inbox, not copied.
+shared by every evaluation (in this user's private folder, :mod:`.userdirs`); a look-ahead
+guard's truncated view is written per evaluation into its job folder.
+
+The trusted side holds the same copy: :func:`shared_dataset` gives the task's rows of the
+data set without the feature matrix, which :func:`open_shared_dataset` memory-maps from
+the feature view (so the environment actors of one machine share one read-only copy with
+every child). The default feature step's matrix (:func:`shared_matrix`) is that file too
+when it is equal (else written once), and its training rows are hard-linked into each
+job's inbox, not copied.
 
 Not responsible for running or scoring; the trusted side keeps its own row indices.
 """
