@@ -222,8 +222,9 @@ def child(data: str, args: list[str]) -> dict:
     """Run one measurement in a fresh interpreter (clean peaks) and return its JSON."""
     proc = subprocess.run([sys.executable, __file__, "--data", data, "--child", *args], capture_output=True, text=True,
                           timeout=3600, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if proc.returncode != 0:
-        raise RuntimeError(f"measurement {args} failed:\n{proc.stderr[-3000:]}")
+    if proc.returncode != 0:  # kept as a row: a failure at full size is a finding too
+        print(f"measurement {args} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)
+        return {"args": args, "error": proc.stderr.strip().splitlines()[-1][:300] if proc.stderr.strip() else "?"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -245,12 +246,18 @@ def ensure_data(folder: Path, eras: int, rows_per_era: int) -> None:
 def table(loads: list[dict], runs: list[dict]) -> str:
     lines = ["| feature set | era stride | rows | int8 size | load | peak RSS of the load |", "|---|---|---|---|---|---|"]
     for r in loads:
+        if "error" in r:
+            lines.append(f"| {' '.join(r['args'])}: {r['error']} |")
+            continue
         lines.append(f"| {r['feature_set']} ({r['features']}) | {r['stride']} | {r['rows']:,} | {r['int8_mb']:.0f} MB "
                      f"| {r['load_s']:.1f} s | {r['peak_rss_mb']:.0f} MB ({r['peak_rss_mb'] / r['int8_mb']:.2f}x) |")
     lines += ["", "| feature set, actors | int8 size | driver | each actor | largest sandbox process | ray's own "
               "| object store | hand-off and job files | whole run | whole / int8 | evaluation |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
+        if "error" in r:
+            lines.append(f"| {' '.join(r['args'])}: {r['error']} |")
+            continue
         actors = " / ".join(f"{a:.0f}" for a in r["actors_mb"])
         lines.append(
             f"| {r['feature_set']}, {r['actors']} | {r['int8_mb']:.0f} MB | {r['driver_mb']:.0f} MB | {actors} MB "
@@ -280,16 +287,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ensure_data(Path(args.data), args.eras, args.rows_per_era)
     load_before = os.getloadavg()
-    loads = [child(args.data, ["load", s, str(k)]) for s in args.sets for k in sorted({1, args.stride})]
+    out = Path(__file__).with_name("results") / f"numerai_memory_{time.strftime('%Y-%m-%d')}.json"
+    loads: list[dict] = []
+    runs: list[dict] = []
     sets = sum((["--set", s] for s in args.set), [])
-    runs = [child(args.data, ["run", s, str(args.stride), str(n), *sets]) for s in args.sets for n in args.actors]
+    jobs = [("load", [s, str(k)]) for s in args.sets for k in sorted({1, args.stride})]
+    jobs += [("run", [s, str(args.stride), str(n), *sets]) for s in args.sets for n in args.actors]
+    for kind, job in jobs:
+        (loads if kind == "load" else runs).append(child(args.data, [kind, *job]))
+        out.write_text(json.dumps({"overrides": DEFAULT_SETS + args.set, "loads": loads, "runs": runs}, indent=1))
     load_after = os.getloadavg()
     mem = psutil.virtual_memory()
     header = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, {os.cpu_count()} CPUs, "
               f"{mem.total / 2**30:.0f} GiB, Python {sys.version.split()[0]}, load average {load_before[0]:.1f} "
               f"before / {load_after[0]:.1f} after; data {args.data} ({args.eras} eras x {args.rows_per_era} rows)")
     print(f"\n{header}\n\n{table(loads, runs)}")
-    out = Path(__file__).with_name("results") / f"numerai_memory_{time.strftime('%Y-%m-%d')}.json"
     out.write_text(json.dumps({"header": header, "overrides": DEFAULT_SETS + args.set, "loads": loads,
                                "runs": runs}, indent=1))
     print(f"\nwrote {out}")

@@ -46,6 +46,7 @@ from aiforml.data.cache import default_cache_dir
 from aiforml.data.dataset import EraSplit
 from aiforml.pipeline import checks
 from aiforml.pipeline.childio import (
+    MAX_CHILD_FILE,
     READ_ERRORS,
     MissingOutput,
     job_prefix,
@@ -98,6 +99,8 @@ class Evaluator:
         self._default_matrix: tuple[np.ndarray, list[str]] | None = None  # memory-mapped (shared_matrix)
         self._default_x_train: Path | None = None  # its training rows' file, hard-linked into inboxes
         self._cuts = np.random.default_rng(secrets.randbits(128))  # never seeded from config
+        # a feature matrix is read back up to the size the sandbox lets a child write (env.sandbox.file_mb)
+        self._matrix_limit = max(MAX_CHILD_FILE, cfg.sandbox.file_mb * 2**20)
 
     # --- public -------------------------------------------------------------------------
     def evaluate(self, program: Program, progress: Progress | None = None,
@@ -212,7 +215,7 @@ class Evaluator:
         if result.status != "ok":
             return result, None
         try:
-            checked = read_features(out, len(self.task.feature_rows))
+            checked = read_features(out, len(self.task.feature_rows), self._matrix_limit)
         except READ_ERRORS as exc:
             result.status, result.message = "invalid_output", f"create_features: {output_finding(exc)[1]}"
             return result, None
@@ -230,7 +233,7 @@ class Evaluator:
             return (guard.status, "look-ahead guard: the feature step failed on the data cut after "
                     f"{self.task.describe_row(cut - 1)}: {guard.message}"), run.wall_s
         try:
-            truncated, _ = read_features(out, cut)
+            truncated, _ = read_features(out, cut, self._matrix_limit)
         except READ_ERRORS as exc:
             return ("invalid_output", f"look-ahead guard: {output_finding(exc)[1]}"), run.wall_s
         return compare_features(features, truncated, self.task), run.wall_s
@@ -349,9 +352,9 @@ def build_evaluator(dataset: Any, split: EraSplit, cfg: EnvConfig,
     return Evaluator(dataset, split, cfg, work_root, cache_dir)
 
 
-def read_features(out: Path, n_rows: int) -> tuple[np.ndarray, list[str]]:
-    """The feature matrix a feature run wrote, and its column names, checked."""
-    features = load_matrix(out / "features.npy", n_rows)
+def read_features(out: Path, n_rows: int, limit: int = MAX_CHILD_FILE) -> tuple[np.ndarray, list[str]]:
+    """The feature matrix a feature run wrote (at most ``limit`` bytes), and its column names, checked."""
+    features = load_matrix(out / "features.npy", n_rows, limit)
     columns = read_columns(out)
     if len(columns) != features.shape[1] or not features.shape[1]:
         raise ValueError(f"{features.shape[1]} feature columns but {len(columns)} column names")
