@@ -1,14 +1,14 @@
 """Load time and memory of Numerai v5 data at full width: driver, env actors, sandbox child.
 
     .venv/bin/python benchmarks/numerai_memory.py [--data DIR] [--eras 800] [--rows-per-era 1500]
-        [--sets medium all] [--actors 1 2] [--stride 4] [--set KEY=VALUE ...]
+        [--sets medium all] [--stride 4] [--runs medium:4:1 ... all:8:2] [--set KEY=VALUE ...]
 
 Writes (once, if ``--data`` holds none) a synthetic folder in v5's layout at full width
 (:mod:`aiforml.data.v5_layout`: 2,376 int8 features, 33 v5 target names, string eras,
 ``data_type``, v5's "test" rows without targets), then, each in a fresh process:
 - load only: ``load_numerai`` of each feature set at era stride 1 and ``--stride``: wall
   time and peak RSS against the int8 size of the selected columns;
-- a run: load at ``--stride``, a local Ray of 2 CPUs, an :class:`EnvPool` of 1 or 2 actors
+- a run (``--runs``, feature set : era stride : actors): a local Ray of 2 CPUs, an :class:`EnvPool` of 1 or 2 actors
   that warms the default program's baseline (one evaluation in the first actor) and then
   evaluates one variant of the default program per actor at once. A thread samples every
   process of the run at 10 Hz (/proc/PID/status): peak VmRSS of the driver, of each actor
@@ -43,6 +43,7 @@ MB = 2**20
 DEFAULT_SETS = ["env.pipeline.n_estimators=10", "env.pipeline.cv_folds=1", "env.sandbox.memory_mb=12000",
                 "env.sandbox.wall_s=1200", "env.sandbox.cpu_s=2400", "env.pool.start_timeout_s=2400"]
 FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+RUNS = ["medium:4:1", "medium:4:2", "all:4:1", "all:8:2"]
 
 
 def status(pid: int) -> dict[str, int]:
@@ -251,7 +252,7 @@ def table(loads: list[dict], runs: list[dict]) -> str:
             continue
         lines.append(f"| {r['feature_set']} ({r['features']}) | {r['stride']} | {r['rows']:,} | {r['int8_mb']:.0f} MB "
                      f"| {r['load_s']:.1f} s | {r['peak_rss_mb']:.0f} MB ({r['peak_rss_mb'] / r['int8_mb']:.2f}x) |")
-    lines += ["", "| feature set, actors | int8 size | driver | each actor | largest sandbox process | ray's own "
+    lines += ["", "| feature set, stride, actors | int8 size | driver | each actor | largest sandbox process | ray's own "
               "| object store | hand-off and job files | whole run | whole / int8 | evaluation |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
@@ -260,7 +261,7 @@ def table(loads: list[dict], runs: list[dict]) -> str:
             continue
         actors = " / ".join(f"{a:.0f}" for a in r["actors_mb"])
         lines.append(
-            f"| {r['feature_set']}, {r['actors']} | {r['int8_mb']:.0f} MB | {r['driver_mb']:.0f} MB | {actors} MB "
+            f"| {r['feature_set']}, {r['stride']}, {r['actors']} | {r['int8_mb']:.0f} MB | {r['driver_mb']:.0f} MB | {actors} MB "
             f"| {r['sandbox_max_mb']:.0f} MB | {r['ray_system_mb']:.0f} MB | {r['object_store_mb']:.0f} MB "
             f"| {r['shm_files_peak_mb']:.0f} MB "
             f"| {r['whole_peak_mb']:.0f} MB | {r['whole_peak_mb'] / r['int8_mb']:.1f}x "
@@ -273,9 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(Path(tempfile.gettempdir()) / "aiforml-v5-layout"))
     parser.add_argument("--eras", type=int, default=800, help="eras in the written folder (train and validation)")
     parser.add_argument("--rows-per-era", type=int, default=1500)
-    parser.add_argument("--sets", nargs="+", default=["medium", "all"])
-    parser.add_argument("--actors", nargs="+", type=int, default=[1, 2])
-    parser.add_argument("--stride", type=int, default=4, help="data.era_stride of the runs")
+    parser.add_argument("--sets", nargs="+", default=["medium", "all"], help="feature sets of the load-only rows")
+    parser.add_argument("--stride", type=int, default=4, help="era stride of the load-only rows (and 1)")
+    parser.add_argument("--runs", nargs="+", default=RUNS, metavar="SET:STRIDE:ACTORS",
+                        help="pool runs (all with 2 actors at stride 8: two children training on 2,376 "
+                             "features at stride 4 need about 20 GB on this 24 GiB machine)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -292,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict] = []
     sets = sum((["--set", s] for s in args.set), [])
     jobs = [("load", [s, str(k)]) for s in args.sets for k in sorted({1, args.stride})]
-    jobs += [("run", [s, str(args.stride), str(n), *sets]) for s in args.sets for n in args.actors]
+    jobs += [("run", [*run.split(":"), *sets]) for run in args.runs]
     for kind, job in jobs:
         (loads if kind == "load" else runs).append(child(args.data, [kind, *job]))
         out.write_text(json.dumps({"overrides": DEFAULT_SETS + args.set, "loads": loads, "runs": runs}, indent=1))

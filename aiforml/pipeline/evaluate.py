@@ -77,6 +77,7 @@ Progress = Callable[[str, float], None]
 # last bit on truncated data; these only absorb summation-order noise.
 GUARD_RTOL, GUARD_ATOL = 1e-7, 1e-10
 MAX_COLUMNS = 100_000
+GUARD_BLOCK = 1 << 23  # values the guard compares at once (64 MiB as float64): a full-width matrix is GBs
 
 
 class Evaluator:
@@ -378,14 +379,21 @@ def compare_features(full: np.ndarray, truncated: np.ndarray, task: Task) -> che
         return "leakage_suspected", (f"create_features returned {truncated.shape[1]} columns on the data "
                                      f"cut after {task.describe_row(cut - 1)} but {full.shape[1]} on the "
                                      "whole data; features must not depend on later rows")
-    head = full[:cut].astype(np.float64)
-    same = np.isclose(head, truncated.astype(np.float64), rtol=GUARD_RTOL, atol=GUARD_ATOL, equal_nan=True)
-    if same.all():
-        return None
-    row, col = np.argwhere(~same)[0]
+    step = max(1, GUARD_BLOCK // max(1, full.shape[1]))  # rows at a time: float64 copies of a block, not the matrix
+    for start in range(0, cut, step):
+        head = full[start:min(start + step, cut)].astype(np.float64)
+        same = np.isclose(head, truncated[start:start + len(head)].astype(np.float64),
+                          rtol=GUARD_RTOL, atol=GUARD_ATOL, equal_nan=True)
+        if not same.all():
+            row, col = np.argwhere(~same)[0]
+            return _look_ahead(task, start + int(row), int(col), head[row, col], truncated, cut)
+    return None
+
+
+def _look_ahead(task: Task, row: int, col: int, whole: float, truncated: np.ndarray, cut: int) -> checks.Finding:
     return "leakage_suspected", (
-        f"look-ahead: feature column {col} of row {row} ({task.describe_row(int(row))}) is "
-        f"{head[row, col]:.6g} on the whole data but {float(truncated[row, col]):.6g} when the data ends "
+        f"look-ahead: feature column {col} of row {row} ({task.describe_row(row)}) is "
+        f"{whole:.6g} on the whole data but {float(truncated[row, col]):.6g} when the data ends "
         f"after {task.describe_row(cut - 1)}; features may use only the current and earlier rows "
         "(shift(-k), centered windows, whole-series statistics and links to later eras read the future)")
 

@@ -109,3 +109,20 @@ def test_default_features_are_the_mapped_view_and_linked_into_each_inbox(dataset
     finally:
         ev.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_guard_compares_block_by_block_and_names_the_first_changed_value(dataset, split, monkeypatch):
+    """The look-ahead comparison works in row blocks (a float64 copy of a full-width matrix
+    would be GBs) and still reports the first changed value, wherever its block is."""
+    from aiforml.pipeline import evaluate
+
+    task = build_task(dataset, split, EnvConfig())
+    full = np.random.default_rng(0).integers(0, 5, size=(1000, 4)).astype(np.int8)
+    truncated = full[:900].astype(np.float32)
+    monkeypatch.setattr(evaluate, "GUARD_BLOCK", 40)  # 10 rows a block
+    assert evaluate.compare_features(full, truncated, task) is None
+    truncated[705, 2] += 0.5
+    truncated[706, 1] += 0.5
+    status, message = evaluate.compare_features(full, truncated, task)
+    assert status == "leakage_suspected"
+    assert message.startswith(f"look-ahead: feature column 2 of row 705 ({task.describe_row(705)}) is {full[705, 2]:.6g}")
