@@ -7,8 +7,8 @@ columns and the targets, with two predicates pushed into the reader: a known ``t
 (v5's test rows have none and are dropped) and the era stride (``data.era_stride``: every
 k-th era, counted from the first file's first era). Features stay int8 and are read one
 row-group slice at a time into one C-contiguous int8 matrix (the transient copy is one
-slice, not the file). Also checking the schema with errors that name the file and the missing columns,
-and mapping eras ("0001" or ints) to sorted int32 eras.
+slice, not the file). Also checking the schema with errors that name the file and the
+missing columns, and mapping eras ("0001" or ints) to sorted int32 eras.
 Not responsible for: downloading data, splitting eras (``dataset.py``), sharing the
 arrays between processes (the environment pool and the hand-off).
 """
@@ -141,7 +141,7 @@ def _slices(path: Path) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class _FilePart:
-    """One file's small columns, read; its features still to read (``read_features``)."""
+    """One file's small columns, read; its features still to read (``_read_features``)."""
 
     path: Path
     eras: np.ndarray  # (n,) int32
