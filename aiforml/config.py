@@ -68,6 +68,9 @@ class DataConfig:
     horizon: int = 5  # trading: the target is the forward return over this many periods (embargo_eras must be >= it)
     prices: SyntheticPricesConfig = field(default_factory=SyntheticPricesConfig)
     feature_set: str = "all"  # a feature set name from features.json (small, medium, all) or "all"
+    # numerai: keep every k-th era, counted from the first era of the first file (eras first,
+    # first+k, ...; validation.parquet continues the count); embargo_eras then counts kept eras
+    era_stride: int = 1
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     validation_eras: int | None = None  # eras in the validation block (None: the preset's)
     test_eras: int | None = None  # eras in the sealed test block (None: the preset's)
@@ -81,6 +84,10 @@ class DataConfig:
             "(and validation.parquet, features.json) or one parquet file",
         )
         check(self.embargo_eras >= 0, f"data.embargo_eras must be >= 0, got {self.embargo_eras}")
+        check(self.era_stride >= 1, f"data.era_stride must be >= 1 (1 keeps every era), got {self.era_stride}")
+        check(self.era_stride == 1 or self.source == "numerai",
+              f"data.era_stride={self.era_stride} applies to data.source=numerai only (it thins the parquet "
+              f"scan); set data.era_stride=1 for data.source={self.source}")
         check(self.source != "prices" or bool(self.path),
               "data.path is required when data.source is prices: an OHLCV CSV/parquet file or a folder of them")
         trading = self.source in PRICE_SOURCES

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from aiforml.archive import open_run
 from aiforml.descriptors import FEATURE_IDEAS, MODEL_FAMILIES, describe_program
 from aiforml.program import EvalResult, Program
 from aiforml.reference import ERAS_FILE, PREDICTIONS_DIR
@@ -91,8 +92,6 @@ def run_diversity(run_dir: Path, cluster_corr: float = 0.9) -> list[dict[str, An
     versions get them too); clusters need the saved validation predictions
     (``RUN_DIR/val_predictions``) and are None without them.
     """
-    from aiforml.archive import open_run
-
     with open_run(run_dir) as archive:
         rows = archive.rows(("cycle", "status", "program", "program_hash", "val_sharpe"))
     store = Path(run_dir) / PREDICTIONS_DIR

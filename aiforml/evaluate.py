@@ -45,6 +45,10 @@ from rich.table import Table
 
 from aiforml.compose import data_overrides, load_config, load_run_config
 from aiforml.config import Config
+from aiforml.data import load_dataset, split_dataset
+from aiforml.data.live import read_live
+from aiforml.pipeline.defaults import default_program_source
+from aiforml.pipeline.evaluate import build_evaluator
 from aiforml.program import EvalResult, Program
 from aiforml.rescore import (
     REPRODUCE_TOL,
@@ -55,6 +59,7 @@ from aiforml.rescore import (
 )
 from aiforml.reward import compute_reward
 from aiforml.reward import describe as describe_reward
+from aiforml.submission import predict_live, write_submission
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -96,8 +101,6 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def read_program(args: argparse.Namespace, cfg: Config) -> tuple[Program, dict | None]:
     """The program to evaluate and, with ``--run``, its archived row (None if the run lacks it)."""
-    from aiforml.pipeline.defaults import default_program_source
-
     named = [name for name, given in (("a program file", args.program), ("--default", args.default),
                                       ("--rank", args.rank is not None),
                                       ("--program", args.program_hash is not None)) if given]
@@ -129,9 +132,6 @@ def evaluate(program: Program, cfg: Config, console: Console | None,
     ``data_version``: the version the evaluation must see (a run's); ValueError before any
     evaluation when the data here differs.
     """
-    from aiforml.data import load_dataset, split_dataset
-    from aiforml.pipeline.evaluate import build_evaluator
-
     status = console.status("loading data") if console else None
     if status:
         status.start()
@@ -165,10 +165,6 @@ def check_data_version(here: str, run: str | None) -> None:
 
 def live_predictions(program: Program, cfg: Config, args: argparse.Namespace, console: Console) -> int:
     """``--live``: predict the live file's rows and write them; the exit status."""
-    from aiforml.data import load_dataset
-    from aiforml.data.live import read_live
-    from aiforml.submission import predict_live, write_submission
-
     with console.status("loading data and predicting the live rows"):
         dataset = load_dataset(cfg.data)
         live = read_live(args.live, dataset.feature_names)
@@ -283,8 +279,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = build_config(args)
         if args.print_default:
-            from aiforml.pipeline.defaults import default_program_source
-
             print(default_program_source(cfg.env.pipeline, cfg.data.resolved_task))
             return 0
         program, row = read_program(args, cfg)

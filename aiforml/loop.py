@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiforml.algo.imitation import imitation_mask
+from aiforml.archive import ArchiveRecord
 from aiforml.checkpoint import save_checkpoint
 from aiforml.config import Config
 from aiforml.descriptors import describe_program
@@ -224,8 +225,6 @@ def update_policy(learner: Learner, rollouts: Any, rewards: list[float | None],
 
 def archive_records(cycle: int, policy_version: int, batch: Cycle) -> list[Any]:
     """One ``ArchiveRecord`` per sample (full results, sealed test scores included)."""
-    from aiforml.archive import ArchiveRecord
-
     return [
         ArchiveRecord(cycle=cycle, sample_index=i, policy_version=policy_version,
                       program=program.source if program else "", completion=text, result=result,

@@ -83,13 +83,13 @@ class EraBases:
     def for_target(cls, features: np.ndarray, target: np.ndarray, eras: np.ndarray,
                    rcond: float = 1e-6) -> EraBases:
         keep = np.isfinite(target)
-        f, e = features[keep].astype(np.float64), eras[keep]
+        f, e = features[keep], eras[keep]  # as they are (int8): float64 one era at a time
         starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]]) if len(e) else np.zeros(0, dtype=int)
         counts = np.diff(np.r_[starts, len(e)])
         bases = []
         with threadpool_limits(limits=1, user_api="blas"):
             for start, count in zip(starts, counts, strict=True):
-                design = np.hstack([f[start:start + count], np.ones((count, 1))])
+                design = np.hstack([f[start:start + count].astype(np.float64), np.ones((count, 1))])
                 u, sv, _ = np.linalg.svd(design, full_matrices=False)
                 bases.append(np.ascontiguousarray(u[:, sv > rcond * sv.max()]) if sv.size else u[:, :0])
         return cls(tuple(bases), int(len(e)))

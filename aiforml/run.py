@@ -114,6 +114,7 @@ def _run_in_ray(cfg: Config, run_dir: Path, console: Console, stack: ExitStack,
         cfg.env, server=dataclasses.replace(cfg.env.server, show_test=True)))
     with console.status("starting the environment pool and the learner"):
         pool = stack.enter_context(EnvPool(pool_cfg, dataset, split))
+        dataset = pool.dataset  # the pool's shared copy (memory-mapped on one machine): the loaded one is freed
         console.print(f"learner: {learner.info()}")
         console.print(f"placement: env actors on nodes {[i.get('node_id') for i in pool.info]}")
     archive = Archive(run_dir / ARCHIVE_FILE)

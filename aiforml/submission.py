@@ -24,14 +24,13 @@ import pandas as pd
 from aiforml.config import Config
 from aiforml.data.dataset import Dataset
 from aiforml.data.live import LiveRows, with_live_rows
+from aiforml.pipeline.evaluate import build_evaluator
 from aiforml.program import EvalResult, Program
 
 
 def predict_live(program: Program, cfg: Config, dataset: Dataset, live: LiveRows,
                  work_root: Path | None = None) -> tuple[EvalResult, pd.DataFrame | None]:
     """The program's result and, when it is ok, the submission frame (index id, column prediction)."""
-    from aiforml.pipeline.evaluate import build_evaluator
-
     if not isinstance(dataset, Dataset):
         raise ValueError("live predictions need tournament data (task numerai); "
                          f"data.source={cfg.data.source} is a price series")

@@ -78,7 +78,7 @@ def split_dataset(dataset: Dataset | PriceData, cfg: DataConfig) -> EraSplit:
 def _numerai(cfg: DataConfig) -> Dataset:
     if not cfg.path:
         raise ValueError("data.path is required when data.source is numerai")
-    return load_numerai(cfg.path, cfg.feature_set)
+    return load_numerai(cfg.path, cfg.feature_set, cfg.era_stride)
 
 
 def _synthetic(cfg: DataConfig) -> Dataset:

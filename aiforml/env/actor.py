@@ -1,7 +1,8 @@
 """``EnvActor``: one environment (an MCP server over an episode session) in a Ray actor.
 
 Responsible for: building the session and its MCP server from the data set handed over
-by the pool (through the Ray object store, so no actor reads data from disk), warming the
+by the pool (through the Ray object store, or on one machine as small fields plus the
+feature view's file, memory-mapped: the matrix is then held once per machine), warming the
 default program's baseline predictions, and evaluating one program at a time by calling
 its own server's ``evaluate_program`` tool through the in-process MCP client, with the
 per-program deadline as the client's timeout (the server then kills the sandbox). The
@@ -30,6 +31,7 @@ from aiforml.config import Config
 from aiforml.data.dataset import Dataset, EraSplit
 from aiforml.env.server import build_server
 from aiforml.env.session import EnvSession
+from aiforml.pipeline.handoff import open_shared_dataset
 from aiforml.program import EvalResult, Program
 
 # Key of the returned dict that carries the validation predictions (a float32 array) to the
@@ -40,8 +42,14 @@ VALIDATION_PREDICTIONS = "validation_predictions"
 class EnvActor:
     """Holds one MCP server and the data set; evaluates programs through the MCP client."""
 
-    def __init__(self, cfg: Config, dataset: Dataset, split: EraSplit,
-                 baseline_dir: str | None = None, work_root: str | None = None) -> None:
+    def __init__(self, cfg: Config, dataset: Dataset | dict[str, Any], split: EraSplit,
+                 baseline_dir: str | None = None, work_root: str | None = None,
+                 features_path: str | None = None) -> None:
+        """``features_path``: ``dataset`` is :func:`~aiforml.pipeline.handoff.shared_dataset`'s
+        fields, the matrix to memory-map from this hand-off file (the pool's single-node case)."""
+        if features_path is not None:
+            dataset = open_shared_dataset(dataset, Path(features_path))
+        self.features_file = getattr(dataset.features, "filename", None)
         self.session = EnvSession(cfg, dataset, split, baseline_dir=Path(baseline_dir) if baseline_dir else None,
                                   work_root=Path(work_root) if work_root else None)
         self.server = build_server(self.session)
@@ -51,6 +59,7 @@ class EnvActor:
         """Warm the baseline (cached on disk after the first actor) and say who we are."""
         await anyio.to_thread.run_sync(self.session.evaluator.baseline_predictions)
         return {"pid": os.getpid(), "data_version": self.session.evaluator.data_version,
+                "features_file": str(self.features_file) if self.features_file else None,
                 "isolation": self.session.evaluator.sandbox.isolation,
                 "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None}
 

@@ -5,8 +5,11 @@
     pool.close()
 
 Responsible for: checking that the actors fit in the Ray cluster before creating them (an
-unschedulable actor would hang every call silently), putting the data set in the object
-store once for all actors, warming the first actor's baseline before the others read it
+unschedulable actor would hang every call silently), handing the data set to the actors
+once (on one machine: the hand-off's feature view written once and memory-mapped by every
+actor, only eras, targets and names through the object store, and ``pool.dataset`` the
+driver's mapped copy, so that the loaded matrix can be freed; on several machines: the
+data set through the object store), warming the first actor's baseline before the others read it
 from disk, serving repeated programs from the :class:`ResultCache` (normalized program
 hash + data version + environment settings), dispatching the rest to free actors, a
 per-program deadline (the actor's MCP call times out and its server kills the sandbox;
@@ -40,7 +43,9 @@ from aiforml.data.dataset import Dataset, EraSplit
 from aiforml.env.actor import VALIDATION_PREDICTIONS, EnvActor
 from aiforml.env.cache import CacheKey, ResultCache
 from aiforml.env.models import from_output
+from aiforml.pipeline.handoff import open_shared_dataset, shared_dataset
 from aiforml.program import EvalResult, Program
+from aiforml.tasks import build_task
 
 POLL_S = 0.5  # how often the dispatch loop looks for finished work and hung actors
 GET_TIMEOUT_S = 30.0  # fetching a result that ray.wait reported ready
@@ -72,6 +77,11 @@ class _Job:
     key: CacheKey
     program: Program
     attempt: int = 0
+
+
+def single_node() -> bool:
+    """Whether the Ray cluster is this one machine (actors can then read its /dev/shm)."""
+    return len([n for n in ray.nodes() if n.get("Alive")]) == 1
 
 
 def check_resources(pool: PoolConfig) -> None:
@@ -119,7 +129,15 @@ class EnvPool:
         self._remote = ray.remote(EnvActor).options(
             num_cpus=self.pool_cfg.cpus_per_actor, resources=dict(self.pool_cfg.actor_resources or {}),
             max_restarts=self.pool_cfg.max_restarts, max_task_retries=0, max_concurrency=1)
-        self._args = (cfg, ray.put(dataset), split, *(str(Path(d)) if d else None for d in (baseline_dir, work_root)))
+        dirs = tuple(str(Path(d)) if d else None for d in (baseline_dir, work_root))
+        if isinstance(dataset, Dataset) and single_node():
+            # the feature matrix is held once: the hand-off file, memory-mapped by actors, children and driver
+            fields, path = shared_dataset(build_task(dataset, split, cfg.env))
+            self._args: tuple = (cfg, ray.put(fields), split, *dirs, str(path))
+            self.dataset = open_shared_dataset(fields, path)
+        else:  # actors on other machines: a copy per node through the object store
+            self._args = (cfg, ray.put(dataset), split, *dirs)
+            self.dataset = dataset
         self.actors: list[Any] = []
         self.in_flight: dict[int, str] = {}  # actor index -> program hash it is evaluating now
         try:

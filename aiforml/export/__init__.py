@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from aiforml.config import Config
+from aiforml.data import load_dataset
 from aiforml.export.choose import ChosenProgram
 from aiforml.export.script import assemble, load_script
 from aiforml.export.upload import (
@@ -125,8 +126,6 @@ def training_data(namespace: dict, cfg: Config, data_dir: Path | None, progress:
         return frame, features, targets, live
     if data_dir is not None:
         raise ValueError(f"--data {data_dir}: no such folder (give a Numerai v5 folder)")
-    from aiforml.data import load_dataset
-
     progress(f"loading the run's data ({cfg.data.source})")
     frame, features, targets = dataset_frame(load_dataset(cfg.data))
     return frame, features, targets, None

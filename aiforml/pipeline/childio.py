@@ -119,15 +119,16 @@ def load_array(path: Path, shape: tuple[int, ...], integer: bool = False) -> np.
     return _load_npy(path, expected)
 
 
-def load_matrix(path: Path, n_rows: int) -> np.ndarray:
-    """A child's 2-D numeric ``.npy`` array with ``n_rows`` rows. Raises ``ValueError``."""
+def load_matrix(path: Path, n_rows: int, limit: int = MAX_CHILD_FILE) -> np.ndarray:
+    """A child's 2-D numeric ``.npy`` array with ``n_rows`` rows, at most ``limit`` bytes.
+    Raises ``ValueError``."""
 
     def expected(got: tuple[int, ...], dtype: np.dtype) -> str | None:
         if len(got) != 2 or got[0] != n_rows or dtype.kind not in "fiu":
             return f"shape {got} and dtype {dtype}; expected ({n_rows}, k) numbers"
         return None
 
-    return _load_npy(path, expected)
+    return _load_npy(path, expected, limit)
 
 
 def _load_npy(path: Path, expected: Expected, limit: int = MAX_CHILD_FILE) -> np.ndarray:
@@ -185,7 +186,8 @@ def _open_regular(path: Path, limit: int) -> BinaryIO:
     f = os.fdopen(fd, "rb")
     info = os.fstat(fd)
     problem = (f"{path.name} is not a regular file" if not stat.S_ISREG(info.st_mode)
-               else f"{path.name} is {info.st_size} bytes; at most {limit} are read" if info.st_size > limit
+               else f"{path.name} is {info.st_size} bytes; at most {limit} are read (a feature matrix: "
+                    "up to env.sandbox.file_mb)" if info.st_size > limit
                else None)  # fmt: skip
     if problem:
         f.close()

@@ -50,6 +50,7 @@ from aiforml.data.cache import default_cache_dir
 from aiforml.data.dataset import EraSplit
 from aiforml.pipeline import checks
 from aiforml.pipeline.childio import (
+    MAX_CHILD_FILE,
     READ_ERRORS,
     MissingOutput,
     job_prefix,
@@ -61,7 +62,13 @@ from aiforml.pipeline.childio import (
     remove_stale_jobs,
     remove_tree,
 )
-from aiforml.pipeline.handoff import shared_views, split_key, write_view
+from aiforml.pipeline.handoff import (
+    link_or_copy,
+    shared_matrix,
+    shared_views,
+    split_key,
+    write_view,
+)
 from aiforml.pipeline.stream import BlockStreamer, write_array
 from aiforml.pipeline.userdirs import private_root
 from aiforml.program import EvalResult, Program
@@ -74,6 +81,7 @@ Progress = Callable[[str, float], None]
 # last bit on truncated data; these only absorb summation-order noise.
 GUARD_RTOL, GUARD_ATOL = 1e-7, 1e-10
 MAX_COLUMNS = 100_000
+GUARD_BLOCK = 1 << 23  # values the guard compares at once (64 MiB as float64): a full-width matrix is GBs
 
 
 class Evaluator:
@@ -93,8 +101,11 @@ class Evaluator:
         self.defaults = self.task.defaults()
         self.data_version = f"{dataset.version}/{split_key(self.task)}"
         self._baseline: np.ndarray | None = None
-        self._default_matrix: tuple[np.ndarray, list[str]] | None = None
+        self._default_matrix: tuple[np.ndarray, list[str]] | None = None  # memory-mapped (shared_matrix)
+        self._default_x_train: Path | None = None  # its training rows' file, hard-linked into inboxes
         self._cuts = np.random.default_rng(secrets.randbits(128))  # never seeded from config
+        # a feature matrix is read back up to the size the sandbox lets a child write (env.sandbox.file_mb)
+        self._matrix_limit = max(MAX_CHILD_FILE, cfg.sandbox.file_mb * 2**20)
 
     # --- public -------------------------------------------------------------------------
     def evaluate(self, program: Program, progress: Progress | None = None,
@@ -226,7 +237,9 @@ class Evaluator:
                 findings = [self._guard(program, job, k, cut, checked[0])[0] for k, cut in enumerate(self.draw_cuts())]
                 if any(findings):
                     raise RuntimeError(f"the default create_features failed its look-ahead guard: {findings}")
-                self._default_matrix = checked
+                matrix, self._default_x_train = shared_matrix(self.feature_dir, self.train_dir, checked[0],
+                                                              self.task.n_train, self._baseline_key())
+                self._default_matrix = matrix, checked[1]
             finally:
                 remove_tree(job)
         return self._default_matrix
@@ -240,7 +253,7 @@ class Evaluator:
         if result.status != "ok":
             return result, None
         try:
-            checked = read_features(out, len(self.task.feature_rows))
+            checked = read_features(out, len(self.task.feature_rows), self._matrix_limit)
         except READ_ERRORS as exc:
             result.status, result.message = "invalid_output", f"create_features: {output_finding(exc)[1]}"
             return result, None
@@ -258,7 +271,7 @@ class Evaluator:
             return (guard.status, "look-ahead guard: the feature step failed on the data cut after "
                     f"{self.task.describe_row(cut - 1)}: {guard.message}"), run.wall_s
         try:
-            truncated, _ = read_features(out, cut)
+            truncated, _ = read_features(out, cut, self._matrix_limit)
         except READ_ERRORS as exc:
             return ("invalid_output", f"look-ahead guard: {output_finding(exc)[1]}"), run.wall_s
         return compare_features(features, truncated, self.task), run.wall_s
@@ -266,7 +279,10 @@ class Evaluator:
     def _model_stage(self, program: Program, job: Path, features: np.ndarray, columns: list[str],
                      feature_result: EvalResult, cv: bool = True) -> tuple[EvalResult, BlockStreamer]:
         inbox, out = _folder(job / "inbox"), _folder(job / "model")
-        write_array(inbox, "x_train.npy", features[: self.task.n_train])
+        if self._default_matrix is not None and features is self._default_matrix[0]:
+            link_or_copy(self._default_x_train, inbox / "x_train.npy")  # no copy per evaluation
+        else:
+            write_array(inbox, "x_train.npy", features[: self.task.n_train])
         (inbox / "columns.json").write_text(json.dumps(columns))
         blocks = self.task.eval_blocks()
         streamer = BlockStreamer(features, blocks, inbox, out)
@@ -375,9 +391,9 @@ def build_evaluator(dataset: Any, split: EraSplit, cfg: EnvConfig,
     return Evaluator(dataset, split, cfg, work_root, cache_dir)
 
 
-def read_features(out: Path, n_rows: int) -> tuple[np.ndarray, list[str]]:
-    """The feature matrix a feature run wrote, and its column names, checked."""
-    features = load_matrix(out / "features.npy", n_rows)
+def read_features(out: Path, n_rows: int, limit: int = MAX_CHILD_FILE) -> tuple[np.ndarray, list[str]]:
+    """The feature matrix a feature run wrote (at most ``limit`` bytes), and its column names, checked."""
+    features = load_matrix(out / "features.npy", n_rows, limit)
     columns = read_columns(out)
     if len(columns) != features.shape[1] or not features.shape[1]:
         raise ValueError(f"{features.shape[1]} feature columns but {len(columns)} column names")
@@ -401,14 +417,21 @@ def compare_features(full: np.ndarray, truncated: np.ndarray, task: Task) -> che
         return "leakage_suspected", (f"create_features returned {truncated.shape[1]} columns on the data "
                                      f"cut after {task.describe_row(cut - 1)} but {full.shape[1]} on the "
                                      "whole data; features must not depend on later rows")
-    head = full[:cut].astype(np.float64)
-    same = np.isclose(head, truncated.astype(np.float64), rtol=GUARD_RTOL, atol=GUARD_ATOL, equal_nan=True)
-    if same.all():
-        return None
-    row, col = np.argwhere(~same)[0]
+    step = max(1, GUARD_BLOCK // max(1, full.shape[1]))  # rows at a time: float64 copies of a block, not the matrix
+    for start in range(0, cut, step):
+        head = full[start:min(start + step, cut)].astype(np.float64)
+        same = np.isclose(head, truncated[start:start + len(head)].astype(np.float64),
+                          rtol=GUARD_RTOL, atol=GUARD_ATOL, equal_nan=True)
+        if not same.all():
+            row, col = np.argwhere(~same)[0]
+            return _look_ahead(task, start + int(row), int(col), head[row, col], truncated, cut)
+    return None
+
+
+def _look_ahead(task: Task, row: int, col: int, whole: float, truncated: np.ndarray, cut: int) -> checks.Finding:
     return "leakage_suspected", (
-        f"look-ahead: feature column {col} of row {row} ({task.describe_row(int(row))}) is "
-        f"{head[row, col]:.6g} on the whole data but {float(truncated[row, col]):.6g} when the data ends "
+        f"look-ahead: feature column {col} of row {row} ({task.describe_row(row)}) is "
+        f"{whole:.6g} on the whole data but {float(truncated[row, col]):.6g} when the data ends "
         f"after {task.describe_row(cut - 1)}; features may use only the current and earlier rows "
         "(shift(-k), centered windows, whole-series statistics and links to later eras read the future)")
 

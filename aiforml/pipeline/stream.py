@@ -94,6 +94,7 @@ class BlockStreamer:
                 self._signal(STOP)  # an honest child stops waiting
                 return
             self.predictions.append(predictions.astype(np.float64))
+            (self.inbox / f"x_{k}.npy").unlink()  # the child has read it (it answered): one block at a time on disk
 
     def _signal(self, byte: bytes) -> bool:
         try:

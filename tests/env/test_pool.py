@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,9 @@ import ray
 
 from aiforml.env.pool import EnvPool, check_resources
 from aiforml.pipeline.defaults import default_program_source
+from aiforml.pipeline.handoff import shared_views
 from aiforml.program import Program
+from aiforml.tasks import build_task
 
 pytestmark = pytest.mark.slow  # sandboxed evaluations: seconds each
 
@@ -172,3 +175,14 @@ def test_unschedulable_pool_fails_fast_naming_the_key(ray_cluster, cfg):
         check_resources(too_big)
     with pytest.raises(ValueError, match=r"env\.pool\.cpus_per_actor \(4\.0\) is more than the largest node"):
         check_resources(dataclasses.replace(cfg.env.pool, num_actors=1, cpus_per_actor=4.0))
+
+
+def test_actors_map_the_feature_view_instead_of_a_copy(pool, dataset, split):
+    """On one machine the matrix is held once: every actor and the driver memory-map the
+    hand-off's feature view (what children read); only small arrays go through Ray."""
+    task = build_task(dataset, split, pool.cfg.env)
+    view = shared_views(task)[0] / "features.npy"
+    assert [info["features_file"] for info in pool.info] == [str(view)] * 2
+    assert isinstance(pool.dataset.features, np.memmap) and Path(pool.dataset.features.filename) == view
+    np.testing.assert_array_equal(pool.dataset.features, dataset.features[task.feature_rows])
+    np.testing.assert_array_equal(pool.dataset.targets, dataset.targets[task.feature_rows])

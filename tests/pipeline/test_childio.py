@@ -290,3 +290,12 @@ def test_a_trading_program_claiming_10_to_the_12_feature_columns_is_invalid_outp
     assert result.status == "invalid_output", result.message
     assert "features.npy" in result.message and "header promises" in result.message, result.message
     assert list(work_root.iterdir()) == []
+
+
+def test_a_feature_matrix_is_read_up_to_the_limit_given(tmp_path):
+    """The evaluator reads a feature matrix up to env.sandbox.file_mb (a full-width matrix
+    is larger than the default cap of other child files); past it, the message names the key."""
+    np.save(tmp_path / "features.npy", np.zeros((100, 10), dtype=np.int8))
+    assert load_matrix(tmp_path / "features.npy", 100, limit=2000).shape == (100, 10)
+    with pytest.raises(ValueError, match=r"at most 500 are read \(a feature matrix: up to env.sandbox.file_mb\)"):
+        load_matrix(tmp_path / "features.npy", 100, limit=500)

@@ -2,12 +2,18 @@
 in the training view, rows in the documented order, folders written once."""
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
-from aiforml.config import EnvConfig
+from aiforml.config import EnvConfig, PipelineConfig
 from aiforml.data.targets import training_targets
-from aiforml.pipeline.handoff import shared_views, write_view
+from aiforml.pipeline.evaluate import Evaluator
+from aiforml.pipeline.handoff import shared_matrix, shared_views, write_view
+from aiforml.pipeline.userdirs import shared_base
+from aiforml.program import Program
 from aiforml.tasks import build_task
 
 
@@ -64,3 +70,59 @@ def test_a_cut_view_holds_only_the_rows_before_the_cut(dataset, split, tmp_path)
     folder = write_view(tmp_path / "cut", task.feature_view(cut))
     eras = np.load(folder / "eras.npy")
     assert len(eras) == cut and eras.max() < dataset.eras[task.feature_rows[cut]]
+
+
+def test_a_default_matrix_unlike_the_view_is_written_once_and_mapped(dataset, split, tmp_path):
+    task = build_task(dataset, split, EnvConfig())
+    features, train = shared_views(task, root=tmp_path)
+    matrix = np.load(features / "features.npy").astype(np.float32) / 4  # not the view's own values
+    mapped, x_train = shared_matrix(features, train, matrix, task.n_train, "k1")
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, matrix)
+    assert x_train == features.parent / "default-k1" / "x_train.npy"
+    np.testing.assert_array_equal(np.load(x_train), matrix[: task.n_train])
+    written = x_train.stat().st_mtime_ns
+    shared_matrix(features, train, matrix, task.n_train, "k1")
+    assert x_train.stat().st_mtime_ns == written  # once per machine, not per evaluator
+
+
+def test_default_features_are_the_mapped_view_and_linked_into_each_inbox(dataset, split, tmp_path):
+    work = Path(tempfile.mkdtemp(prefix="handoff-test-", dir=shared_base()))  # where the views are: links work
+    ev = Evaluator(dataset, split, EnvConfig(pipeline=PipelineConfig(n_estimators=5, cv_folds=1)),
+                   work_root=work, cache_dir=tmp_path)
+    inboxes: list[tuple[int, list[str]]] = []
+
+    def progress(stage: str, fraction: float) -> None:
+        if stage == "scoring":  # the model stage is over, its job folder not yet removed
+            for inbox in work.glob("*/inbox"):
+                inboxes.append(((inbox / "x_train.npy").stat().st_ino, sorted(p.name for p in inbox.glob("x_*.npy"))))
+
+    try:
+        program = Program(ev.task.default_program() + "\nVARIANT = 1\n")
+        for _ in range(2):
+            assert ev.evaluate(program, progress, with_baseline=False).status == "ok"
+        matrix = ev._default_matrix[0]
+        assert isinstance(matrix, np.memmap) and Path(matrix.filename) == ev.feature_dir / "features.npy"
+        view_inode = (ev.train_dir / "features.npy").stat().st_ino
+        # each evaluation's training matrix is the training view's file itself; streamed blocks
+        # were removed once answered
+        assert inboxes == [(view_inode, ["x_train.npy"])] * 2
+    finally:
+        ev.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_guard_compares_block_by_block_and_names_the_first_changed_value(dataset, split, monkeypatch):
+    """The look-ahead comparison works in row blocks (a float64 copy of a full-width matrix
+    would be GBs) and still reports the first changed value, wherever its block is."""
+    from aiforml.pipeline import evaluate
+
+    task = build_task(dataset, split, EnvConfig())
+    full = np.random.default_rng(0).integers(0, 5, size=(1000, 4)).astype(np.int8)
+    truncated = full[:900].astype(np.float32)
+    monkeypatch.setattr(evaluate, "GUARD_BLOCK", 40)  # 10 rows a block
+    assert evaluate.compare_features(full, truncated, task) is None
+    truncated[705, 2] += 0.5
+    truncated[706, 1] += 0.5
+    status, message = evaluate.compare_features(full, truncated, task)
+    assert status == "leakage_suspected"
+    assert message.startswith(f"look-ahead: feature column 2 of row 705 ({task.describe_row(705)}) is {full[705, 2]:.6g}")
