@@ -48,7 +48,7 @@ from aiforml.config import Config
 from aiforml.data import load_dataset, split_dataset
 from aiforml.data.live import read_live
 from aiforml.pipeline.defaults import default_program_source
-from aiforml.pipeline.evaluate import build_evaluator
+from aiforml.pipeline.evaluator import build_evaluator
 from aiforml.program import EvalResult, Program
 from aiforml.rescore import (
     REPRODUCE_TOL,

@@ -3,7 +3,7 @@
     python -m aiforml.evaluate --run RUN_DIR --rank 1 --live v5/live.parquet --out predictions.csv
 
 Responsible for: the trusted side of a submission. The program runs through the same
-staged sandbox as scoring (:meth:`aiforml.pipeline.evaluate.Evaluator.predict`): its
+staged sandbox as scoring (:meth:`aiforml.pipeline.evaluator.Evaluator.predict`): its
 feature step on every labelled row and the live rows, its target step and model fitted on
 the labelled eras (:func:`aiforml.data.live.with_live_rows` says which and why), the live
 era streamed to the fitted model like a validation era. The child never sees an id; the
@@ -24,7 +24,7 @@ import pandas as pd
 from aiforml.config import Config
 from aiforml.data.dataset import Dataset
 from aiforml.data.live import LiveRows, with_live_rows
-from aiforml.pipeline.evaluate import build_evaluator
+from aiforml.pipeline.evaluator import build_evaluator
 from aiforml.program import EvalResult, Program
 
 

@@ -36,7 +36,7 @@ from aiforml.compose import load_config
 from aiforml.data import load_dataset, split_dataset
 from aiforml.pipeline import harness
 from aiforml.pipeline.defaults import default_program_source
-from aiforml.pipeline.evaluate import HARNESS, Evaluator
+from aiforml.pipeline.evaluator import HARNESS, Evaluator
 from aiforml.pipeline.stream import BlockStreamer, write_array
 from aiforml.program import Program
 from aiforml.sandbox import Sandbox

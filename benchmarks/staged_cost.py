@@ -33,7 +33,7 @@ import json, sys, time
 from aiforml.compose import load_config
 from aiforml.data import load_dataset, split_dataset
 from aiforml.pipeline.defaults import default_program_source
-from aiforml.pipeline.evaluate import build_evaluator
+from aiforml.pipeline.evaluator import build_evaluator
 from aiforml.program import Program
 cfg = load_config([f"data={sys.argv[1]}"])
 data = load_dataset(cfg.data)

@@ -4,7 +4,7 @@ Responsible for: building the tiny policy from scratch (in a fresh cache directo
 timing it, timing the cached second call and the load, sampling N completions from the
 policy's prompt and measuring parse rate, run rate, the share of samples that define
 ``create_features`` / ``define_model`` and the model-family distribution. Programs run
-through the sandboxed evaluator (``aiforml.pipeline.evaluate``) on the synthetic data when
+through the sandboxed evaluator (``aiforml.pipeline.evaluator``) on the synthetic data when
 ``--evaluator real`` (the default when it imports), else through the in-process quick check
 of ``tests/policy/program_check.py`` on a random frame shaped like the schema.
 Not responsible for: asserting anything; it prints figures to write down.
@@ -74,7 +74,7 @@ def make_runner(kind: str, schema_source: str, rows_per_era: int | None) -> tupl
     if kind == "real":
         from aiforml.config import EnvConfig
         from aiforml.data import load_dataset, split_dataset
-        from aiforml.pipeline.evaluate import Evaluator
+        from aiforml.pipeline.evaluator import Evaluator
 
         data_cfg = DataConfig()
         data_cfg.synthetic.rows_per_era = rows_per_era  # fewer rows: same columns, faster fits
@@ -87,7 +87,7 @@ def make_runner(kind: str, schema_source: str, rows_per_era: int | None) -> tupl
             result = evaluator.evaluate(Program(source), with_baseline=False)
             return result.ran, f"{result.status}: {result.message[:80]}"
 
-        name = f"aiforml.pipeline.evaluate.Evaluator (sandboxed), synthetic fast preset, rows_per_era={rows_per_era}"
+        name = f"aiforml.pipeline.evaluator.Evaluator (sandboxed), synthetic fast preset, rows_per_era={rows_per_era}"
         return ColumnSchema.from_dataset(dataset), run_real, name
     from program_check import check_program
 

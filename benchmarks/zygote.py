@@ -38,7 +38,7 @@ from sandbox_overhead import PROBE, run_mode  # noqa: E402
 from aiforml.compose import load_config  # noqa: E402
 from aiforml.data import load_dataset, split_dataset  # noqa: E402
 from aiforml.pipeline.defaults import default_program_source  # noqa: E402
-from aiforml.pipeline.evaluate import HARNESS, Evaluator  # noqa: E402
+from aiforml.pipeline.evaluator import HARNESS, Evaluator  # noqa: E402
 from aiforml.program import Program  # noqa: E402
 from aiforml.sandbox import Sandbox  # noqa: E402
 from aiforml.sandbox.environment import THREAD_VARS  # noqa: E402

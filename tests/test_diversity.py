@@ -14,7 +14,7 @@ from aiforml.config import DataConfig, DiversityConfig, EnvConfig, PipelineConfi
 from aiforml.data import load_dataset, split_dataset
 from aiforml.descriptors import describe_program
 from aiforml.diversity import batch_diversity, cycle_diversity, diversity_metrics
-from aiforml.pipeline.evaluate import Evaluator
+from aiforml.pipeline.evaluator import Evaluator
 from aiforml.program import EvalResult, Program, SplitMetrics
 from aiforml.reference import ReferenceSet, feedback_prompt, uniqueness_metrics
 from aiforml.uniqueness import EraIndex, meta_model, per_era_contribution

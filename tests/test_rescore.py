@@ -14,7 +14,7 @@ from aiforml.archive import Archive, ArchiveRecord, export_programs
 from aiforml.compose import load_config
 from aiforml.data import load_dataset, split_dataset
 from aiforml.evaluate import main
-from aiforml.pipeline.evaluate import build_evaluator
+from aiforml.pipeline.evaluator import build_evaluator
 from aiforml.program import Program
 from aiforml.reward import compute_reward
 from aiforml.runtime import config_dict

@@ -36,7 +36,7 @@ from aiforml.env.models import (
 )
 from aiforml.pipeline.checks import ALLOWED_MODULES
 from aiforml.pipeline.defaults import OPTIONAL_STEPS, SIGNATURES
-from aiforml.pipeline.evaluate import build_evaluator
+from aiforml.pipeline.evaluator import build_evaluator
 from aiforml.program import (
     LOCKED_STEPS,
     MAX_SOURCE_CHARS,

@@ -8,7 +8,7 @@ model stage receives one at a time (:meth:`eval_blocks`), the default program, h
 predictions are scored (:meth:`score`: a ``SplitMetrics`` whose fields the archive keeps,
 NULL where a task has no such statistic) and what is suspected leakage (:meth:`leakage`).
 
-The evaluator (:mod:`aiforml.pipeline.evaluate`) asks the Task and never which task it
+The evaluator (:mod:`aiforml.pipeline.evaluator`) asks the Task and never which task it
 is. Adding a task means one module here with a subclass, plus its data loader and config.
 Not responsible for: running anything, sandboxes, rewards.
 """

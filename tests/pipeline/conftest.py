@@ -12,7 +12,7 @@ import pytest
 
 from aiforml.config import DataConfig, EnvConfig, PipelineConfig, SandboxConfig
 from aiforml.data import load_dataset, split_dataset
-from aiforml.pipeline.evaluate import Evaluator
+from aiforml.pipeline.evaluator import Evaluator
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from aiforml.config import (
 from aiforml.data import load_dataset, split_dataset
 from aiforml.pipeline import childio
 from aiforml.pipeline.childio import load_array, load_matrix, read_json, remove_tree
-from aiforml.pipeline.evaluate import Evaluator, build_evaluator
+from aiforml.pipeline.evaluator import Evaluator, build_evaluator
 from aiforml.program import Program
 from aiforml.sandbox import SandboxResult
 

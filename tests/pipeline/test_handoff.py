@@ -10,7 +10,7 @@ import numpy as np
 
 from aiforml.config import EnvConfig, PipelineConfig
 from aiforml.data.targets import training_targets
-from aiforml.pipeline.evaluate import Evaluator
+from aiforml.pipeline.evaluator import Evaluator
 from aiforml.pipeline.handoff import shared_matrix, shared_views, write_view
 from aiforml.pipeline.userdirs import shared_base
 from aiforml.program import Program
@@ -114,7 +114,7 @@ def test_default_features_are_the_mapped_view_and_linked_into_each_inbox(dataset
 def test_the_guard_compares_block_by_block_and_names_the_first_changed_value(dataset, split, monkeypatch):
     """The look-ahead comparison works in row blocks (a float64 copy of a full-width matrix
     would be GBs) and still reports the first changed value, wherever its block is."""
-    from aiforml.pipeline import evaluate
+    from aiforml.pipeline import evaluator as evaluate
 
     task = build_task(dataset, split, EnvConfig())
     full = np.random.default_rng(0).integers(0, 5, size=(1000, 4)).astype(np.int8)

@@ -11,7 +11,7 @@ import pytest
 from aiforml.config import DataConfig, EnvConfig, PipelineConfig
 from aiforml.data import load_dataset, split_dataset
 from aiforml.metrics import score_split
-from aiforml.pipeline.evaluate import Evaluator
+from aiforml.pipeline.evaluator import Evaluator
 from aiforml.program import Program, SplitMetrics
 from aiforml.tasks import TASKS
 from aiforml.tasks.numerai import NumeraiTask

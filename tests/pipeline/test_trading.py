@@ -12,7 +12,7 @@ from aiforml.config import DataConfig, EnvConfig, SandboxConfig, SyntheticPrices
 from aiforml.data import load_dataset, split_dataset
 from aiforml.pipeline import checks
 from aiforml.pipeline.defaults import default_program_source, default_sources
-from aiforml.pipeline.evaluate import build_evaluator
+from aiforml.pipeline.evaluator import build_evaluator
 from aiforml.program import Program
 from aiforml.tasks.trading import TradingTask
 
