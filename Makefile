@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
+# Test processes: 2 fit 2 cores (sandboxed runs are single-threaded; each test file stays on one process).
+TEST_WORKERS ?= 2
 
 .PHONY: install system-deps node-deps demo test lint bench numerai-compat clean
 
@@ -35,7 +37,7 @@ demo: install
 	$(PY) launch.py +experiment=ppo_sharpe
 
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check aiforml tests benchmarks launch.py

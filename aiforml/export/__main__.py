@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # a path in a message stays whole
     try:
         cfg = load_run_config(args.run_dir)
         program = choose_program(args.run_dir, cfg, rank=args.rank, program_hash=args.program,
