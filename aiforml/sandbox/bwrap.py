@@ -87,7 +87,7 @@ def interpreter_paths(executable: str) -> list[Path]:
     if exe.is_absolute():
         paths.add(exe.parent.parent)  # <prefix>/bin/python -> <prefix>
         paths.add(Path(os.path.realpath(exe)).parent.parent)
-    return sorted(p for p in paths if not _under(p, SYSTEM_DIRS) and p != Path("/"))
+    return sorted(p for p in paths if not under(p, SYSTEM_DIRS) and p != Path("/"))
 
 
 def build_argv(
@@ -159,5 +159,6 @@ def _system_mount(path: Path) -> list[str]:
     return []
 
 
-def _under(path: Path, roots: Sequence[str]) -> bool:
+def under(path: Path, roots: Sequence[str]) -> bool:
+    """Whether ``path`` is one of ``roots`` or inside one."""
     return any(path == Path(r) or Path(r) in path.parents for r in roots)

@@ -135,7 +135,7 @@ class Zygote:
         # A run gets a fresh /tmp and /dev/shm: an interpreter (a venv) living there is bound back
         # at the path Python knows it by (a link's own path, not its target), or lazy imports fail.
         self._interpreter_in_tmp = [str(p) for p in bw.interpreter_paths(executable)
-                                    if any(p == Path(t) or Path(t) in p.parents for t in ("/tmp", "/dev/shm"))]
+                                    if bw.under(p, ("/tmp", "/dev/shm"))]
 
     def covers(self, ro_paths: Sequence[Path], rw_dir: Path) -> bool:
         """Whether every path of a run is inside the folders this zygote sees."""
