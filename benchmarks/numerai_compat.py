@@ -27,10 +27,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from aiforml.export.upload import RUNNER  # the runner's rules, as export checks a pickle
+
 PINS = ("numpy==2.1.3", "pandas==2.3.1", "scikit-learn==1.6.1", "lightgbm==4.6.0", "cloudpickle==3.1.1",
         "pyarrow==21.0.0")
 VENV = Path.home() / ".cache" / "aiforml" / "numerai-predict-py311"
-RUNNER = Path(__file__).resolve().parents[1] / "aiforml" / "export" / "runner.py"
 
 RIDGE = '''\
 def create_features(df, feature_cols):
