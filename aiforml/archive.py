@@ -240,6 +240,16 @@ class Archive:
                 break
         return out
 
+    def at_rank(self, rank: int, by: str = "val_sharpe") -> dict:
+        """The row at leaderboard ``rank`` (1 = best) of ``top(by=by)``; ValueError naming the range."""
+        if rank < 1:
+            raise ValueError(f"--rank must be >= 1, got {rank}")
+        rows = self.top(rank, by=by)
+        if len(rows) < rank:
+            raise ValueError(f"--rank {rank} is out of range: the leaderboard by {by} holds {len(rows)} programs "
+                             f"(see python -m aiforml.archive {self.path.parent} --top {max(len(rows), 1)})")
+        return rows[rank - 1]
+
     def find(self, hash_prefix: str) -> dict:
         """The policy's program whose hash starts with ``hash_prefix``: its best ``ok``
         evaluation by validation Sharpe (as ``top`` lists it), else its latest one.

@@ -52,12 +52,7 @@ def archived_row(run_dir: str | Path, rank: int | None = None, program_hash: str
     of ``program_hash`` (a prefix), or of ``program`` (None when the run never evaluated it)."""
     with open_run(Path(run_dir)) as archive:
         if rank is not None:
-            if rank < 1:
-                raise ValueError(f"--rank must be >= 1, got {rank}")
-            rows = archive.top(rank, by="val_sharpe")
-            if len(rows) < rank:
-                raise ValueError(f"--rank {rank}: the run's leaderboard holds {len(rows)} programs that ran")
-            return rows[rank - 1]
+            return archive.at_rank(rank)
         if program_hash is not None:
             return archive.find(program_hash)
         if program is not None and program.source.strip():

@@ -27,6 +27,7 @@ from rich.console import Console
 
 from aiforml.archive import ARCHIVE_FILE, Archive, ArchiveRecord
 from aiforml.checkpoint import latest_checkpoint, remove_partial_checkpoints, restore_rng, seed_rngs
+from aiforml.compose import RUN_CONFIG_FILE
 from aiforml.config import Config
 from aiforml.data import load_dataset, split_dataset
 from aiforml.env.pool import EnvPool
@@ -42,7 +43,7 @@ from aiforml.program import Program
 from aiforml.reference import build_reference
 from aiforml.report import write_report
 from aiforml.reward import compute_reward
-from aiforml.runtime import CONFIG_FILE, check_start, config_dict, ray_session, resolve_run_dir
+from aiforml.runtime import check_start, config_dict, ray_session, resolve_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def run(cfg: Config, on_cycle: OnCycle | None = None) -> int:
     run_dir = resolve_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_start(cfg, run_dir)
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
+    (run_dir / RUN_CONFIG_FILE).write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
     console = Console()
     console.print(f"run directory: {run_dir}")
     seed_rngs(cfg.seed)

@@ -1,11 +1,11 @@
-"""What a run and a sweep share: the run directory, the checks at start, the config file, Ray.
+"""What a run and a sweep share: the run directory, the checks at start, the config, Ray.
 
 Responsible for: choosing the run directory (``resume``, else ``run_dir``, else Hydra's
 output dir), the checks that fail before anything starts (a missing data path or weights
 folder, a fresh run pointed at a directory that holds one, trackers that cannot start, a
-reward weight or generation backend that names nothing registered),
-the resolved config as plain data and its file name, and connecting to Ray (local unless
-``ray.address``). ``aiforml.run`` (one run) and ``aiforml.sweep`` (many) both build on it;
+reward term, generation backend, data source or task that names nothing registered), the
+resolved config as plain data (its file is ``aiforml.compose.RUN_CONFIG_FILE``), and
+connecting to Ray (local unless ``ray.address``). ``aiforml.run`` (one run) and ``aiforml.sweep`` (many) both build on it;
 it imports neither.
 """
 
@@ -22,7 +22,6 @@ import ray
 from hydra.core.hydra_config import HydraConfig
 
 from aiforml.checkpoint import list_checkpoints
-from aiforml.compose import RUN_CONFIG_FILE
 from aiforml.config import Config, RayConfig
 from aiforml.data import check_source
 from aiforml.logger import check_trackers
@@ -30,8 +29,6 @@ from aiforml.policy.model import check_model_folder, resolve_policy_config
 from aiforml.policy.sampling import get_sampler
 from aiforml.reward import check_weights
 from aiforml.tasks import check_task
-
-CONFIG_FILE = RUN_CONFIG_FILE  # the resolved config, in every run directory
 
 
 def resolve_run_dir(cfg: Config) -> Path:

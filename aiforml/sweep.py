@@ -43,11 +43,12 @@ from rich.console import Console
 
 from aiforml.archive import open_run
 from aiforml.checkpoint import latest_checkpoint
+from aiforml.compose import RUN_CONFIG_FILE
 from aiforml.config import Config, SweepConfig, from_dict
 from aiforml.learner import wants_gpu
 from aiforml.loop import LoopState
 from aiforml.run import run
-from aiforml.runtime import CONFIG_FILE, check_start, config_dict, ray_session
+from aiforml.runtime import check_start, config_dict, ray_session
 from aiforml.sweep_report import write_sweep_outputs
 from aiforml.tune_space import NO_SCORE, SEED, apply_params, param_space, parse_space, trial_points
 
@@ -152,7 +153,7 @@ def run_trial(params: dict[str, Any], base: dict[str, Any], runs_dir: str) -> No
     sweep = from_dict(SweepConfig, base["tune"], prefix="tune.")
     data["run_dir"] = str(run_dir)
     # A restored trial (or one retried after a crash) continues its own run from its last checkpoint.
-    data["resume"] = str(run_dir) if (run_dir / CONFIG_FILE).is_file() else None
+    data["resume"] = str(run_dir) if (run_dir / RUN_CONFIG_FILE).is_file() else None
     data["loop"]["progress"] = False
     cfg = from_dict(Config, data)
     run(cfg, on_cycle=CycleReporter(sweep, run_dir))

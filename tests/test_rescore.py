@@ -94,7 +94,7 @@ def test_a_table_flags_scores_that_differ(run_dir, capsys):
 
 @pytest.mark.parametrize(("extra", "needle"), [
     (["--rank", "1", "--data", "synthetic"], "--data/--task conflict with --run"),
-    (["--rank", "2"], "leaderboard holds 1 programs"),
+    (["--rank", "2"], "leaderboard by val_sharpe holds 1 programs"),
     (["--program", "ffff"], "no program in"),
     (["--rank", "1", "--set", "data=numerai"], "group choice does not apply"),
 ])

@@ -12,13 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from aiforml import compose
 from aiforml.archive import ARCHIVE_FILE, open_run
-from aiforml.config import Config, from_dict
+from aiforml.compose import RUN_CONFIG_FILE
+from aiforml.config import Config
 from aiforml.pipeline.defaults import default_program_source
-
-CONFIG_FILE = "config.yaml"  # written by aiforml.run into the run directory
 
 
 @dataclass
@@ -30,16 +28,17 @@ class ChosenProgram:
 
 
 def load_run_config(run_dir: Path) -> Config:
-    """The typed config of a run directory; ValueError naming the file when it is missing or stale."""
+    """The typed config of a run directory (:func:`aiforml.compose.load_run_config`); ValueError
+    naming the folder or the file when it is missing or holds a key this version does not know."""
     if not run_dir.is_dir():
         raise ValueError(f"no such run directory: {run_dir}")
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise ValueError(f"{path} not found: a run directory written by launch.py holds its resolved config there")
     try:
-        return from_dict(Config, yaml.safe_load(path.read_text()) or {})
+        return compose.load_run_config(run_dir)
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from exc
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc} (a config from an older aiforml version: fix or remove the key)") from exc
+        raise ValueError(f"{run_dir / RUN_CONFIG_FILE}: {exc} (a config from an older aiforml version: fix or "
+                         "remove the key)") from exc
 
 
 def choose_program(run_dir: Path, cfg: Config, rank: int | None = None, program_hash: str | None = None,
@@ -59,31 +58,17 @@ def choose_program(run_dir: Path, cfg: Config, rank: int | None = None, program_
 
 
 def _by_rank(archive, rank: int, by: str) -> ChosenProgram:
-    if rank < 1:
-        raise ValueError(f"--rank must be >= 1, got {rank}")
-    rows = archive.top(rank, by=by, include_test=False)
-    if len(rows) < rank:
-        raise ValueError(f"--rank {rank} is out of range: the leaderboard by {by} holds {len(rows)} programs "
-                         f"(see python -m aiforml.archive {archive.path.parent} --top {max(len(rows), 1)})")
-    row = rows[rank - 1]
+    row = archive.at_rank(rank, by)
     return ChosenProgram(row["program"], f"rank {rank} by {by} (hash {row['program_hash']})", row["program_hash"])
 
 
 def _by_hash(archive, prefix: str) -> ChosenProgram:
-    prefix = prefix.strip().lower()
-    if not prefix:
+    """The program whose hash starts with ``prefix`` (``Archive.find``: its best ok evaluation);
+    a program that never passed is exported too, with a warning."""
+    if not prefix.strip():
         raise ValueError("--program needs a program hash or a prefix of one")
-    rows = [r for role in ("sample", "baseline")
-            for r in archive.rows(("program_hash", "program", "status", "message"), role=role)
-            if r["program_hash"].startswith(prefix)]
-    hashes = sorted({r["program_hash"] for r in rows})
-    if not hashes:
-        raise ValueError(f"no program in {archive.path} has a hash starting with {prefix!r}")
-    if len(hashes) > 1:
-        shown = ", ".join(hashes[:10]) + (f" and {len(hashes) - 10} more" if len(hashes) > 10 else "")
-        raise ValueError(f"--program {prefix} is ambiguous: it starts {len(hashes)} hashes ({shown}); give more characters")
-    ok = [r for r in rows if r["status"] == "ok"]
-    row = (ok or rows)[-1]
-    warning = "" if ok else (f"program {hashes[0]} did not pass in the run (status {row['status']}: "
-                             f"{(row['message'] or '').strip()[:200]}); exporting it anyway")
-    return ChosenProgram(row["program"], f"program {hashes[0]}", hashes[0], warning)
+    row = archive.find(prefix)
+    warning = "" if row["status"] == "ok" else (
+        f"program {row['program_hash']} did not pass in the run (status {row['status']}: "
+        f"{(row['message'] or '').strip()[:200]}); exporting it anyway")
+    return ChosenProgram(row["program"], f"program {row['program_hash']}", row["program_hash"], warning)

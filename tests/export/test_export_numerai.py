@@ -151,8 +151,9 @@ def test_errors_name_what_is_wrong(run_dir: Path, tmp_path: Path, capsys, add_pr
         seen[first] = src
     hashes = add_programs(run_dir, [(s, "ok", 1.0) for s in sources])
     assert "out of range: the leaderboard by val_sharpe holds 2 programs" in error(str(run_dir), "--rank", "3")
-    assert "no program" in error(str(run_dir), "--program", "zz")
+    assert "a program hash is 1-16 hex digits" in error(str(run_dir), "--program", "zz")
+    assert "no program" in error(str(run_dir), "--program", "0000000000000000")
     message = error(str(run_dir), "--program", hashes[0][0])
-    assert "ambiguous" in message and hashes[0] in message and hashes[1] in message
+    assert "give more digits" in message and hashes[0] in message and hashes[1] in message
     (run_dir / "config.yaml").write_text("data:\n  no_such_key: 1\n")
     assert "config.yaml" in error(str(run_dir), "--default")
