@@ -162,6 +162,8 @@ def sampler(name: str) -> Callable[[Sampler], Sampler]:
     """Register a generation backend as ``policy.sampler=name``."""
 
     def register(fn: Sampler) -> Sampler:
+        if name in SAMPLERS:
+            raise ValueError(f"generation backend {name!r} is registered twice")
         SAMPLERS[name] = fn
         return fn
 

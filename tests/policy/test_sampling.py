@@ -123,3 +123,5 @@ def test_a_registered_generation_backend_samples_and_the_policy_scores_what_it_w
         del SAMPLERS["test_fixed"]
     with pytest.raises(ValueError, match="policy.sampler=vllm: no such generation backend"):
         get_sampler("vllm")
+    with pytest.raises(ValueError, match="'hf' is registered twice"):
+        sampler("hf")(fixed)
