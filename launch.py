@@ -1,5 +1,6 @@
 """Entry point: ``python launch.py [overrides]``.
 
+``kill -USR1 PID`` prints every thread's stack to stderr (a run that seems stuck says where).
 Hydra composes ``conf/``; the composed config is converted once to the typed
 :class:`aiforml.config.Config` and handed to :func:`aiforml.run.run`, or, when
 ``tune.space`` is set, to :func:`aiforml.sweep.run_sweep`. Nothing else happens here.
@@ -13,6 +14,8 @@ Hydra composes ``conf/``; the composed config is converted once to the typed
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 
 import hydra
@@ -33,4 +36,5 @@ def main(cfg: DictConfig) -> int:
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: where a stuck run is
     sys.exit(main())

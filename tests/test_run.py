@@ -219,7 +219,14 @@ def test_ctrl_c_mid_run_closes_every_actor_and_ray(tmp_path: Path) -> None:
             assert proc.poll() is None and time.monotonic() < deadline, "cycle 1 never reached the archive"
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the driver
-        _, stderr = proc.communicate(timeout=120)
+        try:
+            _, stderr = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # launch.py's faulthandler: where the driver is stuck
+            time.sleep(3)
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, stderr = proc.communicate(timeout=60)
+            pytest.fail(f"the driver did not stop within 120 s of Ctrl-C; its threads:\n{stderr[-8000:]}")
         assert proc.returncode != 0 and "KeyboardInterrupt" in stderr
         time.sleep(2)  # Ray's processes exit asynchronously after shutdown
         assert session_processes(proc.pid) == [], "the driver left processes running"
