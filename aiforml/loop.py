@@ -188,7 +188,9 @@ def evaluate_programs(pool: Pool, programs: Sequence[Program | None]) -> list[Ev
 
 def without_test(result: EvalResult) -> EvalResult:
     """``result`` with its sealed-test scores removed: what rewards and selections may read."""
-    return dataclasses.replace(result, test=None)
+    clean = dataclasses.replace(result, test=None)
+    clean.predictions = result.predictions  # not a field: replace() leaves it behind
+    return clean
 
 
 def score_rewards(batch: Cycle, cfg: Config, reference: ReferenceSet | None) -> None:

@@ -19,8 +19,10 @@ import io
 import math
 import re
 import tokenize
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 # The six steps of the pipeline, in order. Locked steps run trusted orchestration code.
 STEPS: tuple[str, ...] = (
@@ -139,6 +141,10 @@ def parse_completion(text: str) -> Program | None:
     return program
 
 
+def _doc(text: str) -> Any:
+    return Field(description=text)
+
+
 @dataclass
 class SplitMetrics:
     """Scores of one split's predictions against its official target, per era aggregated.
@@ -146,47 +152,70 @@ class SplitMetrics:
     Numerai task: the per-era corr statistics. Trading task: ``sharpe`` is the strategy's
     annualized Sharpe, ``max_drawdown`` its largest fall of equity (a fraction), ``n_eras``
     the periods traded, the ``total_return``/``turnover``/``hit_rate`` fields are set and
-    ``bh_*`` hold the same statistics of buy-and-hold, the benchmark.
+    ``bh_*`` hold the same statistics of buy-and-hold, the benchmark. Every float is finite
+    or None (a NaN becomes None when the record is made), so the record is valid JSON as it is.
     """
 
-    mean_corr: float | None = None
-    std_corr: float | None = None
-    sharpe: float | None = None
-    max_drawdown: float | None = None
-    feature_neutral_corr: float | None = None
-    baseline_corr: float | None = None  # mean per-era corr with the default program's preds
-    baseline_contribution: float | None = None  # mean per-era contribution beyond the default's preds (BMC)
+    mean_corr: Annotated[float | None, _doc("mean per-era Numerai corr")] = None
+    std_corr: Annotated[float | None, _doc("std of per-era corr")] = None
+    sharpe: Annotated[float | None, _doc("mean / std of per-era corr; trading: the strategy's annualized Sharpe")] = None
+    max_drawdown: Annotated[float | None, _doc("largest fall of the cumulative per-era corr; trading: of equity, "
+                                               "a fraction")] = None
+    feature_neutral_corr: Annotated[float | None, _doc("mean per-era corr after neutralizing to the features")] = None
+    baseline_corr: Annotated[float | None, _doc("mean per-era corr with the default program's predictions")] = None
+    baseline_contribution: Annotated[float | None, _doc(
+        "mean per-era contribution beyond the default program's predictions (BMC): being right where the "
+        "default is not")] = None
     n_eras: int = 0
-    per_era_corr: list[float | None] = field(default_factory=list)  # None where an era scored NaN
-    total_return: float | None = None  # trading: compounded return net of costs
-    turnover: float | None = None  # trading: mean |position change| per period and asset
-    hit_rate: float | None = None  # trading: share of held positions that gained
-    bh_sharpe: float | None = None  # trading: buy-and-hold's annualized Sharpe
-    bh_total_return: float | None = None
-    bh_max_drawdown: float | None = None
-    bh_turnover: float | None = None
-    bh_hit_rate: float | None = None
+    per_era_corr: Annotated[list[float | None], _doc("None where an era scored NaN")] = field(default_factory=list)
+    total_return: Annotated[float | None, _doc("trading: compounded return net of costs")] = None
+    turnover: Annotated[float | None, _doc("trading: mean |position change| per period and asset")] = None
+    hit_rate: Annotated[float | None, _doc("trading: share of held positions that gained")] = None
+    bh_sharpe: Annotated[float | None, _doc("trading: buy-and-hold's annualized Sharpe")] = None
+    bh_total_return: Annotated[float | None, _doc("trading: buy-and-hold's total return")] = None
+    bh_max_drawdown: Annotated[float | None, _doc("trading: buy-and-hold's max drawdown")] = None
+    bh_turnover: Annotated[float | None, _doc("trading: buy-and-hold's turnover")] = None
+    bh_hit_rate: Annotated[float | None, _doc("trading: buy-and-hold's hit rate")] = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.name not in ("n_eras", "per_era_corr"):
+                setattr(self, f.name, finite(getattr(self, f.name)))
+        self.n_eras = int(self.n_eras)
+        self.per_era_corr = [finite(x) for x in self.per_era_corr]
 
 
 @dataclass
 class EvalResult:
-    """The outcome of evaluating one program. Every field is plain data (JSON-able)."""
+    """The outcome of evaluating one program: plain data, JSON as it is.
 
-    status: Status
+    The same record is the MCP tool's structured output (``aiforml.env.models``), read back
+    into this class once, by the actor. ``predictions`` is not a field: the arrays stay in
+    memory beside the record (never in a schema, a tool reply, JSON or the archive).
+    """
+
+    status: Annotated[Status, _doc("ok, a program failure (syntax_error, runtime_error, timeout, ...) "
+                                   "or infra_error")]
     message: str = ""
-    traceback: str = ""
+    traceback: Annotated[str, _doc("the tail of the program's traceback, capped")] = ""
     program_hash: str = ""
     data_version: str = ""
     steps_overridden: list[str] = field(default_factory=list)
-    cv: SplitMetrics | None = None
-    validation: SplitMetrics | None = None
-    test: SplitMetrics | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    stdout: str = ""
+    cv: Annotated[SplitMetrics | None, _doc(
+        "cross-validation folds of the training eras: advisory, from the program's own out-of-fold "
+        "predictions; never a reward or a ranking")] = None
+    validation: Annotated[SplitMetrics | None, _doc("validation eras: what the reward uses")] = None
+    test: Annotated[SplitMetrics | None, _doc("sealed test eras: only when the server shows them")] = None
+    timings: Annotated[dict[str, float], _doc("seconds per stage")] = field(default_factory=dict)
+    stdout: Annotated[str, _doc("the tail of what the program printed, capped")] = ""
     isolation: str = ""
-    stage: str = ""  # the last of STAGES the trusted side validated ("" none)
-    # Predictions stay in memory only (never serialized into JSON by default).
-    predictions: dict[str, Any] = field(default_factory=dict, repr=False)
+    stage: Annotated[str, _doc(
+        "how far a failed run got, as the evaluator validated it: parsed (static checks passed), features "
+        "(feature matrix checked, look-ahead guard passed), predict (a first streamed block predicted)")] = ""
+
+    def __post_init__(self) -> None:
+        # in memory only: "eval" (validation + test), "oof", or "validation" from the pool
+        self.predictions: dict[str, Any] = {}
 
     @property
     def ran(self) -> bool:
@@ -194,10 +223,7 @@ class EvalResult:
         return self.status in ("ok", "leakage_suspected")
 
     def to_dict(self, include_test: bool = True) -> dict[str, Any]:
-        from dataclasses import asdict
-
         out = asdict(self)
-        out.pop("predictions")
         if not include_test:
             out.pop("test")
         return out

@@ -25,8 +25,9 @@ BASELINE = np.array([0.1, 0.2, 0.3, 0.1, 0.2, 0.3])
 
 
 def ran(preds, sharpe: float = 1.0, status: str = "ok") -> EvalResult:
-    return EvalResult(status=status, validation=SplitMetrics(sharpe=sharpe),
-                      predictions={"validation": np.asarray(preds, dtype=np.float64)})
+    result = EvalResult(status=status, validation=SplitMetrics(sharpe=sharpe))
+    result.predictions["validation"] = np.asarray(preds, dtype=np.float64)
+    return result
 
 
 def program(tag: str, model: str = "Ridge") -> Program:
@@ -234,8 +235,8 @@ def test_noise_earns_less_than_the_default_program_under_every_mode(evaluator):
     rows = evaluator.task.validation_rows
     ds, n_val = evaluator.dataset, len(rows)
     default_preds = evaluator.baseline_predictions()[:n_val]
-    default = EvalResult(status="ok", validation=evaluator.task.score(default_preds, rows, default_preds),
-                         predictions={"validation": default_preds})
+    default = EvalResult(status="ok", validation=evaluator.task.score(default_preds, rows, default_preds))
+    default.predictions["validation"] = default_preds
     results = {}
     for name, source in [("ridge", ORIGINAL), *((f"noise{seed}", NOISE.format(seed=seed)) for seed in range(3))]:
         result = evaluator.evaluate(Program(source))

@@ -6,9 +6,11 @@ feature view's file, memory-mapped: the matrix is then held once per machine), w
 default program's baseline predictions, and evaluating one program at a time by calling
 its own server's ``evaluate_program`` tool through the in-process MCP client, with the
 per-program deadline as the client's timeout (the server then kills the sandbox). The
-episode state is reset before each program. Returns the tool's structured content (plain
-JSON-able data) plus, for a program that ran, its validation predictions under
-``VALIDATION_PREDICTIONS`` (for the driver's uniqueness scores; never part of a tool reply).
+episode state is reset before each program. Returns the tool's structured content read back
+once into an :class:`~aiforml.program.EvalResult` (the tool's output schema is that record's
+own), with, for a program that ran, its validation predictions beside it in
+``result.predictions["validation"]`` (for the driver's uniqueness scores; never part of a
+tool reply).
 
 Not responsible for: parallelism, retries and caching (``pool.py``). The class is plain
 Python with async methods; the pool wraps it with ``ray.remote`` (``max_concurrency=1``:
@@ -29,14 +31,11 @@ from mcp.types import REQUEST_TIMEOUT
 
 from aiforml.config import Config
 from aiforml.data.dataset import Dataset, EraSplit
+from aiforml.env.models import read_result
 from aiforml.env.server import build_server
 from aiforml.env.session import EnvSession
 from aiforml.pipeline.handoff import open_shared_dataset
 from aiforml.program import EvalResult, Program
-
-# Key of the returned dict that carries the validation predictions (a float32 array) to the
-# trusted driver for uniqueness scores; the pool takes it out before parsing the result.
-VALIDATION_PREDICTIONS = "validation_predictions"
 
 
 class EnvActor:
@@ -63,21 +62,21 @@ class EnvActor:
                 "isolation": self.session.evaluator.sandbox.isolation,
                 "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None}
 
-    async def evaluate(self, source: str, deadline_s: float) -> dict[str, Any]:
-        """Evaluate one program; the result as EvaluationOutput data (status, scores, ...)."""
+    async def evaluate(self, source: str, deadline_s: float) -> EvalResult:
+        """Evaluate one program: its status and scores, and its validation predictions when it ran."""
         self.session.reset()
         self.session.last_validation = None
         self.evaluated += 1
-        data = await self._call(source, deadline_s)
+        result = await self._call(source, deadline_s)
         last = self.session.last_validation
-        if last is not None and last[0] == Program(source).hash and last[1] is not None:
-            data[VALIDATION_PREDICTIONS] = last[1]
-        return data
+        if result.ran and last is not None and last[0] == Program(source).hash and last[1] is not None:
+            result.predictions["validation"] = last[1]
+        return result
 
     def stats(self) -> dict[str, int]:
         return {"pid": os.getpid(), "evaluated": self.evaluated}
 
-    async def _call(self, source: str, deadline_s: float) -> dict[str, Any]:
+    async def _call(self, source: str, deadline_s: float) -> EvalResult:
         async with Client(self.server) as client:
             try:
                 reply = await client.call_tool("evaluate_program", {"code": source}, read_timeout_seconds=deadline_s)
@@ -90,10 +89,9 @@ class EnvActor:
         if reply.is_error or reply.structured_content is None:
             text = " ".join(getattr(block, "text", "") for block in reply.content)
             return self._failure(source, "infra_error", f"the server refused the call: {text[:500]}")
-        return dict(reply.structured_content)
+        return read_result(reply.structured_content)
 
-    def _failure(self, source: str, status: str, message: str) -> dict[str, Any]:
-        result = EvalResult(status=status, message=message, program_hash=Program(source).hash,  # type: ignore[arg-type]
-                            data_version=self.session.evaluator.data_version)
-        return self.session.output(result).model_dump()
+    def _failure(self, source: str, status: str, message: str) -> EvalResult:
+        return EvalResult(status=status, message=message, program_hash=Program(source).hash,  # type: ignore[arg-type]
+                          data_version=self.session.evaluator.data_version)
 

@@ -1,68 +1,37 @@
-"""Typed outputs of the environment's MCP tools, and their conversion to and from records.
+"""Typed outputs of the environment's MCP tools.
 
-Responsible for: the pydantic models that give every tool an output schema (data schema,
-pipeline spec, override state, evaluation result), NaN-safe conversion of an
-:class:`aiforml.program.EvalResult` into an :class:`EvaluationOutput` (every non-finite
-float becomes ``None``, since a NaN in a float field breaks the call on the client side),
-capping of captured output, withholding of sealed-test scores, and the way back from an
-output to an ``EvalResult`` for the pool. Not responsible for evaluating anything.
+Responsible for: the records that give every tool an output schema (data schema, pipeline
+spec, override state as pydantic models; the evaluation result is
+:class:`aiforml.program.EvalResult` itself, extended by what the server adds), capping of
+captured output, withholding of sealed-test scores, and reading a reply back into an
+``EvalResult``: one conversion each way. Scores are NaN-free when made (``SplitMetrics``),
+since a NaN in a float field breaks the call on the client side. Not responsible for
+evaluating anything.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
-from aiforml.program import EvalResult, SplitMetrics, Status, finite
-
-
-class SplitScores(BaseModel):
-    """Scores of one split: per-era corr (Numerai task) or the backtest (trading task)."""
-
-    mean_corr: float | None = Field(None, description="mean per-era Numerai corr")
-    std_corr: float | None = Field(None, description="std of per-era corr")
-    sharpe: float | None = Field(None, description="mean / std of per-era corr; trading: the strategy's annualized Sharpe")
-    max_drawdown: float | None = Field(None, description="largest fall of the cumulative per-era corr; trading: of equity, a fraction")
-    feature_neutral_corr: float | None = Field(None, description="mean per-era corr after neutralizing to the features")
-    baseline_corr: float | None = Field(None, description="mean per-era corr with the default program's predictions")
-    baseline_contribution: float | None = Field(None, description="mean per-era contribution beyond the default "
-                                                "program's predictions (BMC): being right where the default is not")
-    n_eras: int = 0
-    per_era_corr: list[float | None] = Field(default_factory=list, description="None where an era scored NaN")
-    total_return: float | None = Field(None, description="trading: compounded return net of costs")
-    turnover: float | None = Field(None, description="trading: mean |position change| per period and asset")
-    hit_rate: float | None = Field(None, description="trading: share of held positions that gained")
-    bh_sharpe: float | None = Field(None, description="trading: buy-and-hold's annualized Sharpe")
-    bh_total_return: float | None = Field(None, description="trading: buy-and-hold's total return")
-    bh_max_drawdown: float | None = Field(None, description="trading: buy-and-hold's max drawdown")
-    bh_turnover: float | None = None
-    bh_hit_rate: float | None = None
+from aiforml.program import EvalResult, finite
 
 
-class EvaluationOutput(BaseModel):
-    """The outcome of one evaluation. A failing program is a status here, never a tool error."""
+@dataclass
+class EvaluationOutput(EvalResult):
+    """The outcome of one evaluation: the EvalResult record itself, plus what the server adds.
 
-    status: Status = Field(description="ok, a program failure (syntax_error, runtime_error, timeout, ...) or infra_error")
-    ran: bool = Field(description="true when the program ran to the end with valid predictions")
-    message: str = ""
-    traceback: str = Field("", description="the tail of the program's traceback, capped")
-    stdout: str = Field("", description="the tail of what the program printed, capped")
-    program_hash: str = ""
-    data_version: str = ""
-    steps_overridden: list[str] = Field(default_factory=list)
-    cv: SplitScores | None = Field(None, description="cross-validation folds of the training eras: advisory, "
-                                   "from the program's own out-of-fold predictions; never a reward or a ranking")
-    validation: SplitScores | None = Field(None, description="validation eras: what the reward uses")
-    test: SplitScores | None = Field(None, description="sealed test eras: only when the server shows them")
-    test_withheld: bool = Field(True, description="true when sealed-test scores were withheld")
-    reward: float | None = Field(None, description="the configured reward (validation only); None for infra_error")
-    timings: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
-    isolation: str = ""
-    stage: str = Field("", description="how far a failed run got, as the evaluator validated it: parsed "
-                       "(static checks passed), features (feature matrix checked, look-ahead guard passed), "
-                       "predict (a first streamed block predicted)")
+    A failing program is a status here, never a tool error. The driver reads a reply back
+    as an ``EvalResult`` (:func:`read_result`): the added fields are the server's view
+    and are dropped, the reward included (the driver computes its own).
+    """
+
+    ran: Annotated[bool, Field(description="true when the program ran to the end with valid predictions")] = False
+    test_withheld: Annotated[bool, Field(description="true when sealed-test scores were withheld")] = True
+    reward: Annotated[float | None, Field(description="the configured reward (validation only); None for "
+                                                      "infra_error")] = None
 
 
 class StepSpec(BaseModel):
@@ -142,49 +111,19 @@ def cap(text: str, limit: int) -> str:
     return f"[... {cut} characters cut]\n" + (text[-limit:] if limit else "")
 
 
-def split_scores(metrics: SplitMetrics | None) -> SplitScores | None:
-    if metrics is None:
-        return None
-    data = asdict(metrics)
-    per_era = [finite(x) for x in data.pop("per_era_corr")]
-    n_eras = int(data.pop("n_eras"))
-    return SplitScores(**{k: finite(v) for k, v in data.items()}, n_eras=n_eras, per_era_corr=per_era)
-
-
 def to_output(result: EvalResult, *, show_test: bool, output_chars: int,
               reward: float | None = None) -> EvaluationOutput:
-    """The tool output of ``result``; sealed-test scores only when ``show_test``."""
-    return EvaluationOutput(
-        status=result.status,
-        ran=result.ran,
-        message=cap(result.message, output_chars),
-        traceback=cap(result.traceback, output_chars),
-        stdout=cap(result.stdout, output_chars),
-        program_hash=result.program_hash,
-        data_version=result.data_version,
-        steps_overridden=list(result.steps_overridden),
-        cv=split_scores(result.cv),
-        validation=split_scores(result.validation),
-        test=split_scores(result.test) if show_test else None,
-        test_withheld=not show_test,
-        reward=finite(reward),
-        timings={k: v for k, v in ((k, finite(v)) for k, v in result.timings.items()) if v is not None},
-        isolation=result.isolation,
-        stage=result.stage,
-    )
+    """The tool output of ``result``: captured text capped, sealed-test scores only when ``show_test``."""
+    data = {f.name: getattr(result, f.name) for f in fields(EvalResult)}
+    data.update(message=cap(result.message, output_chars), traceback=cap(result.traceback, output_chars),
+                stdout=cap(result.stdout, output_chars), test=result.test if show_test else None,
+                timings={k: float(v) for k, v in result.timings.items() if finite(v) is not None})
+    return EvaluationOutput(**data, ran=result.ran, test_withheld=not show_test, reward=finite(reward))
 
 
-def from_output(data: dict[str, Any]) -> EvalResult:
-    """An EvalResult (without predictions) from an EvaluationOutput's structured content."""
-    out = EvaluationOutput.model_validate(data)
+_RESULT = TypeAdapter(EvalResult)
 
-    def metrics(scores: SplitScores | None) -> SplitMetrics | None:
-        return None if scores is None else SplitMetrics(**scores.model_dump())
 
-    return EvalResult(
-        status=out.status, message=out.message, traceback=out.traceback,
-        program_hash=out.program_hash, data_version=out.data_version,
-        steps_overridden=out.steps_overridden, cv=metrics(out.cv),
-        validation=metrics(out.validation), test=metrics(out.test),
-        timings=dict(out.timings), stdout=out.stdout, isolation=out.isolation, stage=out.stage,
-    )  # fmt: skip
+def read_result(data: dict[str, Any]) -> EvalResult:
+    """The EvalResult of a tool reply's structured content (the one conversion on the way back)."""
+    return _RESULT.validate_python(data)

@@ -40,9 +40,8 @@ from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTa
 
 from aiforml.config import Config, PoolConfig
 from aiforml.data.dataset import Dataset, EraSplit
-from aiforml.env.actor import VALIDATION_PREDICTIONS, EnvActor
+from aiforml.env.actor import EnvActor
 from aiforml.env.cache import CacheKey, ResultCache
-from aiforml.env.models import from_output
 from aiforml.pipeline.handoff import open_shared_dataset, shared_dataset
 from aiforml.program import EvalResult, Program
 from aiforml.tasks import build_task
@@ -221,12 +220,8 @@ class EnvPool:
     def _collect(self, ref: Any, job: _Job, index: int, queue: deque[_Job]) -> EvalResult | None:
         """The job's result, or None when it was queued again after an actor failure."""
         try:
-            data = ray.get(ref, timeout=GET_TIMEOUT_S)
+            result: EvalResult = ray.get(ref, timeout=GET_TIMEOUT_S)
             self.stats.executed += 1
-            predictions = data.pop(VALIDATION_PREDICTIONS, None)
-            result = from_output(data)
-            if predictions is not None and result.ran:
-                result.predictions["validation"] = predictions
             return result
         except (RayActorError, GetTimeoutError, RayTaskError) as exc:
             if not isinstance(exc, RayTaskError):  # a raised error leaves the actor alive

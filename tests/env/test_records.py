@@ -16,7 +16,7 @@ import pytest
 from aiforml.compose import load_config
 from aiforml.env.actor import EnvActor
 from aiforml.env.cache import ResultCache
-from aiforml.env.models import cap, from_output, to_output
+from aiforml.env.models import EvaluationOutput, cap, read_result, to_output
 from aiforml.program import EvalResult, Program, SplitMetrics
 
 
@@ -32,7 +32,8 @@ def test_outputs_map_non_finite_floats_to_none_and_stay_strict_json():
     assert out.validation.mean_corr is None and out.validation.sharpe is None
     assert out.validation.std_corr == 0.02 and out.validation.per_era_corr == [0.01, None, None]
     assert out.reward is None and out.timings == {"total": 1.5}
-    json.loads(out.model_dump_json(), parse_constant=lambda c: pytest.fail(f"non-finite {c} in JSON"))
+    text = json.dumps(dataclasses.asdict(out), allow_nan=False)  # strict JSON as it is
+    assert json.loads(text)["validation"]["per_era_corr"] == [0.01, None, None]
 
 
 def test_test_scores_are_withheld_unless_shown():
@@ -46,12 +47,23 @@ def test_output_is_capped_and_round_trips():
     out = to_output(nan_result(), show_test=False, output_chars=10)
     assert out.stdout.endswith("x" * 10) and "40 characters cut" in out.stdout
     assert cap("short", 10) == "short"
-    back = from_output(out.model_dump())
-    assert back.status == "ok" and back.validation.std_corr == 0.02 and back.test is None
-    assert math.isclose(back.timings["total"], 1.5)
-    staged = from_output(to_output(dataclasses.replace(nan_result(), stage="fit"), show_test=False,
-                                   output_chars=10).model_dump())
+    back = read_result(json.loads(json.dumps(dataclasses.asdict(out))))
+    assert type(back) is EvalResult and back.status == "ok" and back.ran and back.test is None
+    assert back.validation == out.validation and math.isclose(back.timings["total"], 1.5)
+    assert not hasattr(back, "reward") and back.predictions == {}
+    staged = read_result(dataclasses.asdict(to_output(dataclasses.replace(nan_result(), stage="fit"),
+                                                      show_test=False, output_chars=10)))
     assert staged.stage == "fit"
+
+
+def test_the_tool_output_is_the_results_own_schema():
+    """Every field of EvalResult is in the tool's output record, with the same type; the
+    predictions are not a field, so they never enter a schema or a reply."""
+    result_fields = {f.name: f.type for f in dataclasses.fields(EvalResult)}
+    output_fields = {f.name: f.type for f in dataclasses.fields(EvaluationOutput)}
+    assert result_fields.items() <= output_fields.items()
+    assert set(output_fields) - set(result_fields) == {"ran", "test_withheld", "reward"}
+    assert "predictions" not in output_fields
 
 
 def test_cache_keys_on_normalized_source_evicts_lru_and_skips_infra_errors():
@@ -72,7 +84,9 @@ def test_cache_keys_on_normalized_source_evicts_lru_and_skips_infra_errors():
 
 def test_cache_evicts_by_the_bytes_of_the_predictions_it_holds():
     def with_predictions(n: int) -> EvalResult:
-        return EvalResult(status="ok", predictions={"validation": np.zeros(n, dtype=np.float32)})
+        result = EvalResult(status="ok")
+        result.predictions["validation"] = np.zeros(n, dtype=np.float32)
+        return result
 
     cache = ResultCache(max_entries=100, max_bytes=1000)
     a, b, c = Program("x = 1\n"), Program("y = 2\n"), Program("z = 3\n")
@@ -103,8 +117,8 @@ def test_actor_resets_the_episode_between_programs(cfg, dataset, split, baseline
         actor.session.set_override("define_model", "def define_model():\n    return None\n")
         forbidden = "def create_features(df, feature_cols):\n    return eval('df')\n"  # refused before running
         out = anyio.run(actor.evaluate, forbidden, 60.0)
-        assert out["status"] == "forbidden" and actor.session.overrides == {}
-        assert out["program_hash"] == Program(forbidden).hash
+        assert type(out) is EvalResult and out.status == "forbidden" and actor.session.overrides == {}
+        assert out.program_hash == Program(forbidden).hash and out.predictions == {}
     finally:
         actor.session.close()
 
