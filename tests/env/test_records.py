@@ -103,7 +103,7 @@ def test_cache_evicts_by_the_bytes_of_the_predictions_it_holds():
     ("env.pool.num_actors=0", "env.pool.num_actors must be >= 1"),
     ("env.pool.cpus_per_actor=0", "env.pool.cpus_per_actor must be > 0"),
     ("env.pool.deadline_s=-1", "env.pool.deadline_s must be > 0"),
-    ("env.server.port=70000", "env.server.port must be in 1..65535"),
+    ("env.server.port=70000", r"env.server.port must be in \[1, 65535\]"),
 ])
 def test_bad_env_settings_fail_at_start_naming_the_key(override, words):
     with pytest.raises(ValueError, match=words.replace(".", r"\.")):

@@ -107,6 +107,6 @@ def test_config_composes_and_bad_values_name_the_key():
     assert cfg.policy.name == "tiny" and cfg.policy.tiny.epochs == 2.0
     assert cfg.policy.tiny == TinyPolicyConfig(epochs=2.0)  # the YAML mirrors the defaults
     with pytest.raises(ValueError, match="policy.tiny.mistake_rate"):
-        from_dict(TinyPolicyConfig, {"mistake_rate": 1.5})
+        from_dict(TinyPolicyConfig, {"mistake_rate": 1.5}, prefix="policy.tiny.")
     with pytest.raises(ValueError, match="policy.tiny.hidden_size"):
-        from_dict(TinyPolicyConfig, {"hidden_size": 100, "num_heads": 3})
+        from_dict(TinyPolicyConfig, {"hidden_size": 100, "num_heads": 3}, prefix="policy.tiny.")
