@@ -90,7 +90,8 @@ def export_trading(program: ChosenProgram, cfg: Config, out: Path) -> ExportResu
 def export_numerai(program: ChosenProgram, cfg: Config, out: Path, data_dir: Path | None,
                    progress: Progress) -> ExportResult:
     """``pipeline.py``, then ``predict.pkl`` fitted through that same text, then its check."""
-    settings = {"feature_set": cfg.data.feature_set, "data": str(data_dir or cfg.data.path or "v5.0")}
+    settings = {"feature_set": cfg.data.feature_set, "data": str(data_dir or cfg.data.path or "v5.0"),
+                "bin_sample_rows": cfg.env.pipeline.bin_sample_rows}
     usage = "Run: python pipeline.py --data V5_DIR --out predictions.csv [--feature-set NAME]"
     text = assemble("numerai", program.source, missing_defaults(program, cfg, "numerai"), settings,
                     docstring(program, cfg, usage))

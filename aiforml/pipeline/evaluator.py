@@ -311,7 +311,7 @@ class Evaluator:
             "data_dir": str(data_dir), "out_dir": str(out), "inbox": str(inbox or ""),
             "n_blocks": n_blocks, "signal_fds": fds, "embargo": int(self.split.embargo),
             "max_cv_folds": self.cfg.pipeline.max_cv_folds, "feature_hint": self.task.feature_hint(),
-            "cv": cv, "seed": self.cfg.pipeline.seed,
+            "cv": cv, "seed": self.cfg.pipeline.seed, "bin_sample_rows": self.cfg.pipeline.bin_sample_rows,
         }
         job_file = out / "job.json"
         job_file.write_text(json.dumps(job))

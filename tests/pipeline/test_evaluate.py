@@ -145,3 +145,45 @@ def test_child_cannot_see_validation_targets(evaluator, split):
     assert result.status == "ok", result.message
     assert result.predictions["eval"].shape == (len(evaluator.task.eval_rows),)
     assert np.isfinite(result.predictions["eval"]).all()
+
+
+WRITES_IN_PLACE = '''
+def create_target(df):
+    import numpy as np
+    cols = [c for c in df.columns if c.startswith("feature_")]
+    df.loc[:, cols[0]] = 0          # the frame lies on the shared hand-off file: a write is the child's own
+    df.iloc[:, 1] = 1
+    return df["target"].fillna(0.0).to_numpy()
+
+
+def define_model():
+    from sklearn.linear_model import Ridge
+    return Ridge(alpha=10.0)
+
+
+def create_features(df, feature_cols):
+    out = df[feature_cols].copy()
+    out.loc[:, feature_cols[1]] = 3
+    return out
+'''
+
+
+def test_a_program_may_write_into_its_frames_and_the_shared_data_stays_as_it_was(evaluator):
+    """The frames are copy-on-write maps of the hand-off files: an honest in-place edit works,
+    and what it changed is the child's alone (the next program reads the data unchanged)."""
+    before = evaluator.evaluate(Program(default_program_source()))
+    edited = evaluator.evaluate(Program(WRITES_IN_PLACE))
+    after = evaluator.evaluate(Program(default_program_source()))
+    assert edited.status == "ok", (edited.message, edited.traceback)
+    assert after.validation.per_era_corr == before.validation.per_era_corr
+
+
+def test_the_locked_fit_caps_lightgbms_bin_sample_unless_the_program_sets_it():
+    import lightgbm
+    from sklearn.linear_model import Ridge
+
+    from aiforml.pipeline.harness import lean
+
+    assert lean(lightgbm.LGBMRegressor(), 50_000).get_params()["bin_construct_sample_cnt"] == 50_000
+    assert lean(lightgbm.LGBMRegressor(bin_construct_sample_cnt=7), 50_000).get_params()["bin_construct_sample_cnt"] == 7
+    assert "bin_construct_sample_cnt" not in lean(Ridge(), 50_000).get_params()
