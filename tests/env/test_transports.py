@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import anyio
+import psutil
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.types import REQUEST_TIMEOUT
@@ -137,6 +138,13 @@ def test_inspector_cli_sees_a_failing_program_as_a_result(server_argv, server_en
     assert output["status"] == "runtime_error" and "undefined_name" in output["message"]
 
 
+def descendants() -> set[int]:
+    """Every process this test process started, however deep: the stdio server and its sandbox
+    (an orphan inside the sandbox's pid namespace stays under its bubblewrap). Other runs on
+    the machine share the job root; their children are not this test's."""
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
 def test_stdio_client_timeout_kills_the_sandbox(server_argv, server_env, tmp_path, sandbox_children, programs):
     """A client that times out over stdio: the server kills the child and keeps serving."""
     jobs = private_root("evals")  # where the server's job folders live (this user's private folder)
@@ -152,16 +160,16 @@ def test_stdio_client_timeout_kills_the_sandbox(server_argv, server_env, tmp_pat
                     tg.start_soon(lambda: client.call_tool("evaluate_program", {"code": programs.spin}, read_timeout_seconds=20))
                     for _ in range(200):
                         await anyio.sleep(0.1)
-                        seen.extend(set(sandbox_children(jobs)) - before)
+                        seen.extend(set(sandbox_children(jobs)) - before & descendants())
                         if seen:
                             break
             except* Exception as group:  # the call's timeout, raised through the task group
                 assert all(isinstance(e, MCPError) and e.code == REQUEST_TIMEOUT for e in group.exceptions), group
             for _ in range(100):
-                if not set(sandbox_children(jobs)) - before:
+                if not set(sandbox_children(jobs)) - before & descendants():
                     break
                 await anyio.sleep(0.1)
-            left = sorted(set(sandbox_children(jobs)) - before)
+            left = sorted(set(sandbox_children(jobs)) - before & descendants())
             alive = await client.call_tool("describe_data", {})
             return left, alive
 
