@@ -262,19 +262,28 @@ class Evaluator:
 
     def _guard(self, program: Program, job: Path, k: int, cut: int,
                features: np.ndarray) -> tuple[checks.Finding | None, float]:
-        """Run the feature step on the first ``cut`` rows alone; compare with the full run."""
+        """Run the feature step on the first ``cut`` rows alone; compare with the full run.
+
+        The cut view and the guard's output go as soon as they are read: at full width each is
+        as large as the feature view, and the job's other guards and stages may still run."""
         data = write_view(job / f"guard-{k}-data", self.task.feature_view(cut))
         out = _folder(job / f"guard-{k}")
-        run = self._sandbox_run(program, "features", data, out)
-        guard = self._interpret(run, out, "guard")
-        if guard.status != "ok":
-            return (guard.status, "look-ahead guard: the feature step failed on the data cut after "
-                    f"{self.task.describe_row(cut - 1)}: {guard.message}"), run.wall_s
         try:
-            truncated, _ = read_features(out, cut, self._matrix_limit)
-        except READ_ERRORS as exc:
-            return ("invalid_output", f"look-ahead guard: {output_finding(exc)[1]}"), run.wall_s
-        return compare_features(features, truncated, self.task), run.wall_s
+            run = self._sandbox_run(program, "features", data, out)
+        finally:
+            remove_tree(data)
+        try:
+            guard = self._interpret(run, out, "guard")
+            if guard.status != "ok":
+                return (guard.status, "look-ahead guard: the feature step failed on the data cut after "
+                        f"{self.task.describe_row(cut - 1)}: {guard.message}"), run.wall_s
+            try:
+                truncated, _ = read_features(out, cut, self._matrix_limit)
+            except READ_ERRORS as exc:
+                return ("invalid_output", f"look-ahead guard: {output_finding(exc)[1]}"), run.wall_s
+            return compare_features(features, truncated, self.task), run.wall_s
+        finally:
+            remove_tree(out)
 
     def _model_stage(self, program: Program, job: Path, features: np.ndarray, columns: list[str],
                      feature_result: EvalResult, cv: bool = True) -> tuple[EvalResult, BlockStreamer]:
