@@ -460,11 +460,16 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
     pydantic reads it as JSON in strict mode (so a mapping fills a nested section and
     nothing is coerced), then every section's ``check`` runs, innermost first."""
     try:
-        obj = TypeAdapter(cls).validate_json(json.dumps(data or {}), strict=True)
+        obj = TypeAdapter(cls).validate_json(json.dumps(data or {}, default=_plain), strict=True)
     except ValidationError as exc:
         raise ValueError(_explain(exc.errors()[0], cls, data or {}, prefix)) from None
     _check(obj)
     return obj
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar (a sweep's sampled value) as the Python number it holds; anything else as text."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def _check(section: Any) -> None:

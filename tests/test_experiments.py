@@ -7,11 +7,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from aiforml.compose import CONF_DIR, load_config
-from aiforml.config import Config
+from aiforml.config import Config, from_dict
 
 GROUP_FILES = sorted(p for p in CONF_DIR.glob("*/*.yaml") if p.parent.name != "experiment")
 
@@ -137,3 +138,11 @@ def test_sweep_experiments_are_sweeps_with_a_cpu_budget(name: str, swept: set[st
     assert (cfg.tune.objective, cfg.tune.last_k) == ("mean_val_sharpe", 2), "one that cycles 2-3 move"
     assert cfg.loop.prompts_per_cycle * cfg.loop.samples_per_prompt == 8
     assert not load_config(["+experiment=ppo_sharpe"]).tune.space, "a plain experiment is one run"
+
+
+def test_a_sampled_numpy_value_is_read_as_the_number_it_holds() -> None:
+    """A sweep's search hands NumPy scalars; strict typing takes them as the numbers they are."""
+    cfg = from_dict(Config, {"loop": {"cycles": np.int64(3)}, "algo": {"clip_range": np.float32(0.25)}})
+    assert cfg.loop.cycles == 3 and type(cfg.loop.cycles) is int and cfg.algo.clip_range == 0.25
+    with pytest.raises(ValueError, match=r"loop\.cycles must be an integer"):
+        from_dict(Config, {"loop": {"cycles": np.float64(2.5)}})
