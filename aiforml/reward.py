@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from aiforml.config import RewardConfig
 from aiforml.program import STAGES, EvalResult
+from aiforml.registry import registrar
 
 # Default squashing scale per statistic: a Sharpe of 1, a mean corr of 0.02 or a total
 # return of 20 % maps to tanh(1).
@@ -56,16 +57,7 @@ Term = Callable[[EvalResult, RewardConfig, RewardInputs], float]
 TERMS: dict[str, Term] = {}  # name -> term, in registration order
 
 
-def term(name: str) -> Callable[[Term], Term]:
-    """Register ``fn`` as the reward term ``name`` (weight: ``reward.weights.<name>``)."""
-
-    def register(fn: Term) -> Term:
-        if name in TERMS:
-            raise ValueError(f"reward term {name!r} is registered twice")
-        TERMS[name] = fn
-        return fn
-
-    return register
+term = registrar(TERMS, "reward term")  # @term(name): a reward term weighted by reward.weights.<name>
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -79,12 +80,19 @@ def export_trading(program: ChosenProgram, cfg: Config, out: Path) -> ExportResu
     settings = {"horizon": cfg.data.horizon, "position_rule": cfg.env.trading.position_rule,
                 "position_scale": cfg.env.trading.position_scale}
     usage = "Run: python positions.py prices.csv --out positions.csv [--train-end YYYY-MM-DD]"
-    text = assemble("trading", program.source, missing_defaults(program, cfg, "trading"), settings,
-                    docstring(program, cfg, usage))
     path = out / "positions.py"
-    path.write_text(text)
+    text = write_script(path, "trading", program, cfg, settings, usage)
     compile(text, str(path), "exec")  # a program that does not parse fails here, not at the user's
     return ExportResult(files=[path])
+
+
+def write_script(path: Path, template: str, program: ChosenProgram, cfg: Config, settings: dict[str, Any],
+                 usage: str) -> str:
+    """The standalone script of ``program`` on ``template``, written to ``path``; its text."""
+    text = assemble(template, program.source, missing_defaults(program, cfg, template), settings,
+                    docstring(program, cfg, usage))
+    path.write_text(text)
+    return text
 
 
 def export_numerai(program: ChosenProgram, cfg: Config, out: Path, data_dir: Path | None,
@@ -93,10 +101,8 @@ def export_numerai(program: ChosenProgram, cfg: Config, out: Path, data_dir: Pat
     settings = {"feature_set": cfg.data.feature_set, "data": str(data_dir or cfg.data.path or "v5.0"),
                 "bin_sample_rows": cfg.env.pipeline.bin_sample_rows}
     usage = "Run: python pipeline.py --data V5_DIR --out predictions.csv [--feature-set NAME]"
-    text = assemble("numerai", program.source, missing_defaults(program, cfg, "numerai"), settings,
-                    docstring(program, cfg, usage))
     script_path = out / "pipeline.py"
-    script_path.write_text(text)
+    text = write_script(script_path, "numerai", program, cfg, settings, usage)
     progress("running the program's definitions (outside the sandbox)")
     namespace = load_script(text, str(script_path))
     frame, features, targets, live = training_data(namespace, cfg, data_dir, progress)

@@ -32,6 +32,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from aiforml.algo.core import logprobs_from_logits
 from aiforml.policy.model import PolicyModel
+from aiforml.registry import registrar
 
 
 @dataclass
@@ -158,16 +159,7 @@ Sampler = Callable[[PolicyModel, Tensor, Tensor], tuple[Tensor, Tensor]]
 SAMPLERS: dict[str, Sampler] = {}
 
 
-def sampler(name: str) -> Callable[[Sampler], Sampler]:
-    """Register a generation backend as ``policy.sampler=name``."""
-
-    def register(fn: Sampler) -> Sampler:
-        if name in SAMPLERS:
-            raise ValueError(f"generation backend {name!r} is registered twice")
-        SAMPLERS[name] = fn
-        return fn
-
-    return register
+sampler = registrar(SAMPLERS, "generation backend")  # @sampler(name): chosen with policy.sampler=<name>
 
 
 def get_sampler(name: str) -> Sampler:
