@@ -74,9 +74,14 @@ class EraBases:
     compute) is ``v - U (U' v)`` with ``U`` the left singular vectors whose singular values
     exceed ``rcond`` times the largest: one SVD per era, once, instead of one solve per era
     and program. Built for the rows whose target is finite (:meth:`for_target`).
+
+    An era whose features span all of its rows (as many independent features as rows, as
+    with 2,376 features on 1,500 rows) has no residual: nothing is neutral to its features,
+    its feature-neutral correlation is NaN, and its basis (rows x rows doubles) is not kept
+    (``None``). numerai-tools ranks the rounding noise left in such a residual.
     """
 
-    bases: tuple[np.ndarray, ...]
+    bases: tuple[np.ndarray | None, ...]
     n_rows: int
 
     @classmethod
@@ -91,7 +96,8 @@ class EraBases:
             for start, count in zip(starts, counts, strict=True):
                 design = np.hstack([f[start:start + count].astype(np.float64), np.ones((count, 1))])
                 u, sv, _ = np.linalg.svd(design, full_matrices=False)
-                bases.append(np.ascontiguousarray(u[:, sv > rcond * sv.max()]) if sv.size else u[:, :0])
+                u = u[:, sv > rcond * sv.max()] if sv.size else u[:, :0]
+                bases.append(None if u.shape[1] == count else np.ascontiguousarray(u))
         return cls(tuple(bases), int(len(e)))
 
     def residual(self, values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -101,7 +107,7 @@ class EraBases:
         out = np.empty_like(values)
         for u, start, count in zip(self.bases, starts, counts, strict=True):
             v = values[start:start + count]
-            out[start:start + count] = v - u @ (u.T @ v)
+            out[start:start + count] = 0.0 if u is None else v - u @ (u.T @ v)
         return out
 
 
@@ -149,8 +155,8 @@ def _neutralize(values: np.ndarray, features: np.ndarray, starts: np.ndarray,
     for start, count in zip(starts, counts, strict=True):
         rows = slice(start, start + count)
         design = np.hstack([features[rows], np.ones((count, 1))])
-        coef = np.linalg.lstsq(design, values[rows], rcond=1e-6)[0]
-        out[rows] = values[rows] - design @ coef
+        coef, _, rank, _ = np.linalg.lstsq(design, values[rows], rcond=1e-6)
+        out[rows] = 0.0 if rank == count else values[rows] - design @ coef  # spanned: as EraBases
     return out
 
 

@@ -166,3 +166,19 @@ def test_era_bases_give_the_least_squares_residual_of_every_era():
     assert np.isfinite(with_bases).all()
     with pytest.raises(ValueError, match="rows"):
         metrics.per_era_feature_neutral_corr(predictions[:200], bases, target[:200], eras[:200])
+
+
+def test_an_era_its_features_span_has_no_feature_neutral_corr_and_keeps_no_basis():
+    """More independent features than rows: the residual is nothing, not rounding noise."""
+    rng = np.random.default_rng(5)
+    eras = np.repeat(np.arange(4), [30, 30, 12, 30])  # era 2: 12 rows, 16 features and a constant
+    features = rng.integers(0, 5, size=(len(eras), 16)).astype(np.int8)
+    target = rng.normal(size=len(eras))
+    predictions = features[:, 0] * 0.3 + rng.normal(size=len(eras))
+    bases = metrics.EraBases.for_target(features, target, eras)
+    assert bases.bases[2] is None and all(bases.bases[k].shape == (30, 17) for k in (0, 1, 3))
+    with_bases = metrics.per_era_feature_neutral_corr(predictions, bases, target, eras)
+    with_solves = metrics.per_era_feature_neutral_corr(predictions, features, target, eras)
+    assert np.isnan(with_bases[2]) and np.isnan(with_solves[2])
+    np.testing.assert_allclose(with_bases[[0, 1, 3]], with_solves[[0, 1, 3]], atol=1e-9)
+    assert np.isfinite(with_bases[[0, 1, 3]]).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from aiforml.pipeline.defaults import default_program_source, default_sources
@@ -184,6 +185,55 @@ def test_the_locked_fit_caps_lightgbms_bin_sample_unless_the_program_sets_it():
 
     from aiforml.pipeline.harness import lean
 
-    assert lean(lightgbm.LGBMRegressor(), 50_000).get_params()["bin_construct_sample_cnt"] == 50_000
-    assert lean(lightgbm.LGBMRegressor(bin_construct_sample_cnt=7), 50_000).get_params()["bin_construct_sample_cnt"] == 7
+    assert lean(lightgbm.LGBMRegressor(), 50_000).get_params()["subsample_for_bin"] == 50_000
+    assert lean(lightgbm.LGBMRegressor(subsample_for_bin=70_000), 50_000).get_params()["subsample_for_bin"] == 70_000
+    kept = lean(lightgbm.LGBMRegressor(bin_construct_sample_cnt=7), 50_000).get_params()
+    assert kept["bin_construct_sample_cnt"] == 7 and kept["subsample_for_bin"] == 200_000
     assert "bin_construct_sample_cnt" not in lean(Ridge(), 50_000).get_params()
+
+
+def _lightgbm_fit(X, y, batched: bool, **params):
+    import lightgbm
+
+    from aiforml.pipeline import harness
+
+    model = lightgbm.LGBMRegressor(n_estimators=8, num_leaves=15, colsample_bytree=0.5, verbose=-1,
+                                   subsample_for_bin=3000, **params)
+    pushed = []
+    original_push = lightgbm.Dataset._push_rows
+
+    def counting_push(self, data):
+        pushed.append(len(data))
+        return original_push(self, data)
+
+    lightgbm.Dataset._push_rows = counting_push
+    threshold = harness.BATCHED_FROM_CELLS
+    harness.BATCHED_FROM_CELLS = 0 if batched else 10**12
+    try:
+        with harness.rows_in_batches(model):
+            model.fit(X, y)
+    finally:
+        harness.BATCHED_FROM_CELLS = threshold
+        lightgbm.Dataset._push_rows = original_push
+    return model, pushed
+
+
+def test_the_locked_fit_reads_lightgbms_rows_in_batches_and_builds_the_same_model():
+    """The batched read avoids LightGBM's float32 copy of the whole frame; the model is the
+    same booster either way (features, bins, splits), for int8 features and engineered floats."""
+    import lightgbm
+
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 5, size=(10_000, 40), dtype=np.int8)
+    y = raw[:, :5].sum(axis=1) + rng.normal(size=len(raw))
+    frames = {"int8": pd.DataFrame(raw, columns=[f"feature_{k}" for k in range(raw.shape[1])]),
+              "mixed": pd.DataFrame({"a": raw[:, 0], "b": raw[:, 1] * 0.37 + rng.normal(size=len(raw)),
+                                     "c": np.where(raw[:, 2] == 4, np.nan, raw[:, 2]).astype(np.float32)})}
+    for name, X in frames.items():
+        whole, pushed_whole = _lightgbm_fit(X, y, batched=False)
+        batched, pushed = _lightgbm_fit(X, y, batched=True)
+        assert pushed_whole == [] and sum(pushed) == len(X) and max(pushed) <= 4096, name
+        assert batched.booster_.model_to_string() == whole.booster_.model_to_string(), name
+        assert batched.feature_name_ == list(X.columns), name
+        np.testing.assert_array_equal(batched.predict(X), whole.predict(X))
+    assert lightgbm.sklearn.Dataset is lightgbm.basic.Dataset  # put back after the fit
