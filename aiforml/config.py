@@ -162,8 +162,9 @@ class PipelineConfig(Section):
     static_checks: bool = True  # refuse disallowed imports/builtins before running (isolation stays on)
     max_cv_folds: int = 10  # a program's define_cv may return at most this many folds
     # a LightGBM model the locked step fits builds its bins from at most this many rows, unless the
-    # program sets subsample_for_bin or bin_construct_sample_cnt (LightGBM's default 200,000 rows held as doubles: 1.7 GB at 705 features)
-    bin_sample_rows: AtLeast1 = 50_000
+    # program sets subsample_for_bin or bin_construct_sample_cnt: LightGBM holds the sample as doubles
+    # (its default 200,000 rows are 1.7 GB at 705 features); int8 features get the same bins from 10,000
+    bin_sample_rows: AtLeast1 = 20_000
     guard_cuts: AtLeast1 = 2  # look-ahead guard (always on): sandboxes per evaluation, each with the data cut at a secret random era
     seed: int = 0  # NumPy's and random's global generators at the start of every stage's sandbox run: a program that draws unseeded random numbers (scikit-learn's random_state=None) scores the same every time
 

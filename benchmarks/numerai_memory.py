@@ -90,6 +90,20 @@ def plasma_bytes(pid: int) -> int:
     return total
 
 
+def role_of(pid: int, titles: dict[int, str], parents: dict[int, int], driver: int) -> str:
+    """"driver", "actor:PID", "sandbox:PID" (anything under an actor) or "ray:PID" (the rest)."""
+    if pid == driver:
+        return "driver"
+    if "EnvActor" in titles[pid]:
+        return f"actor:{pid}"
+    up = parents.get(pid)
+    while up in titles and up != driver:
+        if "EnvActor" in titles[up]:
+            return f"sandbox:{pid}"
+        up = parents.get(up)
+    return f"ray:{pid}"
+
+
 class Sampler(threading.Thread):
     """Peaks of every process under this one, by role, and of the run's whole footprint.
 
@@ -121,26 +135,19 @@ class Sampler(threading.Thread):
             procs = [self.me, *self.me.children(recursive=True)]
         except psutil.Error:
             return
-        roles: dict[int, str] = {}
-        anon = store = 0
-        for p in procs:  # parents come before their children in this list
+        titles, parents = {}, {}
+        for p in procs:
             try:
-                title = " ".join(p.cmdline())
-                parent = p.ppid()
+                titles[p.pid], parents[p.pid] = " ".join(p.cmdline()), p.ppid()
             except psutil.Error:
                 continue
-            if p.pid == self.me.pid:
-                role = "driver"
-            elif "EnvActor" in title:
-                role = f"actor:{p.pid}"
-            elif roles.get(parent, "").startswith(("actor", "sandbox")):
-                role = f"sandbox:{p.pid}"
-            else:
-                role = f"ray:{p.pid}"
-            roles[p.pid] = role
-            st = status(p.pid)
+        roles = {pid: role_of(pid, titles, parents, self.me.pid) for pid in titles}
+        anon = store = 0
+        for pid, role in roles.items():
+            title = titles[pid]
+            st = status(pid)
             anon += st.get("RssAnon", 0)
-            store += plasma_bytes(p.pid) if title.split(" ")[0].endswith("/raylet") else 0
+            store += plasma_bytes(pid) if title.split(" ")[0].endswith("/raylet") else 0
             self.peak[role] = max(self.peak.get(role, 0), st.get("VmRSS", 0))
         actors = [int(r.split(":")[1]) for r in roles.values() if r.startswith("actor:")]
         files = tree_bytes(self.views) + sum(tree_bytes(f) for a in actors for f in self.evals.glob(f"job-{a}-*"))

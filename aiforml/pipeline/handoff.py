@@ -15,17 +15,28 @@ every child). The default feature step's matrix (:func:`shared_matrix`) is that 
 when it is equal (else written once), and its training rows are hard-linked into each
 job's inbox, not copied.
 
+Held while used, then freed. Under /dev/shm the views are memory: a split's folder would
+hold its data (gigabytes at Numerai's full width) until the machine restarts. Every process
+that uses a folder holds a shared ``flock`` on its ``lock`` file until it exits
+(:func:`lease`); at exit, and when any process first leases a folder, each folder of the root
+that no process holds is removed (also what a killed run left). The lock file lies beside
+the views, where no child sees it (a child is shown only its own view's folder).
+
 Not responsible for running or scoring; the trusted side keeps its own row indices.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +64,7 @@ def split_key(task: Task) -> str:
 def shared_views(task: Task, root: Path | None = None) -> tuple[Path, Path]:
     """The folders of the task's whole feature view and its training view (written once)."""
     base = Path(root or default_root()) / split_key(task)
+    lease(base)
     features, train = base / "features", base / "train"
     if not (features / "meta.json").exists():
         write_view(features, task.feature_view(len(task.feature_rows)))
@@ -120,3 +132,74 @@ def write_view(folder: Path, view: View) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+LOCK = "lock"
+KEY_NAME = re.compile(r"[0-9a-f]{16}")  # split_key's names
+UNLOCKED_STALE_S = 24 * 3600  # a hand-off folder without a lock file this old was left by an earlier version
+_leases: dict[Path, int] = {}  # the folders this process uses: a shared flock on each, held until exit
+
+
+def lease(base: Path) -> None:
+    """Hold a shared lock on the hand-off folder ``base`` (made if missing) until this process
+    exits; the first lease of a process removes the root's folders nobody holds."""
+    base = Path(base)
+    if base in _leases:
+        return
+    if not _leases:
+        atexit.register(release_all)
+    remove_unused(base.parent, keep=base)
+    while True:  # a remover may delete the folder between our open and our lock: then again
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            fd = os.open(base / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            continue
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            current = os.stat(base / LOCK).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            _leases[base] = fd
+            return
+        os.close(fd)
+
+
+def remove_unused(root: Path, keep: Path | None = None) -> list[Path]:
+    """Remove each hand-off folder of ``root`` (named by :func:`split_key`, holding a lock
+    file) whose lock no process holds, except ``keep``; return those removed. Nothing else
+    in ``root`` is touched."""
+    removed = []
+    for folder in sorted(Path(root).iterdir()) if Path(root).is_dir() else []:
+        if folder == keep or folder in _leases or not KEY_NAME.fullmatch(folder.name) or folder.is_symlink():
+            continue
+        try:
+            fd = os.open(folder / LOCK, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:  # being made now, or left by a version without locks (old: removed)
+            if time.time() - folder.lstat().st_mtime > UNLOCKED_STALE_S and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # in use
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def release_all() -> None:
+    """Let go of this process's folders and remove those no other process holds."""
+    roots = {base.parent for base in _leases}
+    while _leases:
+        os.close(_leases.popitem()[1])
+    for root in roots:
+        remove_unused(root)

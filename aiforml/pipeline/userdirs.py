@@ -22,7 +22,7 @@ anything; job folders have random names and mode 0700, hand-off folders hold tra
 only.
 
 Not responsible for: what goes into the folders (:mod:`.handoff`, :mod:`.evaluate`) or
-removing them (:func:`aiforml.pipeline.childio.remove_tree`).
+removing them (:func:`aiforml.pipeline.childio.remove_tree` for jobs, :func:`.handoff.lease` for hand-offs).
 """
 
 from __future__ import annotations

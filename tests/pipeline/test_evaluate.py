@@ -237,3 +237,20 @@ def test_the_locked_fit_reads_lightgbms_rows_in_batches_and_builds_the_same_mode
         assert batched.feature_name_ == list(X.columns), name
         np.testing.assert_array_equal(batched.predict(X), whole.predict(X))
     assert lightgbm.sklearn.Dataset is lightgbm.basic.Dataset  # put back after the fit
+
+
+def test_int8_features_get_the_same_lightgbm_model_from_the_capped_bin_sample():
+    """env.pipeline.bin_sample_rows is free for int8 features: their five values show in any
+    sample of that size, so the model is the one LightGBM's own 200,000-row sample builds."""
+    import lightgbm
+
+    from aiforml.config import PipelineConfig
+
+    rng = np.random.default_rng(4)
+    X = pd.DataFrame(rng.choice(5, size=(3 * PipelineConfig().bin_sample_rows, 12),
+                                p=[0.05, 0.2, 0.5, 0.2, 0.05]).astype(np.int8))
+    y = X.iloc[:, :3].sum(axis=1).to_numpy() * 0.1 + rng.normal(size=len(X))
+    texts = [lightgbm.LGBMRegressor(n_estimators=5, subsample_for_bin=rows, verbose=-1).fit(X, y)
+             .booster_.model_to_string().split("parameters:")[0]
+             for rows in (200_000, PipelineConfig().bin_sample_rows)]
+    assert texts[0] == texts[1]

@@ -126,3 +126,62 @@ def test_the_guard_compares_block_by_block_and_names_the_first_changed_value(dat
     status, message = evaluate.compare_features(full, truncated, task)
     assert status == "leakage_suspected"
     assert message.startswith(f"look-ahead: feature column 2 of row 705 ({task.describe_row(705)}) is {full[705, 2]:.6g}")
+
+
+HOLDER = """
+import sys
+from pathlib import Path
+from aiforml.pipeline.handoff import lease
+base = Path(sys.argv[1])
+lease(base)
+(base / "features.npy").write_bytes(b"rows")
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def _holder(base):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(base)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_hand_off_folder_lives_while_a_process_uses_it_and_goes_with_the_last(tmp_path):
+    """Views under /dev/shm are memory: freed when no process uses them, kept while one does;
+    nothing in the root but hand-off folders is touched."""
+    import os
+    import signal
+    import time
+
+    from aiforml.pipeline.handoff import lease, remove_unused
+
+    root = tmp_path / "handoff"
+    used, killed = root / "0123456789abcdef", root / "fedcba9876543210"
+    holder = _holder(used)
+    crashed = _holder(killed)
+    os.kill(crashed.pid, signal.SIGKILL)  # a killed run: no exit handler ran
+    crashed.wait()
+    assert killed.is_dir()
+    others = [root / "notes", root / "0000000000000000"]  # not a hand-off name; one being made (no lock yet)
+    for folder in others:
+        folder.mkdir()
+    unlocked = root / "1111111111111111"  # left by a version without locks, two days ago
+    unlocked.mkdir()
+    os.utime(unlocked, (time.time() - 2 * 86400,) * 2)
+
+    assert remove_unused(root) == [unlocked, killed]  # the holder's folder is in use
+    assert (used / "features.npy").read_bytes() == b"rows" and all(f.is_dir() for f in others)
+
+    holder.stdin.close()  # the last user exits: its folder goes with it
+    assert holder.wait(timeout=60) == 0
+    assert not used.exists() and all(f.is_dir() for f in others)
+
+    stale = _holder(root / "aaaaaaaaaaaaaaaa")
+    os.kill(stale.pid, signal.SIGKILL)
+    stale.wait()
+    lease(root / "bbbbbbbbbbbbbbbb")  # a new run's first lease clears what a killed one left
+    assert sorted(p.name for p in root.iterdir()) == ["0000000000000000", "bbbbbbbbbbbbbbbb", "notes"]
