@@ -190,6 +190,21 @@ def test_the_locked_fit_caps_lightgbms_bin_sample_unless_the_program_sets_it():
     kept = lean(lightgbm.LGBMRegressor(bin_construct_sample_cnt=7), 50_000).get_params()
     assert kept["bin_construct_sample_cnt"] == 7 and kept["subsample_for_bin"] == 200_000
     assert "bin_construct_sample_cnt" not in lean(Ridge(), 50_000).get_params()
+    assert lean(lightgbm.LGBMRegressor(), 50_000).get_params()["force_col_wise"] is True
+    kept = lean(lightgbm.LGBMRegressor(force_row_wise=True), 50_000).get_params()
+    assert kept["force_row_wise"] is True and "force_col_wise" not in kept
+
+
+def test_lightgbm_builds_the_same_model_column_wise_as_row_wise():
+    """The locked fit's force_col_wise saves the row-wise copy and changes no model."""
+    import lightgbm
+
+    rng = np.random.default_rng(6)
+    X = pd.DataFrame(rng.choice(5, size=(20_000, 60), p=[0.05, 0.2, 0.5, 0.2, 0.05]).astype(np.int8))
+    y = X.iloc[:, :5].to_numpy().sum(axis=1) * 0.1 + rng.standard_t(4, size=len(X))
+    texts = [lightgbm.LGBMRegressor(n_estimators=10, colsample_bytree=0.3, verbose=-1, **{mode: True}).fit(X, y)
+             .booster_.model_to_string().split("parameters:")[0] for mode in ("force_col_wise", "force_row_wise")]
+    assert texts[0] == texts[1]
 
 
 def _lightgbm_fit(X, y, batched: bool, **params):

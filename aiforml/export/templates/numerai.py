@@ -145,6 +145,8 @@ def locked_fit(frame: pd.DataFrame, feature_cols: list[str], target_cols: list[s
         # as the evaluation's locked fit (env.pipeline.bin_sample_rows): histogram bins from at most this
         # many rows (LightGBM's default sample of 200,000 rows is held as doubles: 5.7 GB at 2,376 features)
         model.set_params(subsample_for_bin=SETTINGS.get("bin_sample_rows", 20_000))
+    if params and not {"force_col_wise", "force_row_wise"} & set(params):
+        model.set_params(force_col_wise=True)  # as the locked fit: no second, row-wise copy of the bins
     model.fit(X if finite.all() else X[finite], y if finite.all() else y[finite])
     return {"feature_cols": list(feature_cols), "columns": list(X.columns),
             "live_era": int(frame["era"].max()) + 1, "model": locked_portable(model, X)}
