@@ -120,6 +120,7 @@ class Sampler(threading.Thread):
         self.store = 0
         self.peak: dict[str, int] = {}  # "driver", "actor:<pid>", "sandbox:<pid>", "ray:<pid>" -> VmRSS
         self.whole = self.anon = self.shm = self.samples = 0
+        self.at_peak: dict[str, int] = {}
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -143,16 +144,20 @@ class Sampler(threading.Thread):
                 continue
         roles = {pid: role_of(pid, titles, parents, self.me.pid) for pid in titles}
         anon = store = 0
+        by_kind: dict[str, int] = {}
         for pid, role in roles.items():
             title = titles[pid]
             st = status(pid)
             anon += st.get("RssAnon", 0)
+            by_kind[role.split(":")[0]] = by_kind.get(role.split(":")[0], 0) + st.get("RssAnon", 0)
             store += plasma_bytes(pid) if title.split(" ")[0].endswith("/raylet") else 0
             self.peak[role] = max(self.peak.get(role, 0), st.get("VmRSS", 0))
         actors = [int(r.split(":")[1]) for r in roles.values() if r.startswith("actor:")]
         files = tree_bytes(self.views) + sum(tree_bytes(f) for a in actors for f in self.evals.glob(f"job-{a}-*"))
         self.anon, self.shm, self.store = max(self.anon, anon), max(self.shm, files), max(self.store, store)
-        self.whole = max(self.whole, anon + store + files)
+        if anon + store + files > self.whole:  # what the peak is made of
+            self.whole = anon + store + files
+            self.at_peak = {**{f"{k}_anon": v for k, v in by_kind.items()}, "store": store, "files": files}
         self.samples += 1
 
     def summary(self) -> dict[str, float]:
@@ -161,7 +166,8 @@ class Sampler(threading.Thread):
                 "sandbox_max_mb": max(of("sandbox:"), default=0.0), "ray_system_mb": sum(of("ray:")),
                 "anon_sum_peak_mb": self.anon / MB, "shm_files_peak_mb": self.shm / MB,
                 "object_store_mb": self.store / MB,
-                "whole_peak_mb": self.whole / MB, "samples": self.samples}
+                "whole_peak_mb": self.whole / MB, "samples": self.samples,
+                "at_whole_peak_mb": {k: round(v / MB) for k, v in self.at_peak.items()}}
 
 
 # --- the measured processes -------------------------------------------------------------------
@@ -251,6 +257,13 @@ def ensure_data(folder: Path, eras: int, rows_per_era: int) -> None:
           f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
 
+def peak_parts(parts: dict[str, int]) -> str:
+    """"sandbox 2100 + actor 400 + ... MB": private memory by role, then files and the store."""
+    names = {"sandbox_anon": "sandbox", "actor_anon": "actors", "driver_anon": "driver", "ray_anon": "ray",
+             "files": "files", "store": "store"}
+    return " + ".join(f"{names[k]} {parts[k]}" for k in names if parts.get(k)) + " MB" if parts else ""
+
+
 def table(loads: list[dict], runs: list[dict]) -> str:
     lines = ["| feature set | era stride | rows | int8 size | load | peak RSS of the load |", "|---|---|---|---|---|---|"]
     for r in loads:
@@ -260,8 +273,8 @@ def table(loads: list[dict], runs: list[dict]) -> str:
         lines.append(f"| {r['feature_set']} ({r['features']}) | {r['stride']} | {r['rows']:,} | {r['int8_mb']:.0f} MB "
                      f"| {r['load_s']:.1f} s | {r['peak_rss_mb']:.0f} MB ({r['peak_rss_mb'] / r['int8_mb']:.2f}x) |")
     lines += ["", "| feature set, stride, actors | int8 size | driver | each actor | largest sandbox process | ray's own "
-              "| object store | hand-off and job files | whole run | whole / int8 | evaluation |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| object store | hand-off and job files | whole run | whole / int8 | evaluation | at the whole run's peak |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         if "error" in r:
             lines.append(f"| {' '.join(r['args'])}: {r['error']} |")
@@ -272,7 +285,7 @@ def table(loads: list[dict], runs: list[dict]) -> str:
             f"| {r['sandbox_max_mb']:.0f} MB | {r['ray_system_mb']:.0f} MB | {r['object_store_mb']:.0f} MB "
             f"| {r['shm_files_peak_mb']:.0f} MB "
             f"| {r['whole_peak_mb']:.0f} MB | {r['whole_peak_mb'] / r['int8_mb']:.1f}x "
-            f"| {', '.join(r['statuses'])} in {r['evaluate_s']:.0f} s |")
+            f"| {', '.join(r['statuses'])} in {r['evaluate_s']:.0f} s | {peak_parts(r.get('at_whole_peak_mb', {}))} |")
     return "\n".join(lines)
 
 
