@@ -30,7 +30,7 @@ from aiforml.checkpoint import latest_checkpoint, remove_partial_checkpoints, re
 from aiforml.compose import RUN_CONFIG_FILE
 from aiforml.config import Config
 from aiforml.data import load_dataset, split_dataset
-from aiforml.env.pool import EnvPool
+from aiforml.env.pool import EnvPool, held_once
 from aiforml.learner import create_learner
 from aiforml.logger import RunLogger
 from aiforml.loop import LoopState, OnCycle, train, without_test
@@ -104,6 +104,7 @@ def _run_in_ray(cfg: Config, run_dir: Path, console: Console, stack: ExitStack,
     with console.status("loading data"):
         dataset = load_dataset(cfg.data)
         split = split_dataset(dataset, cfg.data)
+        dataset = held_once(dataset, split, cfg)  # on one machine the hand-off's mapped copy: the loaded one is freed
     schema = ColumnSchema.from_dataset(dataset)
     model_path = _policy_path(cfg, schema, console)
     handle = create_learner(cfg.policy, cfg.algo, model_path, cfg.seed, num_cpus=cfg.ray.learner_cpus,
@@ -115,7 +116,7 @@ def _run_in_ray(cfg: Config, run_dir: Path, console: Console, stack: ExitStack,
         cfg.env, server=dataclasses.replace(cfg.env.server, show_test=True)))
     with console.status("starting the environment pool and the learner"):
         pool = stack.enter_context(EnvPool(pool_cfg, dataset, split))
-        dataset = pool.dataset  # the pool's shared copy (memory-mapped on one machine): the loaded one is freed
+        dataset = pool.dataset
         console.print(f"learner: {learner.info()}")
         console.print(f"placement: env actors on nodes {[i.get('node_id') for i in pool.info]}")
     archive = Archive(run_dir / ARCHIVE_FILE)

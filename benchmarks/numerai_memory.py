@@ -187,7 +187,7 @@ def measure_run(data: str, feature_set: str, stride: int, actors: int, overrides
 
     from aiforml.compose import load_config
     from aiforml.data import load_dataset, split_dataset
-    from aiforml.env.pool import EnvPool
+    from aiforml.env.pool import EnvPool, held_once
     from aiforml.pipeline.defaults import default_program_source
     from aiforml.pipeline.handoff import default_root, split_key
     from aiforml.pipeline.userdirs import private_root
@@ -212,6 +212,7 @@ def measure_run(data: str, feature_set: str, stride: int, actors: int, overrides
     base = default_program_source(cfg.env.pipeline)
     programs = [Program(f"{base}\nVARIANT = {i}\n") for i in range(actors)]
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    dataset = held_once(dataset, split, cfg)  # as aiforml.run does: the loaded copy goes before the pool starts
     try:
         with tempfile.TemporaryDirectory(prefix="numerai-memory-") as tmp:
             t = time.perf_counter()

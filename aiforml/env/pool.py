@@ -114,6 +114,18 @@ def check_resources(pool: PoolConfig) -> None:
             "actors hold the rest): lower env.pool.num_actors or env.pool.cpus_per_actor")
 
 
+def held_once(dataset: Any, split: EraSplit, cfg: Config) -> Any:
+    """``dataset`` as the pool will hold it. On one machine: its feature rows (no embargo
+    rows), the matrix memory-mapped from the hand-off file that actors and children map too
+    (written here once). A caller that keeps only this frees the loaded copy before the pool
+    starts its actors, whose first evaluations (the default features and their look-ahead
+    guard) are a run's peak of memory. Elsewhere, and for price data, as it is."""
+    if isinstance(dataset, Dataset) and single_node():
+        fields, path = shared_dataset(build_task(dataset, split, cfg.env))
+        return open_shared_dataset(fields, path)
+    return dataset
+
+
 class EnvPool:
     """N environment actors behind one ``evaluate(programs)`` call."""
 
@@ -133,7 +145,7 @@ class EnvPool:
             # the feature matrix is held once: the hand-off file, memory-mapped by actors, children and driver
             fields, path = shared_dataset(build_task(dataset, split, cfg.env))
             self._args: tuple = (cfg, ray.put(fields), split, *dirs, str(path))
-            self.dataset = open_shared_dataset(fields, path)
+            self.dataset = held_once(dataset, split, cfg)
         else:  # actors on other machines: a copy per node through the object store
             self._args = (cfg, ray.put(dataset), split, *dirs)
             self.dataset = dataset

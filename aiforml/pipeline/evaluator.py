@@ -234,12 +234,15 @@ class Evaluator:
                 result, checked = self._feature_stage(program, job)
                 if checked is None:
                     raise RuntimeError(f"the default create_features failed ({result.status}): {result.message}")
-                findings = [self._guard(program, job, k, cut, checked[0])[0] for k, cut in enumerate(self.draw_cuts())]
+                matrix, x_train = shared_matrix(self.feature_dir, self.train_dir, checked[0],
+                                                self.task.n_train, self._baseline_key())
+                columns = checked[1]
+                del checked
+                remove_tree(job / "features")  # the shared matrix stands for it: not held through the guards
+                findings = [self._guard(program, job, k, cut, matrix)[0] for k, cut in enumerate(self.draw_cuts())]
                 if any(findings):
                     raise RuntimeError(f"the default create_features failed its look-ahead guard: {findings}")
-                matrix, self._default_x_train = shared_matrix(self.feature_dir, self.train_dir, checked[0],
-                                                              self.task.n_train, self._baseline_key())
-                self._default_matrix = matrix, checked[1]
+                self._default_matrix, self._default_x_train = (matrix, columns), x_train
             finally:
                 remove_tree(job)
         return self._default_matrix
