@@ -59,14 +59,19 @@ def status(pid: int) -> dict[str, int]:
     return out
 
 
-def tree_bytes(folder: Path) -> int:
-    """Bytes allocated to the files under ``folder`` (0 when it is gone)."""
+def tree_bytes(folder: Path, seen: set[tuple[int, int]] | None = None) -> int:
+    """Bytes allocated to the files under ``folder`` (0 when it is gone); a file hard-linked
+    into several places (a job's training rows) counts once across the calls sharing ``seen``."""
+    seen = set() if seen is None else seen
     total = 0
     for path in folder.rglob("*") if folder.exists() else []:
         try:
-            total += path.lstat().st_blocks * 512
+            st = path.lstat()
         except OSError:
             continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
     return total
 
 
@@ -153,7 +158,8 @@ class Sampler(threading.Thread):
             store += plasma_bytes(pid) if title.split(" ")[0].endswith("/raylet") else 0
             self.peak[role] = max(self.peak.get(role, 0), st.get("VmRSS", 0))
         actors = [int(r.split(":")[1]) for r in roles.values() if r.startswith("actor:")]
-        files = tree_bytes(self.views) + sum(tree_bytes(f) for a in actors for f in self.evals.glob(f"job-{a}-*"))
+        seen: set[tuple[int, int]] = set()
+        files = tree_bytes(self.views, seen) + sum(tree_bytes(f, seen) for a in actors for f in self.evals.glob(f"job-{a}-*"))
         self.anon, self.shm, self.store = max(self.anon, anon), max(self.shm, files), max(self.store, store)
         if anon + store + files > self.whole:  # what the peak is made of
             self.whole = anon + store + files
