@@ -11,6 +11,7 @@ Not responsible for loading or generating the data (``aiforml.data``).
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 import numpy as np
@@ -22,13 +23,21 @@ from aiforml.pipeline.checks import implausible_consistency
 from aiforml.program import SplitMetrics
 from aiforml.tasks.base import Finding, Task, View
 
+log = logging.getLogger(__name__)
+
+
+def basis_mb(eras: np.ndarray, n_features: int) -> float:
+    """At most what :class:`EraBases` keeps for these rows' eras: rows x min(rows, features + 1) doubles each."""
+    _, rows = np.unique(eras, return_counts=True)
+    return float((rows.astype(np.float64) * np.minimum(rows, n_features + 1)).sum() * 8 / 2**20)
+
 
 class NumeraiTask(Task):
     name = "numerai"
 
     def __init__(self, dataset: Any, split: EraSplit, cfg: EnvConfig) -> None:
         super().__init__(dataset, split, cfg)
-        self._era_bases: dict[str, EraBases] = {}
+        self._era_bases: dict[str, EraBases | None] = {}
 
     def _feature_rows(self) -> np.ndarray:
         return np.concatenate([self.train_rows, self.validation_rows, self.test_rows])
@@ -47,12 +56,21 @@ class NumeraiTask(Task):
         return score_split(predictions, d.targets[rows, 0], d.eras[rows], features=self._bases(rows),
                            baseline=baseline)
 
-    def _bases(self, rows: np.ndarray) -> EraBases:
-        """The feature-neutral correlation's per-era bases of ``rows``: once per split, not per program."""
+    def _bases(self, rows: np.ndarray) -> EraBases | None:
+        """The feature-neutral correlation's per-era bases of ``rows``: once per split, not per
+        program; None (no feature-neutral correlation) where they would take more than
+        ``env.pipeline.fnc_basis_mb``."""
         key = hashlib.sha1(np.ascontiguousarray(rows).tobytes()).hexdigest()
         if key not in self._era_bases:
             d = self.dataset
-            self._era_bases[key] = EraBases.for_target(d.features[rows], d.targets[rows, 0], d.eras[rows])
+            need_mb = basis_mb(d.eras[rows][np.isfinite(d.targets[rows, 0])], len(d.feature_names))
+            if need_mb > self.cfg.pipeline.fnc_basis_mb:
+                log.warning("feature_neutral_corr is not computed: its per-era bases would take %.0f MB in each "
+                            "environment actor, above env.pipeline.fnc_basis_mb=%d (raise it to compute it)",
+                            need_mb, self.cfg.pipeline.fnc_basis_mb)
+                self._era_bases[key] = None
+            else:
+                self._era_bases[key] = EraBases.for_target(d.features[rows], d.targets[rows, 0], d.eras[rows])
         return self._era_bases[key]
 
     def score_cv(self, oof: np.ndarray) -> SplitMetrics | None:

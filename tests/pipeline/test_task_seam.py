@@ -59,3 +59,26 @@ def test_an_unregistered_task_fails_naming_the_key(data_cfg) -> None:
         Evaluator(dataset, split_dataset(dataset, data_cfg), EnvConfig())
     with pytest.raises(ValueError, match="data.task=trading does not fit"):
         DataConfig(task="trading").validate()
+
+
+def test_feature_neutral_corr_stays_within_its_memory_budget(dataset, split, caplog):
+    """Its per-era bases are the one per-actor store that grows with width times rows; above
+    env.pipeline.fnc_basis_mb the score goes without it (None) and says which key to raise."""
+    import logging
+
+    from aiforml.tasks import build_task
+    from aiforml.tasks.numerai import basis_mb
+
+    rng = np.random.default_rng(0)
+    scored = {}
+    for budget in (EnvConfig().pipeline.fnc_basis_mb, 0):
+        cfg = EnvConfig()
+        cfg = dataclasses.replace(cfg, pipeline=dataclasses.replace(cfg.pipeline, fnc_basis_mb=budget))
+        task = build_task(dataset, split, cfg)
+        rows = task.validation_rows
+        with caplog.at_level(logging.WARNING, logger="aiforml.tasks.numerai"):
+            scored[budget] = task.score(rng.normal(size=len(rows)), rows, None)
+    assert basis_mb(dataset.eras[rows], len(dataset.feature_names)) > 0
+    assert scored[EnvConfig().pipeline.fnc_basis_mb].feature_neutral_corr is not None
+    assert scored[0].feature_neutral_corr is None and scored[0].sharpe is not None
+    assert "env.pipeline.fnc_basis_mb=0" in caplog.text
