@@ -166,8 +166,9 @@ class PipelineConfig(Section):
     # (its default 200,000 rows are 1.7 GB at 705 features); int8 features get the same bins from 10,000
     bin_sample_rows: AtLeast1 = 20_000
     # the feature-neutral correlation keeps, per validation and test era, a basis of rows x min(rows, features + 1)
-    # doubles in each actor (Numerai's 5,000 rows per era at 2,376 features: 95 MB an era); above this many MB
-    # in all it is not computed (None) and the run says so; 0: never computed
+    # doubles in each actor (Numerai's 5,000 rows per era at 2,376 features: 95 MB an era); past this many MB in
+    # all, the smaller map form (features + 1 squared, and the int8 rows); past that not computed (None), and
+    # the run says so; 0: never computed
     fnc_basis_mb: NonNegInt = 2048
     guard_cuts: AtLeast1 = 2  # look-ahead guard (always on): sandboxes per evaluation, each with the data cut at a secret random era
     seed: int = 0  # NumPy's and random's global generators at the start of every stage's sandbox run: a program that draws unseeded random numbers (scikit-learn's random_state=None) scores the same every time

@@ -75,6 +75,11 @@ class EraBases:
     exceed ``rcond`` times the largest: one SVD per era, once, instead of one solve per era
     and program. Built for the rows whose target is finite (:meth:`for_target`).
 
+    Two forms of the same projection. ``"basis"`` keeps ``U`` itself (rows x k doubles per
+    era). ``"map"`` keeps the era's features (as given: int8) and ``M = V_k / s_k``, so that
+    ``U = [X 1] M`` ((features + 1) x k doubles): at Numerai's 5,000 rows per era and 780
+    features, 5 MB an era instead of 31 MB, for a product with the features at each use.
+
     An era whose features span all of its rows (as many independent features as rows, as
     with 2,376 features on 1,500 rows) has no residual: nothing is neutral to its features,
     its feature-neutral correlation is NaN, and its basis (rows x rows doubles) is not kept
@@ -83,10 +88,13 @@ class EraBases:
 
     bases: tuple[np.ndarray | None, ...]
     n_rows: int
+    features: np.ndarray | None = None  # the "map" form's rows (finite target), as given
 
     @classmethod
     def for_target(cls, features: np.ndarray, target: np.ndarray, eras: np.ndarray,
-                   rcond: float = 1e-6) -> EraBases:
+                   rcond: float = 1e-6, form: str = "basis") -> EraBases:
+        if form not in ("basis", "map"):
+            raise ValueError(f"form must be 'basis' or 'map', got {form!r}")
         keep = np.isfinite(target)
         f, e = features[keep], eras[keep]  # as they are (int8): float64 one era at a time
         starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]]) if len(e) else np.zeros(0, dtype=int)
@@ -94,11 +102,15 @@ class EraBases:
         bases = []
         with threadpool_limits(limits=1, user_api="blas"):
             for start, count in zip(starts, counts, strict=True):
-                design = np.hstack([f[start:start + count].astype(np.float64), np.ones((count, 1))])
-                u, sv, _ = np.linalg.svd(design, full_matrices=False)
-                u = u[:, sv > rcond * sv.max()] if sv.size else u[:, :0]
-                bases.append(None if u.shape[1] == count else np.ascontiguousarray(u))
-        return cls(tuple(bases), int(len(e)))
+                u, sv, vt = np.linalg.svd(_design(f[start:start + count]), full_matrices=False)
+                kept = sv > rcond * sv.max() if sv.size else np.zeros(0, dtype=bool)
+                if kept.sum() == count:
+                    bases.append(None)
+                elif form == "basis":
+                    bases.append(np.ascontiguousarray(u[:, kept]))
+                else:
+                    bases.append(np.ascontiguousarray(vt[kept].T / sv[kept]))
+        return cls(tuple(bases), int(len(e)), f if form == "map" else None)
 
     def residual(self, values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         if len(values) != self.n_rows or len(starts) != len(self.bases):
@@ -107,8 +119,19 @@ class EraBases:
         out = np.empty_like(values)
         for u, start, count in zip(self.bases, starts, counts, strict=True):
             v = values[start:start + count]
-            out[start:start + count] = 0.0 if u is None else v - u @ (u.T @ v)
+            if u is None:
+                out[start:start + count] = 0.0
+            elif self.features is None:
+                out[start:start + count] = v - u @ (u.T @ v)
+            else:
+                design = _design(self.features[start:start + count])
+                out[start:start + count] = v - design @ (u @ (u.T @ (design.T @ v)))
         return out
+
+
+def _design(features: np.ndarray) -> np.ndarray:
+    """An era's least-squares design: its features as float64 and a constant column."""
+    return np.hstack([features.astype(np.float64), np.ones((len(features), 1))])
 
 
 def _per_era(predictions: np.ndarray, target: np.ndarray, eras: np.ndarray,

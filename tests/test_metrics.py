@@ -182,3 +182,25 @@ def test_an_era_its_features_span_has_no_feature_neutral_corr_and_keeps_no_basis
     assert np.isnan(with_bases[2]) and np.isnan(with_solves[2])
     np.testing.assert_allclose(with_bases[[0, 1, 3]], with_solves[[0, 1, 3]], atol=1e-9)
     assert np.isfinite(with_bases[[0, 1, 3]]).all()
+
+
+def test_the_map_form_of_era_bases_gives_the_same_residual_with_less_kept():
+    """Where rows outnumber features, keeping V/s (and the int8 features) instead of U."""
+    rng = np.random.default_rng(8)
+    eras = np.repeat(np.arange(5), [90, 120, 8, 100, 95])  # era 2: fewer rows than features (spanned)
+    features = rng.integers(0, 5, size=(len(eras), 11)).astype(np.int8)
+    features[:, 10] = features[:, 3]  # rank-deficient
+    target = rng.normal(size=len(eras))
+    target[[4, 150, 333]] = np.nan
+    predictions = features[:, 1] * 0.2 + rng.normal(size=len(eras))
+    basis = metrics.EraBases.for_target(features, target, eras, form="basis")
+    mapped = metrics.EraBases.for_target(features, target, eras, form="map")
+    assert mapped.bases[2] is None and mapped.features.dtype == np.int8
+    assert all(m.shape == (12, 11) and b.shape[1] == 11 and b.shape[0] > 12
+               for m, b in zip(mapped.bases, basis.bases, strict=True) if m is not None)
+    got = metrics.per_era_feature_neutral_corr(predictions, mapped, target, eras)
+    want = metrics.per_era_feature_neutral_corr(predictions, basis, target, eras)
+    solved = metrics.per_era_feature_neutral_corr(predictions, features, target, eras)
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    np.testing.assert_allclose(got, solved, atol=1e-9)
+    assert np.isfinite(got[[0, 1, 3, 4]]).all() and np.isnan(got[2])

@@ -26,10 +26,16 @@ from aiforml.tasks.base import Finding, Task, View
 log = logging.getLogger(__name__)
 
 
-def basis_mb(eras: np.ndarray, n_features: int) -> float:
-    """At most what :class:`EraBases` keeps for these rows' eras: rows x min(rows, features + 1) doubles each."""
+def basis_mb(eras: np.ndarray, n_features: int, form: str = "basis") -> float:
+    """At most what :class:`EraBases` of this ``form`` keeps for these rows' eras: per era
+    rows x min(rows, features + 1) doubles ("basis"), or (features + 1) x min(rows, features + 1)
+    doubles and the rows' int8 features ("map")."""
     _, rows = np.unique(eras, return_counts=True)
-    return float((rows.astype(np.float64) * np.minimum(rows, n_features + 1)).sum() * 8 / 2**20)
+    rows = rows.astype(np.float64)
+    rank = np.minimum(rows, n_features + 1)
+    if form == "basis":
+        return float((rows * rank).sum() * 8 / 2**20)
+    return float(((n_features + 1) * rank * 8 + rows * n_features).sum() / 2**20)
 
 
 class NumeraiTask(Task):
@@ -62,15 +68,18 @@ class NumeraiTask(Task):
         ``env.pipeline.fnc_basis_mb``."""
         key = hashlib.sha1(np.ascontiguousarray(rows).tobytes()).hexdigest()
         if key not in self._era_bases:
-            d = self.dataset
-            need_mb = basis_mb(d.eras[rows][np.isfinite(d.targets[rows, 0])], len(d.feature_names))
-            if need_mb > self.cfg.pipeline.fnc_basis_mb:
+            d, budget = self.dataset, self.cfg.pipeline.fnc_basis_mb
+            eras = d.eras[rows][np.isfinite(d.targets[rows, 0])]
+            need = {form: basis_mb(eras, len(d.feature_names), form) for form in ("basis", "map")}
+            form = next((f for f in ("basis", "map") if need[f] <= budget), None)
+            if form is None:
                 log.warning("feature_neutral_corr is not computed: its per-era bases would take %.0f MB in each "
                             "environment actor, above env.pipeline.fnc_basis_mb=%d (raise it to compute it)",
-                            need_mb, self.cfg.pipeline.fnc_basis_mb)
+                            need["map"], budget)
                 self._era_bases[key] = None
             else:
-                self._era_bases[key] = EraBases.for_target(d.features[rows], d.targets[rows, 0], d.eras[rows])
+                self._era_bases[key] = EraBases.for_target(d.features[rows], d.targets[rows, 0], d.eras[rows],
+                                                           form=form)
         return self._era_bases[key]
 
     def score_cv(self, oof: np.ndarray) -> SplitMetrics | None:

@@ -69,16 +69,19 @@ def test_feature_neutral_corr_stays_within_its_memory_budget(dataset, split, cap
     from aiforml.tasks import build_task
     from aiforml.tasks.numerai import basis_mb
 
-    rng = np.random.default_rng(0)
+    rows = build_task(dataset, split, EnvConfig()).validation_rows
+    need = {form: basis_mb(dataset.eras[rows], len(dataset.feature_names), form) for form in ("basis", "map")}
+    between = int(np.ceil(need["map"]))  # room for the map form only
+    assert need["basis"] > between >= need["map"] > 0
+    predictions = np.random.default_rng(0).normal(size=len(rows))
     scored = {}
-    for budget in (EnvConfig().pipeline.fnc_basis_mb, 0):
+    for budget in (EnvConfig().pipeline.fnc_basis_mb, between, 0):
         cfg = EnvConfig()
         cfg = dataclasses.replace(cfg, pipeline=dataclasses.replace(cfg.pipeline, fnc_basis_mb=budget))
         task = build_task(dataset, split, cfg)
-        rows = task.validation_rows
         with caplog.at_level(logging.WARNING, logger="aiforml.tasks.numerai"):
-            scored[budget] = task.score(rng.normal(size=len(rows)), rows, None)
-    assert basis_mb(dataset.eras[rows], len(dataset.feature_names)) > 0
-    assert scored[EnvConfig().pipeline.fnc_basis_mb].feature_neutral_corr is not None
+            scored[budget] = task.score(predictions, rows, None)
+    full = scored[EnvConfig().pipeline.fnc_basis_mb].feature_neutral_corr
+    assert full is not None and scored[between].feature_neutral_corr == pytest.approx(full, abs=1e-9)
     assert scored[0].feature_neutral_corr is None and scored[0].sharpe is not None
     assert "env.pipeline.fnc_basis_mb=0" in caplog.text
