@@ -43,7 +43,11 @@ MB = 2**20
 DEFAULT_SETS = ["env.pipeline.n_estimators=10", "env.pipeline.cv_folds=1", "env.sandbox.memory_mb=12000",
                 "env.sandbox.wall_s=1200", "env.sandbox.cpu_s=2400", "env.pool.start_timeout_s=2400"]
 FIELDS = ("VmRSS", "RssAnon", "RssFile", "RssShmem")
-RUNS = ["medium:4:1", "medium:4:2", "all:4:1", "all:8:2"]
+RUNS = ["medium:4:1", "medium:4:2", "all:4:1", "all:8:2", "all:4:1:own"]
+OWN_FEATURES = '''
+def create_features(df, feature_cols):
+    return df[feature_cols]
+'''
 
 
 def status(pid: int) -> dict[str, int]:
@@ -188,7 +192,8 @@ def measure_load(data: str, feature_set: str, stride: int) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def measure_run(data: str, feature_set: str, stride: int, actors: int, overrides: list[str]) -> dict:
+def measure_run(data: str, feature_set: str, stride: int, actors: int, overrides: list[str],
+                own_features: bool = False) -> dict:
     import ray
 
     from aiforml.compose import load_config
@@ -212,11 +217,13 @@ def measure_run(data: str, feature_set: str, stride: int, actors: int, overrides
     sampler = Sampler(views, private_root("evals"))
     sampler.sample()  # the driver after loading, before Ray
     sampler.start()
-    out: dict = {"feature_set": feature_set, "stride": stride, "actors": actors, "load_s": load_s,
+    out: dict = {"feature_set": feature_set, "stride": stride, "actors": actors, "own_features": own_features,
+                 "load_s": load_s,
                  "rows": dataset.n_rows, "train_rows": int(dataset.rows(split.train).sum()),
                  "int8_mb": dataset.features.nbytes / MB, "targets_mb": dataset.targets.nbytes / MB}
     base = default_program_source(cfg.env.pipeline)
-    programs = [Program(f"{base}\nVARIANT = {i}\n") for i in range(actors)]
+    own = OWN_FEATURES if own_features else ""  # a feature step of its own: its stage and guards run per evaluation
+    programs = [Program(f"{base}\n{own}\nVARIANT = {i}\n") for i in range(actors)]
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     dataset = held_once(dataset, split, cfg)  # as aiforml.run does: the loaded copy goes before the pool starts
     try:
@@ -288,7 +295,8 @@ def table(loads: list[dict], runs: list[dict]) -> str:
             continue
         actors = " / ".join(f"{a:.0f}" for a in r["actors_mb"])
         lines.append(
-            f"| {r['feature_set']}, {r['stride']}, {r['actors']} | {r['int8_mb']:.0f} MB | {r['driver_mb']:.0f} MB | {actors} MB "
+            f"| {r['feature_set']}, {r['stride']}, {r['actors']}{', own features' if r.get('own_features') else ''} "
+            f"| {r['int8_mb']:.0f} MB | {r['driver_mb']:.0f} MB | {actors} MB "
             f"| {r['sandbox_max_mb']:.0f} MB | {r['ray_system_mb']:.0f} MB | {r['object_store_mb']:.0f} MB "
             f"| {r['shm_files_peak_mb']:.0f} MB "
             f"| {r['whole_peak_mb']:.0f} MB | {r['whole_peak_mb'] / r['int8_mb']:.1f}x "
@@ -303,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-per-era", type=int, default=1500)
     parser.add_argument("--sets", nargs="+", default=["medium", "all"], help="feature sets of the load-only rows")
     parser.add_argument("--stride", type=int, default=4, help="era stride of the load-only rows (and 1)")
-    parser.add_argument("--runs", nargs="+", default=RUNS, metavar="SET:STRIDE:ACTORS",
+    parser.add_argument("--runs", nargs="+", default=RUNS, metavar="SET:STRIDE:ACTORS[:own]",
                         help="pool runs (all with 2 actors at stride 8: two children training on 2,376 "
                              "features at stride 4 need about 20 GB on this 24 GiB machine)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
@@ -312,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         kind, feature_set, stride = args.child[0], args.child[1], int(args.child[2])
         result = (measure_load(args.data, feature_set, stride) if kind == "load" else
-                  measure_run(args.data, feature_set, stride, int(args.child[3]), args.set))
+                  measure_run(args.data, feature_set, stride, int(args.child[3]), args.set,
+                              own_features=args.child[4:] == ["own"]))
         print(json.dumps(result))
         return 0
     ensure_data(Path(args.data), args.eras, args.rows_per_era)
