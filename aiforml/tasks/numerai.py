@@ -26,6 +26,15 @@ from aiforml.tasks.base import Finding, Task, View
 log = logging.getLogger(__name__)
 
 
+def rows_of(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``matrix[rows]``; a view, not a copy, when ``rows`` are consecutive (the held-once data
+    set's feature rows, and every prefix of them: a look-ahead guard's cut view is written
+    from the mapped file, not from a copy in the actor)."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
+        return matrix[int(rows[0]):int(rows[-1]) + 1]
+    return matrix[rows]
+
+
 def basis_mb(eras: np.ndarray, n_features: int, form: str = "basis") -> float:
     """At most what :class:`EraBases` of this ``form`` keeps for these rows' eras: per era
     rows x min(rows, features + 1) doubles ("basis"), or (features + 1) x min(rows, features + 1)
@@ -51,7 +60,7 @@ class NumeraiTask(Task):
     def feature_view(self, n_rows: int) -> View:
         rows = self.feature_rows[:n_rows]
         d = self.dataset
-        arrays = {"features": np.ascontiguousarray(d.features[rows], dtype=np.int8),
+        arrays = {"features": np.ascontiguousarray(rows_of(d.features, rows), dtype=np.int8),
                   "eras": d.eras[rows].astype(np.int32)}
         meta = {"feature_names": list(d.feature_names),
                 "feature_groups": {k: list(v) for k, v in d.feature_groups.items()}}
