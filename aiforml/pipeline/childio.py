@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import math
+import mmap
 import os
 import re
 import socket
@@ -119,20 +120,24 @@ def load_array(path: Path, shape: tuple[int, ...], integer: bool = False) -> np.
     return _load_npy(path, expected)
 
 
-def load_matrix(path: Path, n_rows: int, limit: int = MAX_CHILD_FILE) -> np.ndarray:
+def load_matrix(path: Path, n_rows: int, limit: int = MAX_CHILD_FILE, mapped: bool = False) -> np.ndarray:
     """A child's 2-D numeric ``.npy`` array with ``n_rows`` rows, at most ``limit`` bytes.
-    Raises ``ValueError``."""
+
+    ``mapped``: memory-mapped read-only from the file once its header and size are checked,
+    not read into this process (a feature matrix at Numerai's width is as large as the data
+    set). Only for a file no process can write any more: its child's tree is gone, and no
+    later child is shown its folder. Raises ``ValueError``."""
 
     def expected(got: tuple[int, ...], dtype: np.dtype) -> str | None:
         if len(got) != 2 or got[0] != n_rows or dtype.kind not in "fiu":
             return f"shape {got} and dtype {dtype}; expected ({n_rows}, k) numbers"
         return None
 
-    return _load_npy(path, expected, limit)
+    return _load_npy(path, expected, limit, mapped)
 
 
-def _load_npy(path: Path, expected: Expected, limit: int = MAX_CHILD_FILE) -> np.ndarray:
-    """Open, check the header (``expected`` says what is wrong, or None), size, then read."""
+def _load_npy(path: Path, expected: Expected, limit: int = MAX_CHILD_FILE, mapped: bool = False) -> np.ndarray:
+    """Open, check the header (``expected`` says what is wrong, or None), size, then read (or map)."""
     with _open_regular(path, limit) as f:
         shape, fortran, dtype = _npy_header(f, path.name)
         problem = _plain_dtype(dtype) or expected(shape, dtype)
@@ -143,6 +148,11 @@ def _load_npy(path: Path, expected: Expected, limit: int = MAX_CHILD_FILE) -> np
         if nbytes != size:
             raise ValueError(f"{path.name} is truncated or corrupt: its header promises {nbytes} bytes "
                              f"of data, the file holds {size}")
+        if mapped and nbytes:
+            pages = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # through the checked descriptor
+            array = np.frombuffer(pages, dtype=dtype, count=math.prod(shape), offset=f.tell())
+            array = array.reshape(shape[::-1] if fortran else shape)
+            return array.T if fortran else array
         array = np.empty(shape[::-1] if fortran else shape, dtype=dtype)  # C order either way
         try:
             got = f.readinto(memoryview(array).cast("B")) if nbytes else 0

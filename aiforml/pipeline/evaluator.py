@@ -206,7 +206,8 @@ class Evaluator:
                     return result
                 (features, columns), cuts = checked, self.draw_cuts()
             progress("model stage and look-ahead guard", 0.3)
-            with ThreadPoolExecutor(max_workers=max(1, len(cuts))) as pool:
+            # the guards one after another beside the model stage: each holds a cut view and its output
+            with ThreadPoolExecutor(max_workers=1) as pool:
                 guards = [pool.submit(self._guard, program, job, k, cut, features) for k, cut in enumerate(cuts)]
                 result, streamer = self._model_stage(program, job, features, columns, result)
                 findings = [g.result() for g in guards]
@@ -405,7 +406,7 @@ def build_evaluator(dataset: Any, split: EraSplit, cfg: EnvConfig,
 
 def read_features(out: Path, n_rows: int, limit: int = MAX_CHILD_FILE) -> tuple[np.ndarray, list[str]]:
     """The feature matrix a feature run wrote (at most ``limit`` bytes), and its column names, checked."""
-    features = load_matrix(out / "features.npy", n_rows, limit)
+    features = load_matrix(out / "features.npy", n_rows, limit, mapped=True)
     columns = read_columns(out)
     if len(columns) != features.shape[1] or not features.shape[1]:
         raise ValueError(f"{features.shape[1]} feature columns but {len(columns)} column names")

@@ -23,7 +23,7 @@ from aiforml.config import (
 )
 from aiforml.data import load_dataset, split_dataset
 from aiforml.pipeline import childio
-from aiforml.pipeline.childio import load_array, load_matrix, read_json, remove_tree
+from aiforml.pipeline.childio import MAX_CHILD_FILE, load_array, load_matrix, read_json, remove_tree
 from aiforml.pipeline.evaluator import Evaluator, build_evaluator
 from aiforml.program import Program
 from aiforml.sandbox import SandboxResult
@@ -74,6 +74,24 @@ def test_plain_arrays_read_back_in_either_order(tmp_path):
     np.testing.assert_array_equal(load_matrix(tmp_path / "m.npy", 3), matrix)
     np.save(tmp_path / "i.npy", np.arange(5, dtype=np.int64))
     np.testing.assert_array_equal(load_array(tmp_path / "i.npy", (9,), integer=True), np.arange(5))
+
+
+def test_a_mapped_matrix_is_the_file_read_only_and_checked_like_a_read_one(tmp_path):
+    """A feature matrix is mapped, not copied into the trusted process, once its header and
+    size are checked; nothing can write through the mapping."""
+    for order in ("C", "F"):
+        matrix = np.asarray(np.arange(24, dtype=np.int8).reshape(6, 4), order=order)
+        np.save(tmp_path / "m.npy", matrix)
+        mapped = load_matrix(tmp_path / "m.npy", 6, mapped=True)
+        np.testing.assert_array_equal(mapped, matrix)
+        assert not mapped.flags.writeable and not mapped.flags.owndata
+        with pytest.raises(ValueError):
+            mapped[0, 0] = 1
+    path = tmp_path / "m.npy"
+    path.write_bytes(path.read_bytes()[:-3])
+    refused(load_matrix, path, 6, MAX_CHILD_FILE, True, match="truncated")
+    write_header(path, (6, 10**12))
+    refused(load_matrix, path, 6, MAX_CHILD_FILE, True, match="header promises")
 
 
 def test_links_and_fifos_are_refused_without_blocking(tmp_path):
