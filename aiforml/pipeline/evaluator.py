@@ -257,7 +257,8 @@ class Evaluator:
         if result.status != "ok":
             return result, None
         try:
-            checked = read_features(out, len(self.task.feature_rows), self._matrix_limit)
+            checked = read_features(out, len(self.task.feature_rows), self._matrix_limit,
+                                    mapped=self.sandbox.runs_are_sealed)
         except READ_ERRORS as exc:
             result.status, result.message = "invalid_output", f"create_features: {output_finding(exc)[1]}"
             return result, None
@@ -282,7 +283,7 @@ class Evaluator:
                 return (guard.status, "look-ahead guard: the feature step failed on the data cut after "
                         f"{self.task.describe_row(cut - 1)}: {guard.message}"), run.wall_s
             try:
-                truncated, _ = read_features(out, cut, self._matrix_limit)
+                truncated, _ = read_features(out, cut, self._matrix_limit, mapped=self.sandbox.runs_are_sealed)
             except READ_ERRORS as exc:
                 return ("invalid_output", f"look-ahead guard: {output_finding(exc)[1]}"), run.wall_s
             return compare_features(features, truncated, self.task), run.wall_s
@@ -404,9 +405,12 @@ def build_evaluator(dataset: Any, split: EraSplit, cfg: EnvConfig,
     return Evaluator(dataset, split, cfg, work_root, cache_dir)
 
 
-def read_features(out: Path, n_rows: int, limit: int = MAX_CHILD_FILE) -> tuple[np.ndarray, list[str]]:
-    """The feature matrix a feature run wrote (at most ``limit`` bytes), and its column names, checked."""
-    features = load_matrix(out / "features.npy", n_rows, limit, mapped=True)
+def read_features(out: Path, n_rows: int, limit: int = MAX_CHILD_FILE,
+                  mapped: bool = False) -> tuple[np.ndarray, list[str]]:
+    """The feature matrix a feature run wrote (at most ``limit`` bytes), and its column names,
+    checked. ``mapped`` (only where no process of the run can be left to change the file, or
+    truncating it would crash this process): memory-mapped, not read in."""
+    features = load_matrix(out / "features.npy", n_rows, limit, mapped=mapped)
     columns = read_columns(out)
     if len(columns) != features.shape[1] or not features.shape[1]:
         raise ValueError(f"{features.shape[1]} feature columns but {len(columns)} column names")

@@ -112,6 +112,14 @@ class Sandbox:
         self.mode = "zygote" if cfg.mode == "zygote" and self.bwrap and self._roots else "spawn"
 
     # --- public -----------------------------------------------------------------------
+    @property
+    def runs_are_sealed(self) -> bool:
+        """Whether a finished run's folder is beyond every process: with bubblewrap no process
+        of a run outlives it (its pid namespace) and a run can write only its own folder (its
+        mount namespace). The fallback may leave a daemon (without cgroups) and, without
+        Landlock, lets a later run write wherever its user may."""
+        return self.bwrap is not None
+
     def run(
         self,
         argv: list[str],

@@ -26,6 +26,7 @@ def test_this_machine_gives_full_isolation(sandbox: Sandbox) -> None:
     assert sandbox.isolation == "bwrap"
     assert {"memory", "pids"} <= set(sandbox.controllers), sandbox.limits
     assert "seccomp" in sandbox.limits
+    assert sandbox.runs_are_sealed  # so the trusted side may map a finished run's files
 
 
 @pytest.mark.slow
