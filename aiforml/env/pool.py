@@ -145,7 +145,7 @@ class EnvPool:
             # the feature matrix is held once: the hand-off file, memory-mapped by actors, children and driver
             fields, path = shared_dataset(build_task(dataset, split, cfg.env))
             self._args: tuple = (cfg, ray.put(fields), split, *dirs, str(path))
-            self.dataset = held_once(dataset, split, cfg)
+            self.dataset = open_shared_dataset(fields, path)
         else:  # actors on other machines: a copy per node through the object store
             self._args = (cfg, ray.put(dataset), split, *dirs)
             self.dataset = dataset

@@ -285,7 +285,7 @@ def rows_in_batches(model):
     Given a frame or array, LightGBM first copies the whole of it as float32: four times
     the int8 training rows (2 GB of 494 MB at 2,376 features). Given a ``lightgbm.Sequence``
     it bins the same sample rows and pushes the rest in batches, and builds the same model
-    (the same booster text; ``tests/pipeline/test_harness_lightgbm.py``). The scikit-learn
+    (the same booster text; ``tests/pipeline/test_evaluate.py``). The scikit-learn
     interface programs use takes no ``Sequence``, so for the fit its ``Dataset`` is given one.
     """
     lightgbm = sys.modules.get("lightgbm")
