@@ -13,7 +13,7 @@ Writes (once, if ``--data`` holds none) a synthetic folder in v5's layout at ful
   evaluates one variant of the default program per actor at once. A thread samples every
   process of the run at 10 Hz (/proc/PID/status): peak VmRSS of the driver, of each actor
   and of the largest sandbox process, and the run's whole footprint (:class:`Sampler`):
-  private memory of all its processes plus its shared memory counted once (the object
+  anonymous memory of all its processes (PSS: copy-on-write pages once) plus its shared memory counted once (the object
   store and its hand-off and job files in /dev/shm).
 
 The default LightGBM on 2,376 features x hundreds of thousands of rows is slow on 2
@@ -61,6 +61,18 @@ def status(pid: int) -> dict[str, int]:
     except OSError:
         return {}
     return out
+
+
+def pss_anon(pid: int) -> int:
+    """Anonymous memory of one process in bytes, a page shared copy-on-write with others (a
+    zygote's imports in its forked children) counted as its share (``Pss_Anon``)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss_Anon:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def tree_bytes(folder: Path, seen: set[tuple[int, int]] | None = None) -> int:
@@ -116,8 +128,9 @@ def role_of(pid: int, titles: dict[int, str], parents: dict[int, int], driver: i
 class Sampler(threading.Thread):
     """Peaks of every process under this one, by role, and of the run's whole footprint.
 
-    The footprint is private memory (RssAnon) of all the run's processes plus its shared
-    memory counted once: the object store (the bytes of the plasma file the raylet maps)
+    The footprint is anonymous memory of all the run's processes (``Pss_Anon``: a page
+    shared copy-on-write counted once in all, where ``RssAnon`` counts it in each process
+    that maps it) plus its shared memory counted once: the object store (the bytes of the plasma file the raylet maps)
     and the run's own files in /dev/shm (its split's hand-off folder and its
     actors' job folders; other users of the machine write there too, so not /dev/shm whole).
     """
@@ -157,8 +170,9 @@ class Sampler(threading.Thread):
         for pid, role in roles.items():
             title = titles[pid]
             st = status(pid)
-            anon += st.get("RssAnon", 0)
-            by_kind[role.split(":")[0]] = by_kind.get(role.split(":")[0], 0) + st.get("RssAnon", 0)
+            own = pss_anon(pid)  # RssAnon would count a zygote's imports again in each child
+            anon += own
+            by_kind[role.split(":")[0]] = by_kind.get(role.split(":")[0], 0) + own
             store += plasma_bytes(pid) if title.split(" ")[0].endswith("/raylet") else 0
             self.peak[role] = max(self.peak.get(role, 0), st.get("VmRSS", 0))
         actors = [int(r.split(":")[1]) for r in roles.values() if r.startswith("actor:")]
