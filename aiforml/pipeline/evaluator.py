@@ -32,6 +32,7 @@ programs (the environment pool).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
@@ -64,6 +65,7 @@ from aiforml.pipeline.childio import (
 )
 from aiforml.pipeline.handoff import (
     link_or_copy,
+    shared_bases,
     shared_matrix,
     shared_views,
     split_key,
@@ -92,6 +94,8 @@ class Evaluator:
         self.dataset, self.split, self.cfg = dataset, split, cfg
         self.task: Task = build_task(dataset, split, cfg)
         self.feature_dir, self.train_dir = shared_views(self.task)
+        if hasattr(self.task, "bases_store"):  # feature-neutral bases: once per machine, beside the views
+            self.task.bases_store = functools.partial(shared_bases, self.feature_dir.parent)
         self.work_root = Path(work_root or private_root("evals"))
         self.work_root.mkdir(parents=True, exist_ok=True)
         remove_stale_jobs(self.work_root)

@@ -37,12 +37,14 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aiforml.data.dataset import Dataset
+from aiforml.metrics import EraBases
 from aiforml.pipeline.userdirs import private_root
 from aiforml.tasks.base import Task, View
 
@@ -104,6 +106,52 @@ def shared_matrix(feature_dir: Path, train_dir: Path, matrix: np.ndarray, n_trai
     if not (folder / "meta.json").exists():
         write_view(folder, ({"matrix": matrix, "x_train": matrix[:n_train]}, {}))
     return np.load(folder / "matrix.npy", mmap_mode="r", allow_pickle=False), folder / "x_train.npy"
+
+
+def shared_bases(base: Path, name: str, build: Callable[[], EraBases]) -> EraBases:
+    """Feature-neutral bases kept once per machine in the hand-off folder ``base`` (its
+    ``fnc-<name>`` folder, beside the views, where no child sees it), memory-mapped by every
+    actor: built by the first to need them (two at once both build; one folder wins)."""
+    folder = base / f"fnc-{name}"
+    if not (folder / "index.npy").exists():
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=base))
+        try:
+            bases = build()
+            save_bases(bases, staging / "bases")
+            del bases
+            try:
+                os.rename(staging / "bases", folder)
+            except OSError:  # another actor's folder won: the same bases
+                pass
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return load_bases(folder)
+
+
+def save_bases(bases: EraBases, folder: Path) -> None:
+    """Every era's array in one flat file, an index of (offset, rows, columns), the rows' count
+    and, for the map form, the rows' features."""
+    folder.mkdir(parents=True)
+    kept = [b for b in bases.bases if b is not None]
+    index, at = [], 0
+    for b in bases.bases:
+        index.append((-1, 0, 0) if b is None else (at, *b.shape))
+        at += 0 if b is None else b.size
+    np.save(folder / "values.npy", np.concatenate([b.ravel() for b in kept]) if kept else np.zeros(0))
+    np.save(folder / "index.npy", np.asarray(index, dtype=np.int64).reshape(-1, 3))
+    np.save(folder / "n_rows.npy", np.asarray([bases.n_rows], dtype=np.int64))
+    if bases.features is not None:
+        np.save(folder / "features.npy", bases.features)
+
+
+def load_bases(folder: Path) -> EraBases:
+    """What :func:`save_bases` wrote, memory-mapped read-only."""
+    flat = np.load(folder / "values.npy", mmap_mode="r", allow_pickle=False)
+    index = np.load(folder / "index.npy", allow_pickle=False)
+    bases = tuple(None if at < 0 else flat[at:at + rows * cols].reshape(rows, cols) for at, rows, cols in index)
+    rows_file = folder / "features.npy"
+    features = np.load(rows_file, mmap_mode="r", allow_pickle=False) if rows_file.exists() else None
+    return EraBases(bases, int(np.load(folder / "n_rows.npy", allow_pickle=False)[0]), features)
 
 
 def link_or_copy(source: Path, target: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,8 @@ class NumeraiTask(Task):
     def __init__(self, dataset: Any, split: EraSplit, cfg: EnvConfig) -> None:
         super().__init__(dataset, split, cfg)
         self._era_bases: dict[str, EraBases | None] = {}
+        # where bases are kept once per machine (the evaluator's hand-off folder), or None: in this process
+        self.bases_store: Callable[[str, Callable[[], EraBases]], EraBases] | None = None
 
     def _feature_rows(self) -> np.ndarray:
         return np.concatenate([self.train_rows, self.validation_rows, self.test_rows])
@@ -87,8 +90,10 @@ class NumeraiTask(Task):
                             need["map"], budget)
                 self._era_bases[key] = None
             else:
-                self._era_bases[key] = EraBases.for_target(d.features[rows], d.targets[rows, 0], d.eras[rows],
-                                                           form=form)
+                def build() -> EraBases:
+                    return EraBases.for_target(d.features[rows], d.targets[rows, 0], d.eras[rows], form=form)
+                share = self.bases_store
+                self._era_bases[key] = share(f"{key[:16]}-{form}", build) if share else build()
         return self._era_bases[key]
 
     def score_cv(self, oof: np.ndarray) -> SplitMetrics | None:

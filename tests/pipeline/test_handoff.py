@@ -185,3 +185,32 @@ def test_a_hand_off_folder_lives_while_a_process_uses_it_and_goes_with_the_last(
     stale.wait()
     lease(root / "bbbbbbbbbbbbbbbb")  # a new run's first lease clears what a killed one left
     assert sorted(p.name for p in root.iterdir()) == ["0000000000000000", "bbbbbbbbbbbbbbbb", "notes"]
+
+
+def test_feature_neutral_bases_are_built_once_per_machine_and_mapped_by_each_user(tmp_path):
+    """The first evaluator to score a split builds them; the others map the same file."""
+    from aiforml.metrics import EraBases, per_era_feature_neutral_corr
+    from aiforml.pipeline.handoff import shared_bases
+
+    rng = np.random.default_rng(2)
+    eras = np.repeat(np.arange(4), [50, 6, 60, 40])  # era 1 is spanned by its features: no basis
+    features = rng.integers(0, 5, size=(len(eras), 8)).astype(np.int8)
+    target = rng.normal(size=len(eras))
+    target[[3, 90]] = np.nan
+    predictions = features[:, 2] * 0.3 + rng.normal(size=len(eras))
+    for form in ("basis", "map"):
+        built = []
+
+        def build(form=form, built=built):
+            built.append(form)
+            return EraBases.for_target(features, target, eras, form=form)
+
+        first = shared_bases(tmp_path, f"split-{form}", build)
+        second = shared_bases(tmp_path, f"split-{form}", build)
+        assert built == [form]  # once
+        assert first.bases[1] is None and isinstance(second.bases[0], np.memmap | np.ndarray)
+        assert not second.bases[0].flags.writeable  # a read-only map of the one file
+        want = per_era_feature_neutral_corr(predictions, build(), target, eras)
+        for got in (first, second):
+            np.testing.assert_array_equal(per_era_feature_neutral_corr(predictions, got, target, eras), want)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fnc-split-basis", "fnc-split-map"]
