@@ -166,7 +166,7 @@ class PipelineConfig(Section):
     # (its default 200,000 rows are 1.7 GB at 705 features); int8 features get the same bins from 10,000
     bin_sample_rows: AtLeast1 = 20_000
     # the feature-neutral correlation keeps, per validation and test era, a basis of rows x min(rows, features + 1)
-    # doubles in each actor (Numerai's 5,000 rows per era at 2,376 features: 95 MB an era); past this many MB in
+    # doubles, once per machine in /dev/shm (Numerai's 5,000 rows per era at 2,376 features: 95 MB an era); past this many MB in
     # all, the smaller map form (features + 1 squared, and the int8 rows); past that not computed (None), and
     # the run says so; 0: never computed
     fnc_basis_mb: NonNegInt = 2048

@@ -85,8 +85,8 @@ class NumeraiTask(Task):
             need = {form: basis_mb(eras, len(d.feature_names), form) for form in ("basis", "map")}
             form = next((f for f in ("basis", "map") if need[f] <= budget), None)
             if form is None:
-                log.warning("feature_neutral_corr is not computed: its per-era bases would take %.0f MB in each "
-                            "environment actor, above env.pipeline.fnc_basis_mb=%d (raise it to compute it)",
+                log.warning("feature_neutral_corr is not computed: its per-era bases would take %.0f MB of memory, "
+                            "above env.pipeline.fnc_basis_mb=%d (raise it to compute it)",
                             need["map"], budget)
                 self._era_bases[key] = None
             else:
