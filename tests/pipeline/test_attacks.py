@@ -204,3 +204,42 @@ def test_shared_hand_off_files_cannot_be_rewritten_through_a_link(open_evaluator
     assert (digest(open_evaluator.feature_dir), digest(open_evaluator.train_dir)) == before
     again = open_evaluator.evaluate(Program(default_program_source()))
     assert again.validation.per_era_corr == honest.validation.per_era_corr
+
+
+def test_the_hand_off_lock_and_shared_bases_are_out_of_reach(open_evaluator):
+    """Beside the views lie the folder's lock (held by every user of the views) and the
+    feature-neutral bases every actor maps. A program looks for them from both stages and
+    tries to lock, rewrite or remove what it finds; then a program whose own feature output
+    the trusted side maps scores as it did."""
+    honest = open_evaluator.evaluate(Program(default_program_source()))  # scored: the bases are written
+    base = open_evaluator.feature_dir.parent
+    assert (base / "lock").exists() and any(p.name.startswith("fnc-") for p in base.iterdir())
+    probe = (
+        "import fcntl, json, os, sys\n"
+        "def reach(stage):\n"
+        "    job = json.load(open(sys.argv[1]))\n"
+        "    parent = os.path.dirname(job['data_dir'].rstrip('/'))\n"
+        "    names = os.listdir(parent) if os.path.isdir(parent) else []\n"
+        "    for name in names:\n"
+        "        path = os.path.join(parent, name)\n"
+        "        for how in (lambda: fcntl.flock(os.open(path, os.O_RDONLY), fcntl.LOCK_EX | fcntl.LOCK_NB),\n"
+        "                    lambda: os.truncate(path, 0), lambda: os.unlink(path)):\n"
+        "            try:\n"
+        "                how()\n"
+        "            except OSError:\n"
+        "                pass\n"
+        "    print(stage, 'beside the view:', sorted(names))\n"
+        "def create_features(df, feature_cols):\n"
+        "    reach('features')\n"
+        "    return df[feature_cols]\n"
+        "def define_model():\n"
+        "    reach('model')\n"
+        "    from sklearn.linear_model import Ridge\n"
+        "    return Ridge()\n")
+    result = run(open_evaluator, probe)
+    assert result.status == "ok", result.message
+    assert "model beside the view: ['train']" in result.stdout, result.stdout  # its own view only
+    assert (base / "lock").exists() and any(p.name.startswith("fnc-") for p in base.iterdir())
+    again = open_evaluator.evaluate(Program(default_program_source()))
+    assert again.validation.per_era_corr == honest.validation.per_era_corr
+    assert again.validation.feature_neutral_corr == honest.validation.feature_neutral_corr
