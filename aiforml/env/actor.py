@@ -43,11 +43,11 @@ class EnvActor:
 
     def __init__(self, cfg: Config, dataset: Dataset | dict[str, Any], split: EraSplit,
                  baseline_dir: str | None = None, work_root: str | None = None,
-                 features_path: str | None = None) -> None:
-        """``features_path``: ``dataset`` is :func:`~aiforml.pipeline.handoff.shared_dataset`'s
-        fields, the matrix to memory-map from this hand-off file (the pool's single-node case)."""
-        if features_path is not None:
-            dataset = open_shared_dataset(dataset, Path(features_path))
+                 features_dir: str | None = None) -> None:
+        """``features_dir``: ``dataset`` is :func:`~aiforml.pipeline.handoff.shared_dataset`'s
+        fields, the matrix to memory-map from this hand-off view (the pool's single-node case)."""
+        if features_dir is not None:
+            dataset = open_shared_dataset(dataset, Path(features_dir))
         self.features_file = getattr(dataset.features, "filename", None)
         self.session = EnvSession(cfg, dataset, split, baseline_dir=Path(baseline_dir) if baseline_dir else None,
                                   work_root=Path(work_root) if work_root else None)

@@ -121,8 +121,8 @@ def held_once(dataset: Any, split: EraSplit, cfg: Config) -> Any:
     starts its actors, whose first evaluations (the default features and their look-ahead
     guard) are a run's peak of memory. Elsewhere, and for price data, as it is."""
     if isinstance(dataset, Dataset) and single_node():
-        fields, path = shared_dataset(build_task(dataset, split, cfg.env))
-        return open_shared_dataset(fields, path)
+        fields, folder = shared_dataset(build_task(dataset, split, cfg.env))
+        return open_shared_dataset(fields, folder)
     return dataset
 
 
@@ -143,9 +143,9 @@ class EnvPool:
         dirs = tuple(str(Path(d)) if d else None for d in (baseline_dir, work_root))
         if isinstance(dataset, Dataset) and single_node():
             # the feature matrix is held once: the hand-off file, memory-mapped by actors, children and driver
-            fields, path = shared_dataset(build_task(dataset, split, cfg.env))
-            self._args: tuple = (cfg, ray.put(fields), split, *dirs, str(path))
-            self.dataset = open_shared_dataset(fields, path)
+            fields, folder = shared_dataset(build_task(dataset, split, cfg.env))
+            self._args: tuple = (cfg, ray.put(fields), split, *dirs, str(folder))
+            self.dataset = open_shared_dataset(fields, folder)
         else:  # actors on other machines: a copy per node through the object store
             self._args = (cfg, ray.put(dataset), split, *dirs)
             self.dataset = dataset

@@ -275,7 +275,8 @@ class Evaluator:
 
         The cut view and the guard's output go as soon as they are read: at full width each is
         as large as the feature view, and the job's other guards and stages may still run."""
-        data = write_view(job / f"guard-{k}-data", self.task.feature_view(cut))
+        head = self.train_dir / "features.npy" if cut >= self.task.n_train else None  # rows before it: held once
+        data = write_view(job / f"guard-{k}-data", self.task.feature_view(cut), head=head)
         out = _folder(job / f"guard-{k}")
         try:
             run = self._sandbox_run(program, "features", data, out)

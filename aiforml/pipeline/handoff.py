@@ -32,6 +32,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import re
 import shutil
@@ -45,6 +46,7 @@ import numpy as np
 
 from aiforml.data.dataset import Dataset
 from aiforml.metrics import EraBases
+from aiforml.pipeline.harness import JOINED_HEAD, JOINED_REST, view_features
 from aiforml.pipeline.userdirs import private_root
 from aiforml.tasks.base import Task, View
 
@@ -64,14 +66,17 @@ def split_key(task: Task) -> str:
 
 
 def shared_views(task: Task, root: Path | None = None) -> tuple[Path, Path]:
-    """The folders of the task's whole feature view and its training view (written once)."""
+    """The folders of the task's whole feature view and its training view (written once).
+
+    The training rows are held once: the feature view's matrix is joined onto the training
+    view's (:func:`write_view` with ``head``), not a second copy of its first rows."""
     base = Path(root or default_root()) / split_key(task)
     lease(base)
     features, train = base / "features", base / "train"
-    if not (features / "meta.json").exists():
-        write_view(features, task.feature_view(len(task.feature_rows)))
     if not (train / "meta.json").exists():
         write_view(train, task.train_view())
+    if not (features / "meta.json").exists():
+        write_view(features, task.feature_view(len(task.feature_rows)), head=train / "features.npy")
     return features, train
 
 
@@ -83,12 +88,31 @@ def shared_dataset(task: Task, root: Path | None = None) -> tuple[dict[str, Any]
     d, rows = task.dataset, task.feature_rows
     fields = {f.name: getattr(d, f.name) for f in dataclasses.fields(d) if f.name != "features"}
     fields.update(eras=d.eras[rows], targets=d.targets[rows], ids=None if d.ids is None else d.ids[rows])
-    return fields, feature_dir / "features.npy"
+    return fields, feature_dir
 
 
-def open_shared_dataset(fields: dict[str, Any], path: Path) -> Dataset:
-    """The data set of :func:`shared_dataset`, its matrix memory-mapped read-only from ``path``."""
-    return Dataset(**fields, features=np.load(path, mmap_mode="r", allow_pickle=False))
+def open_shared_dataset(fields: dict[str, Any], folder: Path) -> Dataset:
+    """The data set of :func:`shared_dataset`, its matrix memory-mapped read-only from the
+    feature view ``folder``."""
+    return Dataset(**fields, features=view_matrix(folder))
+
+
+class MappedMatrix(np.ndarray):
+    """A view's matrix mapped read-only; ``filename``: the view's folder (as ``np.memmap``
+    names its file, for a reader to tell which hand-off it holds)."""
+
+    filename: str | None = None
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.filename = getattr(obj, "filename", None)
+
+
+def view_matrix(folder: Path) -> np.ndarray:
+    """The feature matrix of the view in ``folder``, memory-mapped read-only (one file, or
+    the training rows' file joined with the rest: :func:`aiforml.pipeline.harness.map_joined`)."""
+    matrix = view_features(Path(folder), writable=False).view(MappedMatrix)
+    matrix.filename = str(folder)
+    return matrix
 
 
 def shared_matrix(feature_dir: Path, train_dir: Path, matrix: np.ndarray, n_train: int,
@@ -99,13 +123,14 @@ def shared_matrix(feature_dir: Path, train_dir: Path, matrix: np.ndarray, n_trai
     When it equals the view's own features (the Numerai default selects the columns as they
     are), those files serve and nothing is written; else it is written once under ``key``.
     """
-    view = np.load(feature_dir / "features.npy", mmap_mode="r", allow_pickle=False)
+    view = view_matrix(feature_dir)
     if view.dtype == matrix.dtype and np.array_equal(view, matrix):
         return view, train_dir / "features.npy"
     folder = feature_dir.parent / f"default-{key}"
-    if not (folder / "meta.json").exists():
-        write_view(folder, ({"matrix": matrix, "x_train": matrix[:n_train]}, {}))
-    return np.load(folder / "matrix.npy", mmap_mode="r", allow_pickle=False), folder / "x_train.npy"
+    if not (folder / "all" / "meta.json").exists():
+        write_view(folder, ({"features": matrix[:n_train]}, {}))  # a winner's is kept
+        write_view(folder / "all", ({"features": matrix}, {}), head=folder / "features.npy")
+    return view_matrix(folder / "all"), folder / "features.npy"
 
 
 def shared_bases(base: Path, name: str, build: Callable[[], EraBases]) -> EraBases:
@@ -162,14 +187,20 @@ def link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
-def write_view(folder: Path, view: View) -> Path:
-    """Write ``view`` into ``folder`` atomically (staging folder, then rename); keep a winner's."""
+def write_view(folder: Path, view: View, head: Path | None = None) -> Path:
+    """Write ``view`` into ``folder`` atomically (staging folder, then rename); keep a winner's.
+
+    ``head``: a ``features.npy`` holding the first rows of this view's features (the training
+    view's); they are not written again, only the rows after them (:func:`write_joined`)."""
     arrays, meta = view
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
     try:
         for name, array in arrays.items():
-            np.save(staging / f"{name}.npy", array, allow_pickle=False)
+            if name == "features" and head is not None:
+                write_joined(staging, array, head)
+            else:
+                np.save(staging / f"{name}.npy", array, allow_pickle=False)
         n_rows = len(arrays["eras"] if "eras" in arrays else next(iter(arrays.values())))
         (staging / "meta.json").write_text(json.dumps({**meta, "n_rows": int(n_rows)}))
         os.chmod(staging, 0o755)
@@ -180,6 +211,28 @@ def write_view(folder: Path, view: View) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def write_joined(folder: Path, matrix: np.ndarray, head: Path, chunk_bytes: int = 1 << 26) -> None:
+    """``matrix`` as :data:`~aiforml.pipeline.harness.JOINED_HEAD`, a hard link of ``head`` (its
+    first rows, not copied), and :data:`~aiforml.pipeline.harness.JOINED_REST`: ``head``'s last
+    partial page, then the rows after it, written a chunk at a time.
+
+    ``head`` must hold exactly ``matrix``'s first rows (the caller's view is a prefix of this
+    one: :meth:`aiforml.tasks.Task.train_view`); its shape and type are checked here."""
+    first = np.load(head, mmap_mode="r", allow_pickle=False)
+    if first.dtype != matrix.dtype or first.shape[1:] != matrix.shape[1:] or len(first) > len(matrix):
+        raise ValueError(f"{head} ({first.shape}, {first.dtype}) is not the first rows of a "
+                         f"{matrix.shape} {matrix.dtype} matrix")
+    link_or_copy(head, folder / JOINED_HEAD)
+    size = head.stat().st_size
+    pages = size // mmap.PAGESIZE * mmap.PAGESIZE
+    rows = max(1, chunk_bytes // max(1, matrix[:1].nbytes))
+    with open(folder / JOINED_REST, "wb") as f, open(head, "rb") as h:
+        h.seek(pages)
+        f.write(h.read(size - pages))
+        for start in range(len(first), len(matrix), rows):
+            f.write(np.ascontiguousarray(matrix[start:start + rows]).tobytes())
 
 
 LOCK = "lock"

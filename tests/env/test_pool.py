@@ -17,7 +17,7 @@ import ray
 
 from aiforml.env.pool import EnvPool, check_resources
 from aiforml.pipeline.defaults import default_program_source
-from aiforml.pipeline.handoff import shared_views
+from aiforml.pipeline.handoff import MappedMatrix, shared_views
 from aiforml.program import Program
 from aiforml.tasks import build_task
 
@@ -181,8 +181,8 @@ def test_actors_map_the_feature_view_instead_of_a_copy(pool, dataset, split):
     """On one machine the matrix is held once: every actor and the driver memory-map the
     hand-off's feature view (what children read); only small arrays go through Ray."""
     task = build_task(dataset, split, pool.cfg.env)
-    view = shared_views(task)[0] / "features.npy"
+    view = shared_views(task)[0]
     assert [info["features_file"] for info in pool.info] == [str(view)] * 2
-    assert isinstance(pool.dataset.features, np.memmap) and Path(pool.dataset.features.filename) == view
+    assert isinstance(pool.dataset.features, MappedMatrix) and Path(pool.dataset.features.filename) == view
     np.testing.assert_array_equal(pool.dataset.features, dataset.features[task.feature_rows])
     np.testing.assert_array_equal(pool.dataset.targets, dataset.targets[task.feature_rows])

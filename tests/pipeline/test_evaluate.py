@@ -269,3 +269,37 @@ def test_int8_features_get_the_same_lightgbm_model_from_the_capped_bin_sample():
              .booster_.model_to_string().split("parameters:")[0]
              for rows in (200_000, PipelineConfig().bin_sample_rows)]
     assert texts[0] == texts[1]
+
+
+def test_lightgbm_predicts_many_rows_in_batches_with_the_same_values(monkeypatch):
+    """A CV fold's rows are predicted 4,096 at a time (no float32 copy of the whole fold):
+    a tree's prediction of a row depends on that row alone, so the values are the same."""
+    import lightgbm
+    from sklearn.linear_model import Ridge
+
+    from aiforml.pipeline import harness
+
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame(rng.integers(0, 5, size=(5_000, 30), dtype=np.int8))
+    y = X.iloc[:, :4].sum(axis=1).to_numpy() + rng.normal(size=len(X))
+    model = lightgbm.LGBMRegressor(n_estimators=10, verbose=-1).fit(X, y)
+    whole = harness.predict(model, X)
+    calls = []
+    original = lightgbm.LGBMRegressor.predict
+    monkeypatch.setattr(lightgbm.LGBMRegressor, "predict", lambda self, X, **kw: calls.append(len(X)) or original(self, X, **kw))
+    monkeypatch.setattr(harness, "BATCHED_FROM_CELLS", 0)
+    monkeypatch.setattr(harness, "PREDICT_BATCH_ROWS", 1_024)
+    np.testing.assert_array_equal(harness.predict(model, X), whole)
+    assert calls == [1_024] * 4 + [904]
+    ridge = Ridge().fit(X, y)  # any other model predicts the frame as it is
+    np.testing.assert_array_equal(harness.predict(ridge, X), ridge.predict(X))
+
+
+def test_a_fold_of_consecutive_rows_is_a_view_of_the_training_rows():
+    from aiforml.pipeline.harness import rows_at
+
+    X = pd.DataFrame(np.arange(60, dtype=np.int8).reshape(20, 3), columns=list("abc"))
+    for idx in (np.arange(4, 12), np.array([1, 3, 4]), np.array([7])):
+        rows = rows_at(X, idx)
+        pd.testing.assert_frame_equal(rows, X.iloc[idx], check_index_type=False)
+        assert np.shares_memory(rows.to_numpy(), X.to_numpy()) == (len(idx) > 1 and idx[-1] - idx[0] == len(idx) - 1)

@@ -11,7 +11,13 @@ import numpy as np
 from aiforml.config import EnvConfig, PipelineConfig
 from aiforml.data.targets import training_targets
 from aiforml.pipeline.evaluator import Evaluator
-from aiforml.pipeline.handoff import shared_matrix, shared_views, write_view
+from aiforml.pipeline.handoff import (
+    MappedMatrix,
+    shared_matrix,
+    shared_views,
+    view_matrix,
+    write_view,
+)
 from aiforml.pipeline.userdirs import shared_base
 from aiforml.program import Program
 from aiforml.tasks import build_task
@@ -20,8 +26,10 @@ from aiforml.tasks import build_task
 def never_holds(folder, dataset, rows):
     """No column of any array in ``folder`` equals the targets of ``rows``."""
     hidden = dataset.targets[rows, 0]
-    for path in folder.glob("*.npy"):
-        arr = np.load(path)
+    for path in [*folder.glob("*.npy"), folder / "features.rest"]:
+        if not path.exists():
+            continue
+        arr = np.load(path) if path.suffix == ".npy" else view_matrix(folder)
         if arr.dtype.kind not in "iuf":
             continue
         flat = arr.reshape(len(arr), -1)
@@ -33,8 +41,12 @@ def never_holds(folder, dataset, rows):
 def test_views_hold_no_validation_or_test_target(dataset, split, tmp_path):
     task = build_task(dataset, split, EnvConfig())
     features, train = shared_views(task, root=tmp_path)
-    assert sorted(p.name for p in features.iterdir()) == ["eras.npy", "features.npy", "meta.json"]
+    assert sorted(p.name for p in features.iterdir()) == ["eras.npy", "features.head.npy", "features.rest",
+                                                          "meta.json"]
     assert sorted(p.name for p in train.iterdir()) == ["eras.npy", "features.npy", "meta.json", "targets.npy"]
+    # the training rows are held once: the feature view's first rows are the training view's file
+    assert (features / "features.head.npy").stat().st_ino == (train / "features.npy").stat().st_ino
+    np.testing.assert_array_equal(view_matrix(features), dataset.features[task.feature_rows])
     targets = np.load(train / "targets.npy")
     assert targets.shape == (task.n_train, len(dataset.target_names))
     np.testing.assert_array_equal(targets, training_targets(dataset, split))
@@ -58,8 +70,8 @@ def test_view_row_order_and_meta(dataset, split, tmp_path):
     assert set(eras[: task.n_train]) == set(split.train.tolist())
     assert set(eras[task.n_train:]) == set(split.validation.tolist()) | set(split.test.tolist())
     assert np.all(np.diff(eras) >= 0)
-    matrix = np.load(features / "features.npy", mmap_mode="r")
-    assert matrix.dtype == np.int8 and matrix.shape == (len(eras), len(dataset.feature_names))
+    matrix = view_matrix(features)
+    assert matrix.dtype == np.int8 and not matrix.flags.writeable and matrix.shape == (len(eras), len(dataset.feature_names))
     assert json.loads((train / "meta.json").read_text())["n_rows"] == task.n_train
     assert shared_views(task, root=tmp_path) == (features, train)  # a second build reuses them
 
@@ -67,18 +79,23 @@ def test_view_row_order_and_meta(dataset, split, tmp_path):
 def test_a_cut_view_holds_only_the_rows_before_the_cut(dataset, split, tmp_path):
     task = build_task(dataset, split, EnvConfig())
     cut = int(task.cut_candidates()[3])
-    folder = write_view(tmp_path / "cut", task.feature_view(cut))
-    eras = np.load(folder / "eras.npy")
-    assert len(eras) == cut and eras.max() < dataset.eras[task.feature_rows[cut]]
+    for head in (None, shared_views(task, root=tmp_path)[1] / "features.npy"):
+        folder = write_view(tmp_path / f"cut-{head is None}", task.feature_view(cut), head=head)
+        eras = np.load(folder / "eras.npy")
+        assert len(eras) == cut and eras.max() < dataset.eras[task.feature_rows[cut]]
+        np.testing.assert_array_equal(view_matrix(folder), dataset.features[task.feature_rows[:cut]])
+    # joined on the training rows, the cut view writes only the rows between them and the cut
+    rest = (folder / "features.rest").stat().st_size
+    assert rest < 4096 + (cut - task.n_train) * dataset.features.shape[1]
 
 
 def test_a_default_matrix_unlike_the_view_is_written_once_and_mapped(dataset, split, tmp_path):
     task = build_task(dataset, split, EnvConfig())
     features, train = shared_views(task, root=tmp_path)
-    matrix = np.load(features / "features.npy").astype(np.float32) / 4  # not the view's own values
+    matrix = view_matrix(features).astype(np.float32) / 4  # not the view's own values
     mapped, x_train = shared_matrix(features, train, matrix, task.n_train, "k1")
-    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, matrix)
-    assert x_train == features.parent / "default-k1" / "x_train.npy"
+    assert isinstance(mapped, MappedMatrix) and np.array_equal(mapped, matrix)
+    assert x_train == features.parent / "default-k1" / "features.npy"
     np.testing.assert_array_equal(np.load(x_train), matrix[: task.n_train])
     written = x_train.stat().st_mtime_ns
     shared_matrix(features, train, matrix, task.n_train, "k1")
@@ -101,7 +118,7 @@ def test_default_features_are_the_mapped_view_and_linked_into_each_inbox(dataset
         for _ in range(2):
             assert ev.evaluate(program, progress, with_baseline=False).status == "ok"
         matrix = ev._default_matrix[0]
-        assert isinstance(matrix, np.memmap) and Path(matrix.filename) == ev.feature_dir / "features.npy"
+        assert isinstance(matrix, MappedMatrix) and Path(matrix.filename) == ev.feature_dir
         view_inode = (ev.train_dir / "features.npy").stat().st_ino
         # each evaluation's training matrix is the training view's file itself; streamed blocks
         # were removed once answered
