@@ -163,8 +163,11 @@ class PipelineConfig(Section):
     max_cv_folds: int = 10  # a program's define_cv may return at most this many folds
     # a LightGBM model the locked step fits builds its bins from at most this many rows, unless the
     # program sets subsample_for_bin or bin_construct_sample_cnt: LightGBM holds the sample as doubles
-    # (its default 200,000 rows are 1.7 GB at 705 features); int8 features get the same bins from 10,000
+    # (its default 200,000 rows are 1.7 GB at 705 features); int8 features get the same bins from 5,000
     bin_sample_rows: AtLeast1 = 20_000
+    # ... and from at most this many MB of those doubles (rows x columns x 8 bytes), with 1,000 rows at
+    # least: 5,516 rows at Numerai's 2,376 features, all 20,000 up to 655 columns
+    bin_sample_mb: AtLeast1 = 100
     # the feature-neutral correlation keeps, per validation and test era, a basis of rows x min(rows, features + 1)
     # doubles, once per machine in /dev/shm (Numerai's 5,000 rows per era at 2,376 features: 95 MB an era); past this many MB in
     # all, the smaller map form (features + 1 squared, and the int8 rows); past that not computed (None), and

@@ -99,7 +99,7 @@ def export_numerai(program: ChosenProgram, cfg: Config, out: Path, data_dir: Pat
                    progress: Progress) -> ExportResult:
     """``pipeline.py``, then ``predict.pkl`` fitted through that same text, then its check."""
     settings = {"feature_set": cfg.data.feature_set, "data": str(data_dir or cfg.data.path or "v5.0"),
-                "bin_sample_rows": cfg.env.pipeline.bin_sample_rows}
+                "bin_sample_rows": cfg.env.pipeline.bin_sample_rows, "bin_sample_mb": cfg.env.pipeline.bin_sample_mb}
     usage = "Run: python pipeline.py --data V5_DIR --out predictions.csv [--feature-set NAME]"
     script_path = out / "pipeline.py"
     text = write_script(script_path, "numerai", program, cfg, settings, usage)

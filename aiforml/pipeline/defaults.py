@@ -43,6 +43,7 @@ _CREATE_FEATURES = '''\
 def create_features(df, feature_cols):
     return df[feature_cols]
 '''
+SELECTS_THE_VIEW = _CREATE_FEATURES  # the feature columns as they are: its matrix is the feature view itself
 
 _DEFINE_MODEL = '''\
 def define_model():

@@ -63,12 +63,14 @@ from aiforml.pipeline.childio import (
     remove_stale_jobs,
     remove_tree,
 )
+from aiforml.pipeline.defaults import SELECTS_THE_VIEW
 from aiforml.pipeline.handoff import (
     link_or_copy,
     shared_bases,
     shared_matrix,
     shared_views,
     split_key,
+    view_matrix,
     write_view,
 )
 from aiforml.pipeline.stream import BlockStreamer, write_array
@@ -230,8 +232,14 @@ class Evaluator:
         """The default ``create_features``'s matrix: one feature stage and guard per evaluator.
 
         Every program that keeps the default step gets it (what the default computes does not
-        depend on the program); their evaluations skip the feature stage and the guard.
+        depend on the program); their evaluations skip the feature stage and the guard. The
+        Numerai default selects the feature columns as they are (``SELECTS_THE_VIEW``): its
+        matrix is the feature view itself, with nothing to run or guard (a child's copy of
+        it and its output file were, beside the view, three times the data at once).
         """
+        if self._default_matrix is None and self.defaults["create_features"] == SELECTS_THE_VIEW:
+            self._default_matrix = view_matrix(self.feature_dir), list(self.dataset.feature_names)
+            self._default_x_train = self.train_dir / "features.npy"
         if self._default_matrix is None:
             program = Program(self.task.default_program())
             job = Path(tempfile.mkdtemp(prefix=job_prefix(), dir=self.work_root))
@@ -331,6 +339,7 @@ class Evaluator:
             "n_blocks": n_blocks, "signal_fds": fds, "embargo": int(self.split.embargo),
             "max_cv_folds": self.cfg.pipeline.max_cv_folds, "feature_hint": self.task.feature_hint(),
             "cv": cv, "seed": self.cfg.pipeline.seed, "bin_sample_rows": self.cfg.pipeline.bin_sample_rows,
+            "bin_sample_mb": self.cfg.pipeline.bin_sample_mb,
         }
         job_file = out / "job.json"
         job_file.write_text(json.dumps(job))

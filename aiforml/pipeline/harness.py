@@ -137,7 +137,8 @@ def run_model(steps: dict, data: dict, job: dict, out: Path, timings: dict[str, 
         t = time.perf_counter()
         folds = step_define_cv(steps["define_cv"], data["eras"], job["embargo"], job["max_cv_folds"])
         timings["define_cv"] = time.perf_counter() - t
-    model = fit(steps["define_model"], X_train, y, folds, out, timings, job.get("bin_sample_rows"))
+    sample = bin_sample(job.get("bin_sample_rows"), job.get("bin_sample_mb"), X_train.shape[1])
+    model = fit(steps["define_model"], X_train, y, folds, out, timings, sample)
     t = time.perf_counter()
     signals, answers = job["signal_fds"]
     for k in range(job["n_blocks"]):
@@ -346,6 +347,18 @@ def release_freed() -> None:
     trim = getattr(_LIBC, "malloc_trim", None)
     if trim is not None:
         trim(0)
+
+
+def bin_sample(rows: int | None, mb: int | None, n_columns: int) -> int | None:
+    """The rows of LightGBM's bin sample: ``rows`` (``env.pipeline.bin_sample_rows``), fewer
+    where they would take more than ``mb`` MB as doubles (``env.pipeline.bin_sample_mb``),
+    1,000 at least."""
+    if not rows or not mb:
+        return rows
+    return int(min(rows, max(MIN_BIN_SAMPLE, mb * 2**20 // (8 * max(1, n_columns)))))
+
+
+MIN_BIN_SAMPLE = 1_000
 
 
 def lean(model, bin_sample_rows: int | None):

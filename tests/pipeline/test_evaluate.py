@@ -256,10 +256,12 @@ def test_the_locked_fit_reads_lightgbms_rows_in_batches_and_builds_the_same_mode
 
 def test_int8_features_get_the_same_lightgbm_model_from_the_capped_bin_sample():
     """env.pipeline.bin_sample_rows is free for int8 features: their five values show in any
-    sample of that size, so the model is the one LightGBM's own 200,000-row sample builds."""
+    sample of that size, or of the 1,000 rows a wide frame may get (env.pipeline.bin_sample_mb),
+    so the model is the one LightGBM's own 200,000-row sample builds."""
     import lightgbm
 
     from aiforml.config import PipelineConfig
+    from aiforml.pipeline.harness import MIN_BIN_SAMPLE
 
     rng = np.random.default_rng(4)
     X = pd.DataFrame(rng.choice(5, size=(3 * PipelineConfig().bin_sample_rows, 12),
@@ -267,8 +269,17 @@ def test_int8_features_get_the_same_lightgbm_model_from_the_capped_bin_sample():
     y = X.iloc[:, :3].sum(axis=1).to_numpy() * 0.1 + rng.normal(size=len(X))
     texts = [lightgbm.LGBMRegressor(n_estimators=5, subsample_for_bin=rows, verbose=-1).fit(X, y)
              .booster_.model_to_string().split("parameters:")[0]
-             for rows in (200_000, PipelineConfig().bin_sample_rows)]
-    assert texts[0] == texts[1]
+             for rows in (200_000, PipelineConfig().bin_sample_rows, MIN_BIN_SAMPLE)]
+    assert texts[0] == texts[1] == texts[2]
+
+
+def test_the_bin_sample_shrinks_to_its_memory_budget_on_wide_frames():
+    from aiforml.pipeline.harness import MIN_BIN_SAMPLE, bin_sample
+
+    assert bin_sample(20_000, 100, 42) == 20_000
+    assert bin_sample(20_000, 100, 2_376) == 5_516  # Numerai's full width: 100 MB of doubles
+    assert bin_sample(20_000, 100, 10**6) == MIN_BIN_SAMPLE
+    assert bin_sample(None, 100, 2_376) is None
 
 
 def test_lightgbm_predicts_many_rows_in_batches_with_the_same_values(monkeypatch):

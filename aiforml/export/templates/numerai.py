@@ -142,9 +142,11 @@ def locked_fit(frame: pd.DataFrame, feature_cols: list[str], target_cols: list[s
     model = define_model()
     params = model.get_params() if type(model).__module__.startswith("lightgbm") else {}
     if params.get("subsample_for_bin") == 200_000 and "bin_construct_sample_cnt" not in params:
-        # as the evaluation's locked fit (env.pipeline.bin_sample_rows): histogram bins from at most this
-        # many rows (LightGBM's default sample of 200,000 rows is held as doubles: 5.7 GB at 2,376 features)
-        model.set_params(subsample_for_bin=SETTINGS.get("bin_sample_rows", 20_000))
+        # as the evaluation's locked fit (env.pipeline.bin_sample_rows, bin_sample_mb): histogram bins from
+        # at most this many rows (LightGBM's default sample of 200,000 rows is held as doubles: 3.8 GB at
+        # 2,376 features), fewer where they would be more than bin_sample_mb MB, 1,000 at least
+        rows, mb = SETTINGS.get("bin_sample_rows", 20_000), SETTINGS.get("bin_sample_mb", 100)
+        model.set_params(subsample_for_bin=int(min(rows, max(1_000, mb * 2**20 // (8 * max(1, X.shape[1]))))))
     if params and not {"force_col_wise", "force_row_wise"} & set(params):
         model.set_params(force_col_wise=True)  # as the locked fit: no second, row-wise copy of the bins
     model.fit(X if finite.all() else X[finite], y if finite.all() else y[finite])
