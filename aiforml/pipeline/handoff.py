@@ -48,7 +48,7 @@ from aiforml.data.dataset import Dataset
 from aiforml.metrics import EraBases
 from aiforml.pipeline.harness import JOINED_HEAD, JOINED_REST, view_features
 from aiforml.pipeline.userdirs import private_root
-from aiforml.tasks.base import Task, View
+from aiforml.tasks.base import RowsOf, Task, View
 
 HANDOFF_VERSION = 2
 
@@ -199,8 +199,10 @@ def write_view(folder: Path, view: View, head: Path | None = None) -> Path:
         for name, array in arrays.items():
             if name == "features" and head is not None:
                 write_joined(staging, array, head)
-            else:
+            elif isinstance(array, np.ndarray):
                 np.save(staging / f"{name}.npy", array, allow_pickle=False)
+            else:  # RowsOf: gathered a block at a time
+                write_blocks(staging / f"{name}.npy", array)
         n_rows = len(arrays["eras"] if "eras" in arrays else next(iter(arrays.values())))
         (staging / "meta.json").write_text(json.dumps({**meta, "n_rows": int(n_rows)}))
         os.chmod(staging, 0o755)
@@ -213,7 +215,17 @@ def write_view(folder: Path, view: View, head: Path | None = None) -> Path:
     return folder
 
 
-def write_joined(folder: Path, matrix: np.ndarray, head: Path, chunk_bytes: int = 1 << 26) -> None:
+def write_blocks(path: Path, rows: RowsOf, chunk_bytes: int = 1 << 26) -> None:
+    """``rows`` as a ``.npy`` file, gathered and written a block of rows at a time."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=rows.dtype, shape=rows.shape)
+    step = max(1, chunk_bytes // max(1, rows[:1].nbytes))
+    for start in range(0, len(rows), step):
+        out[start:start + step] = rows[start:start + step]
+    out.flush()
+    del out
+
+
+def write_joined(folder: Path, matrix: np.ndarray | RowsOf, head: Path, chunk_bytes: int = 1 << 26) -> None:
     """``matrix`` as :data:`~aiforml.pipeline.harness.JOINED_HEAD`, a hard link of ``head`` (its
     first rows, not copied), and :data:`~aiforml.pipeline.harness.JOINED_REST`: ``head``'s last
     partial page, then the rows after it, written a chunk at a time.

@@ -27,7 +27,27 @@ from aiforml.pipeline.defaults import default_program_source, default_sources
 from aiforml.program import SplitMetrics
 
 Finding = tuple[str, str]  # (status, message)
-View = tuple[dict[str, np.ndarray], dict[str, Any]]  # arrays by file stem, and meta.json
+View = tuple[dict[str, Any], dict[str, Any]]  # arrays (or RowsOf) by file stem, and meta.json
+
+
+class RowsOf:
+    """``matrix[rows]`` not gathered yet: what a view holds when its rows are not one slice of
+    the data set (the feature rows skip the embargo eras). Its writer gathers a block of rows
+    at a time (:func:`aiforml.pipeline.handoff.write_view`), so no whole copy is made beside
+    the loaded data set."""
+
+    def __init__(self, matrix: np.ndarray, rows: np.ndarray, dtype: Any) -> None:
+        self.matrix, self.rows, self.dtype = matrix, np.asarray(rows), np.dtype(dtype)
+        self.shape = (len(self.rows), *matrix.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return np.ascontiguousarray(self.matrix[self.rows[key]], dtype=self.dtype)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self[:] if dtype is None else self[:].astype(dtype)
 
 
 class Task(ABC):

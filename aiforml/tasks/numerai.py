@@ -22,18 +22,19 @@ from aiforml.data.dataset import EraSplit
 from aiforml.metrics import EraBases, score_split
 from aiforml.pipeline.checks import implausible_consistency
 from aiforml.program import SplitMetrics
-from aiforml.tasks.base import Finding, Task, View
+from aiforml.tasks.base import Finding, RowsOf, Task, View
 
 log = logging.getLogger(__name__)
 
 
-def rows_of(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``matrix[rows]``; a view, not a copy, when ``rows`` are consecutive (the held-once data
+def rows_of(matrix: np.ndarray, rows: np.ndarray, dtype: Any = np.int8) -> np.ndarray | RowsOf:
+    """``matrix[rows]`` as ``dtype``: a view when ``rows`` are consecutive (the held-once data
     set's feature rows, and every prefix of them: a look-ahead guard's cut view is written
-    from the mapped file, not from a copy in the actor)."""
+    from the mapped file, not from a copy in the actor), else gathered as it is written (the
+    loaded data set's feature rows, which skip the embargo eras)."""
     if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
-        return matrix[int(rows[0]):int(rows[-1]) + 1]
-    return matrix[rows]
+        return np.ascontiguousarray(matrix[int(rows[0]):int(rows[-1]) + 1], dtype=dtype)
+    return RowsOf(matrix, rows, dtype)
 
 
 def basis_mb(eras: np.ndarray, n_features: int, form: str = "basis") -> float:
@@ -63,7 +64,7 @@ class NumeraiTask(Task):
     def feature_view(self, n_rows: int) -> View:
         rows = self.feature_rows[:n_rows]
         d = self.dataset
-        arrays = {"features": np.ascontiguousarray(rows_of(d.features, rows), dtype=np.int8),
+        arrays = {"features": rows_of(d.features, rows),
                   "eras": d.eras[rows].astype(np.int32)}
         meta = {"feature_names": list(d.feature_names),
                 "feature_groups": {k: list(v) for k, v in d.feature_groups.items()}}

@@ -21,6 +21,7 @@ from aiforml.pipeline.handoff import (
 from aiforml.pipeline.userdirs import shared_base
 from aiforml.program import Program
 from aiforml.tasks import build_task
+from aiforml.tasks.base import RowsOf
 
 
 def never_holds(folder, dataset, rows):
@@ -74,6 +75,8 @@ def test_view_row_order_and_meta(dataset, split, tmp_path):
     assert matrix.dtype == np.int8 and not matrix.flags.writeable and matrix.shape == (len(eras), len(dataset.feature_names))
     assert json.loads((train / "meta.json").read_text())["n_rows"] == task.n_train
     assert shared_views(task, root=tmp_path) == (features, train)  # a second build reuses them
+    # the loaded data set's feature rows skip the embargo eras: gathered as written, not copied whole
+    assert isinstance(task.feature_view(len(task.feature_rows))[0]["features"], RowsOf)
 
 
 def test_a_cut_view_holds_only_the_rows_before_the_cut(dataset, split, tmp_path):
