@@ -34,6 +34,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 
 from aiforml.pipeline.checks import Finding
+from aiforml.pipeline.harness import map_joined
 from aiforml.sandbox.tree import walk_tree
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,45 @@ def load_matrix(path: Path, n_rows: int, limit: int = MAX_CHILD_FILE, mapped: bo
         return None
 
     return _load_npy(path, expected, limit, mapped)
+
+
+def load_joined(head: Path, rest: Path, n_rows: int, n_head: int, limit: int = MAX_CHILD_FILE,
+                mapped: bool = False) -> np.ndarray:
+    """A child's matrix written as two files (:func:`aiforml.pipeline.harness.run_features`
+    with ``head_rows``): ``head``, a 2-D numeric ``.npy`` of the first ``n_head`` rows, and
+    ``rest``, ``head``'s last partial page again, then the other ``n_rows - n_head`` rows.
+    Both files together at most ``limit`` bytes; the repeated bytes must be the same. As
+    :func:`load_matrix`: read in, or ``mapped`` (only for files no process can write any
+    more) one read-only mapping of both. Raises ``ValueError``."""
+    with _open_regular(head, limit) as h, _open_regular(rest, limit) as r:
+        shape, fortran, dtype = _npy_header(h, head.name)
+        problem = _plain_dtype(dtype) or (
+            f"shape {shape} and dtype {dtype}; expected ({n_head}, k) numbers"
+            if len(shape) != 2 or shape[0] != n_head or dtype.kind not in "fiu" or fortran else None)
+        if problem:
+            raise ValueError(f"{head.name} has {problem}")
+        offset, head_size, rest_size = h.tell(), os.fstat(h.fileno()).st_size, os.fstat(r.fileno()).st_size
+        row_bytes = shape[1] * dtype.itemsize
+        pages = head_size // mmap.PAGESIZE * mmap.PAGESIZE
+        if head_size != offset + n_head * row_bytes or rest_size != head_size - pages + (n_rows - n_head) * row_bytes:
+            raise ValueError(f"{head.name} and {rest.name} are truncated or corrupt: {head_size} and {rest_size} "
+                             f"bytes for {n_rows} rows of {row_bytes} bytes")
+        if head_size + rest_size > limit:
+            raise ValueError(f"{head.name} and {rest.name} are {head_size + rest_size} bytes; at most {limit} "
+                             "are read (a feature matrix: up to env.sandbox.file_mb)")
+        h.seek(pages)
+        if h.read(head_size - pages) != r.read(head_size - pages):
+            raise ValueError(f"{rest.name} does not begin with the last page of {head.name}")
+        if mapped and row_bytes:
+            return map_joined(head, rest, writable=False)
+        array = np.empty((n_rows, shape[1]), dtype=dtype)
+        h.seek(offset)
+        for f, part in ((h, array[:n_head]), (r, array[n_head:])):
+            want = part.nbytes
+            got = f.readinto(memoryview(part).cast("B")) if want else 0
+            if got != want:
+                raise ValueError(f"{head.name} and {rest.name} are truncated: {got} of {want} bytes")
+        return array
 
 
 def _load_npy(path: Path, expected: Expected, limit: int = MAX_CHILD_FILE, mapped: bool = False) -> np.ndarray:

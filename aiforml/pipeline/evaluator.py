@@ -56,6 +56,7 @@ from aiforml.pipeline.childio import (
     MissingOutput,
     job_prefix,
     load_array,
+    load_joined,
     load_matrix,
     output_finding,
     read_child_file,
@@ -73,6 +74,7 @@ from aiforml.pipeline.handoff import (
     view_matrix,
     write_view,
 )
+from aiforml.pipeline.harness import JOINED_HEAD, JOINED_REST
 from aiforml.pipeline.stream import BlockStreamer, write_array
 from aiforml.pipeline.userdirs import private_root
 from aiforml.program import EvalResult, Program
@@ -263,14 +265,15 @@ class Evaluator:
     def _feature_stage(self, program: Program,
                        job: Path) -> tuple[EvalResult, tuple[np.ndarray, list[str]] | None]:
         out = _folder(job / "features")
-        run = self._sandbox_run(program, "features", self.feature_dir, out)
+        # written as the training rows' file and the rest: the model stage's training matrix as it is
+        run = self._sandbox_run(program, "features", self.feature_dir, out, head_rows=self.task.n_train)
         result = self._interpret(run, out, "features")
         result.stage = "parsed"
         if result.status != "ok":
             return result, None
         try:
             checked = read_features(out, len(self.task.feature_rows), self._matrix_limit,
-                                    mapped=self.sandbox.runs_are_sealed)
+                                    mapped=self.sandbox.runs_are_sealed, n_head=self.task.n_train)
         except READ_ERRORS as exc:
             result.status, result.message = "invalid_output", f"create_features: {output_finding(exc)[1]}"
             return result, None
@@ -306,8 +309,12 @@ class Evaluator:
     def _model_stage(self, program: Program, job: Path, features: np.ndarray, columns: list[str],
                      feature_result: EvalResult, cv: bool = True) -> tuple[EvalResult, BlockStreamer]:
         inbox, out = _folder(job / "inbox"), _folder(job / "model")
+        head = job / "features" / JOINED_HEAD
         if self._default_matrix is not None and features is self._default_matrix[0]:
             link_or_copy(self._default_x_train, inbox / "x_train.npy")  # no copy per evaluation
+        elif self.sandbox.runs_are_sealed and head.exists():
+            # the feature stage's training rows, checked and mapped: no process of its run is left to change them
+            link_or_copy(head, inbox / "x_train.npy")
         else:
             write_array(inbox, "x_train.npy", features[: self.task.n_train])
         (inbox / "columns.json").write_text(json.dumps(columns))
@@ -331,7 +338,8 @@ class Evaluator:
 
     def _sandbox_run(self, program: Program, stage: str, data_dir: Path, out: Path,
                      inbox: Path | None = None, n_blocks: int = 0,
-                     streamer: BlockStreamer | None = None, cv: bool = True) -> SandboxResult:
+                     streamer: BlockStreamer | None = None, cv: bool = True,
+                     head_rows: int | None = None) -> SandboxResult:
         fds = streamer.child_fds if streamer else []
         job = {
             "stage": stage, "program": program.source, "defaults": self.defaults,
@@ -339,7 +347,7 @@ class Evaluator:
             "n_blocks": n_blocks, "signal_fds": fds, "embargo": int(self.split.embargo),
             "max_cv_folds": self.cfg.pipeline.max_cv_folds, "feature_hint": self.task.feature_hint(),
             "cv": cv, "seed": self.cfg.pipeline.seed, "bin_sample_rows": self.cfg.pipeline.bin_sample_rows,
-            "bin_sample_mb": self.cfg.pipeline.bin_sample_mb,
+            "bin_sample_mb": self.cfg.pipeline.bin_sample_mb, "head_rows": head_rows,
         }
         job_file = out / "job.json"
         job_file.write_text(json.dumps(job))
@@ -420,11 +428,15 @@ def build_evaluator(dataset: Any, split: EraSplit, cfg: EnvConfig,
 
 
 def read_features(out: Path, n_rows: int, limit: int = MAX_CHILD_FILE,
-                  mapped: bool = False) -> tuple[np.ndarray, list[str]]:
+                  mapped: bool = False, n_head: int | None = None) -> tuple[np.ndarray, list[str]]:
     """The feature matrix a feature run wrote (at most ``limit`` bytes), and its column names,
     checked. ``mapped`` (only where no process of the run can be left to change the file, or
-    truncating it would crash this process): memory-mapped, not read in."""
-    features = load_matrix(out / "features.npy", n_rows, limit, mapped=mapped)
+    truncating it would crash this process): memory-mapped, not read in. ``n_head``: the run
+    was asked for its first ``n_head`` rows and the rest as two files (``head_rows``)."""
+    if n_head is None:
+        features = load_matrix(out / "features.npy", n_rows, limit, mapped=mapped)
+    else:
+        features = load_joined(out / JOINED_HEAD, out / JOINED_REST, n_rows, n_head, limit, mapped=mapped)
     columns = read_columns(out)
     if len(columns) != features.shape[1] or not features.shape[1]:
         raise ValueError(f"{features.shape[1]} feature columns but {len(columns)} column names")

@@ -32,7 +32,6 @@ import dataclasses
 import fcntl
 import hashlib
 import json
-import mmap
 import os
 import re
 import shutil
@@ -46,7 +45,7 @@ import numpy as np
 
 from aiforml.data.dataset import Dataset
 from aiforml.metrics import EraBases
-from aiforml.pipeline.harness import JOINED_HEAD, JOINED_REST, view_features
+from aiforml.pipeline.harness import JOINED_HEAD, JOINED_REST, view_features, write_rest
 from aiforml.pipeline.userdirs import private_root
 from aiforml.tasks.base import RowsOf, Task, View
 
@@ -182,7 +181,7 @@ def load_bases(folder: Path) -> EraBases:
 def link_or_copy(source: Path, target: Path) -> None:
     """``target`` as a hard link of ``source`` (no copy), or a copy across file systems."""
     try:
-        os.link(source, target)
+        os.link(source, target, follow_symlinks=False)
     except OSError:  # another file system (a work_root elsewhere) or no links there
         shutil.copyfile(source, target)
 
@@ -237,14 +236,7 @@ def write_joined(folder: Path, matrix: np.ndarray | RowsOf, head: Path, chunk_by
         raise ValueError(f"{head} ({first.shape}, {first.dtype}) is not the first rows of a "
                          f"{matrix.shape} {matrix.dtype} matrix")
     link_or_copy(head, folder / JOINED_HEAD)
-    size = head.stat().st_size
-    pages = size // mmap.PAGESIZE * mmap.PAGESIZE
-    rows = max(1, chunk_bytes // max(1, matrix[:1].nbytes))
-    with open(folder / JOINED_REST, "wb") as f, open(head, "rb") as h:
-        h.seek(pages)
-        f.write(h.read(size - pages))
-        for start in range(len(first), len(matrix), rows):
-            f.write(np.ascontiguousarray(matrix[start:start + rows]).tobytes())
+    write_rest(folder / JOINED_REST, head, matrix, len(first), chunk_bytes)
 
 
 LOCK = "lock"

@@ -81,7 +81,7 @@ def run_job(job: dict, out: Path, timings: dict[str, float]) -> None:
     seed_generators(job.get("seed"))
     steps = load_steps(job["program"], job["defaults"], timings)
     if job["stage"] == "features":
-        run_features(steps["create_features"], data, out, timings)
+        run_features(steps["create_features"], data, out, timings, job.get("head_rows"))
     else:
         run_model(steps, data, job, out, timings)
 
@@ -112,7 +112,11 @@ def load_data(data_dir: Path, with_targets: bool) -> dict:
     return data
 
 
-def run_features(create_features, data: dict, out: Path, timings: dict[str, float]) -> None:
+def run_features(create_features, data: dict, out: Path, timings: dict[str, float],
+                 head_rows: int | None = None) -> None:
+    """``features.npy``, or with ``head_rows`` (the training rows' count) the same matrix as
+    ``features.head.npy`` (those rows: the model stage's training matrix as it is) and
+    ``features.rest`` (:func:`write_rest`), so nobody copies the training rows out of it."""
     t = time.perf_counter()
     X = step_create_features(create_features, data)
     values = X.to_numpy()
@@ -120,7 +124,12 @@ def run_features(create_features, data: dict, out: Path, timings: dict[str, floa
         values = values.astype(np.int8)
     if values.dtype.kind not in "iuf":
         values = X.to_numpy(dtype=np.float64, na_value=np.nan)
-    np.save(out / "features.npy", values)
+    if head_rows is None:
+        np.save(out / "features.npy", values)
+    else:
+        values = np.ascontiguousarray(values)
+        np.save(out / JOINED_HEAD, values[:head_rows])
+        write_rest(out / JOINED_REST, out / JOINED_HEAD, values, head_rows)
     (out / "columns.json").write_text(json.dumps(list(X.columns)))
     timings["create_features"] = time.perf_counter() - t
 
@@ -194,7 +203,7 @@ def map_joined(head: Path, rest: Path, writable: bool = True) -> np.ndarray:
     address = _checked_map(None, size, PROT_NONE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)  # the range
     for path, at, length in ((head, 0, pages), (rest, pages, rest_size)):
         if length:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
                 _checked_map(address + at, length, prot, mmap.MAP_PRIVATE | MAP_FIXED, fd)
             finally:
@@ -205,6 +214,19 @@ def map_joined(head: Path, rest: Path, writable: bool = True) -> np.ndarray:
                           offset=offset).reshape(shape[0] + later, *shape[1:])
     array.flags.writeable = writable
     return array
+
+
+def write_rest(path: Path, head: Path, matrix, head_rows: int, chunk_bytes: int = 1 << 26) -> None:
+    """The rest file of :func:`map_joined`: ``head``'s last partial page, then ``matrix``'s rows
+    from ``head_rows`` on, a chunk of rows at a time (``matrix``: anything sliced into arrays)."""
+    size = head.stat().st_size
+    pages = size // mmap.PAGESIZE * mmap.PAGESIZE
+    rows = max(1, chunk_bytes // max(1, matrix[:1].nbytes))
+    with open(path, "wb") as f, open(head, "rb") as h:
+        h.seek(pages)
+        f.write(h.read(size - pages))
+        for start in range(head_rows, len(matrix), rows):
+            f.write(np.ascontiguousarray(matrix[start:start + rows]).tobytes())
 
 
 def _checked_map(address: int | None, length: int, prot: int, flags: int, fd: int) -> int:

@@ -317,3 +317,64 @@ def test_a_feature_matrix_is_read_up_to_the_limit_given(tmp_path):
     assert load_matrix(tmp_path / "features.npy", 100, limit=2000).shape == (100, 10)
     with pytest.raises(ValueError, match=r"at most 500 are read \(a feature matrix: up to env.sandbox.file_mb\)"):
         load_matrix(tmp_path / "features.npy", 100, limit=500)
+
+
+# --- a matrix written as the training rows' file and the rest ------------------------------
+def _joined(tmp_path: Path, matrix: np.ndarray, n_head: int) -> tuple[Path, Path]:
+    from aiforml.pipeline.harness import JOINED_HEAD, JOINED_REST, write_rest
+
+    head, rest = tmp_path / JOINED_HEAD, tmp_path / JOINED_REST
+    np.save(head, matrix[:n_head])
+    write_rest(rest, head, matrix, n_head)
+    return head, rest
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_a_joined_matrix_reads_back_whole_and_checked(tmp_path, mapped):
+    matrix = np.random.default_rng(0).normal(size=(900, 3))
+    head, rest = _joined(tmp_path, matrix, 700)
+    got = childio.load_joined(head, rest, 900, 700, mapped=mapped)
+    np.testing.assert_array_equal(got, matrix)
+    assert got.flags.writeable != mapped
+    refused(childio.load_joined, head, rest, 900, 699, match="expected \\(699, k\\)")
+    refused(childio.load_joined, head, rest, 901, 700, match="truncated or corrupt")
+    refused(childio.load_joined, head, rest, 900, 700, head.stat().st_size + 100, match="at most")
+
+
+def test_a_joined_matrix_whose_files_disagree_or_are_links_is_refused(tmp_path):
+    matrix = np.arange(2000.0).reshape(1000, 2)
+    head, rest = _joined(tmp_path, matrix, 600)
+    data = bytearray(rest.read_bytes())
+    data[0] ^= 1  # the repeated last page of the head, changed in the rest only
+    rest.write_bytes(bytes(data))
+    refused(childio.load_joined, head, rest, 1000, 600, match="does not begin with the last page")
+    os.replace(head, tmp_path / "elsewhere.npy")
+    head.symlink_to(tmp_path / "elsewhere.npy")
+    refused(childio.load_joined, head, rest, 1000, 600, match="not a regular file")
+    head.unlink()
+    np.save(head, np.asfortranarray(matrix[:600]))
+    refused(childio.load_joined, head, rest, 1000, 600, match="expected \\(600, k\\)")
+
+
+def test_a_program_changing_its_training_rows_after_writing_them_is_invalid_output(open_evaluator):
+    """The training rows' file is the model stage's matrix and the first rows of what the guards
+    and the stream read: a thread the program left behind that changes it after the harness
+    wrote it (its last page, which the rest file repeats) is caught."""
+    n_train = open_evaluator.task.n_train
+    assert (128 + 8 * n_train) % 4096, "the head file must end inside a page for this test"
+    source = (
+        "import os, sys, threading, time\n"
+        "def change(out):\n"
+        "    head = os.path.join(out, 'features.head.npy')\n"
+        "    while not os.path.exists(os.path.join(out, 'result.json')):\n"
+        "        time.sleep(0.005)\n"
+        "    with open(head, 'r+b') as f:\n"
+        "        f.seek(os.path.getsize(head) - 1)\n"
+        "        f.write(b'\\x01')\n"
+        "def create_features(df, feature_cols):\n"
+        "    import pandas as pd\n"
+        "    threading.Thread(target=change, args=(os.path.dirname(sys.argv[1]),)).start()\n"
+        "    return pd.DataFrame({'f': df[feature_cols[0]].astype('float64')})\n")
+    result = open_evaluator.evaluate(Program(source))
+    assert result.status == "invalid_output", result.message
+    assert "last page" in result.message, result.message

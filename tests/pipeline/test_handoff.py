@@ -234,3 +234,29 @@ def test_feature_neutral_bases_are_built_once_per_machine_and_mapped_by_each_use
         for got in (first, second):
             np.testing.assert_array_equal(per_era_feature_neutral_corr(predictions, got, target, eras), want)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fnc-split-basis", "fnc-split-map"]
+
+
+def test_a_programs_own_training_rows_go_to_the_model_stage_as_written(dataset, split, tmp_path):
+    """A feature step of the program's own writes its training rows and the rest as two files;
+    where no process of its run is left (bubblewrap), the model stage's matrix is that first
+    file itself, not a copy of its rows."""
+    work = Path(tempfile.mkdtemp(prefix="handoff-test-", dir=shared_base()))
+    ev = Evaluator(dataset, split, EnvConfig(pipeline=PipelineConfig(n_estimators=5, cv_folds=1)),
+                   work_root=work, cache_dir=tmp_path)
+    seen: list[tuple[int, int]] = []
+
+    def progress(stage: str, fraction: float) -> None:
+        if stage == "scoring":
+            for job in work.glob("*/inbox"):
+                seen.append(((job / "x_train.npy").stat().st_ino,
+                             (job.parent / "features" / "features.head.npy").stat().st_ino))
+
+    try:
+        source = ev.task.default_program().replace("return df[feature_cols]", "return df[feature_cols] * 2")
+        result = ev.evaluate(Program(source), progress, with_baseline=False)
+        assert result.status == "ok", result.message
+        assert len(seen) == 1
+        assert (seen[0][0] == seen[0][1]) == ev.sandbox.runs_are_sealed
+    finally:
+        ev.close()
+        shutil.rmtree(work, ignore_errors=True)
