@@ -6,7 +6,10 @@ in the training view. Validation and test targets are never written anywhere a c
 read. The two views of a dataset and split are written once, under /dev/shm when it
 exists (reads at memory speed, memory-mapped by the child: no copy per evaluation), and
 shared by every evaluation (in this user's private folder, :mod:`.userdirs`); a look-ahead
-guard's truncated view is written per evaluation into its job folder.
+guard's truncated view is written per evaluation into its job folder. The training rows are
+held once: a view of more rows keeps its first ones as a hard link of the training view's
+``features.npy`` and the rest in a second file, and every reader maps the two as one matrix
+(:func:`write_joined`, :func:`aiforml.pipeline.harness.map_joined`).
 
 The trusted side holds the same copy: :func:`shared_dataset` gives the task's rows of the
 data set without the feature matrix, which :func:`open_shared_dataset` memory-maps from

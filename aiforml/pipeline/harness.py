@@ -7,7 +7,8 @@ checks them and scores them. One process runs one stage (``job["stage"]``):
 
 - ``features``: ``create_features`` on a feature view (every feature row, or for a
   look-ahead guard only the rows before a cut), no target anywhere; writes
-  ``features.npy`` and ``columns.json``;
+  ``features.npy`` (or, asked for ``head_rows``, the training rows as ``features.head.npy``
+  and the rest as ``features.rest``: :func:`map_joined`) and ``columns.json``;
 - ``model``: ``create_target`` on the training view (the only targets a child ever sees),
   ``define_cv`` and the CV fits (``cv_*.npy``, ``oof.npy``: advisory), the final fit on the
   feature matrix the parent checked (``inbox/x_train.npy``), then the validation and test
