@@ -128,7 +128,7 @@ def shared_matrix(feature_dir: Path, train_dir: Path, matrix: np.ndarray, n_trai
     view = view_matrix(feature_dir)
     if view.dtype == matrix.dtype and np.array_equal(view, matrix):
         return view, train_dir / "features.npy"
-    folder = feature_dir.parent / f"default-{key}"
+    folder = feature_dir.parent / f"default-joined-{key}"  # (an earlier layout kept "default-{key}")
     if not (folder / "all" / "meta.json").exists():
         write_view(folder, ({"features": matrix[:n_train]}, {}))  # a winner's is kept
         write_view(folder / "all", ({"features": matrix}, {}), head=folder / "features.npy")

@@ -98,7 +98,7 @@ def test_a_default_matrix_unlike_the_view_is_written_once_and_mapped(dataset, sp
     matrix = view_matrix(features).astype(np.float32) / 4  # not the view's own values
     mapped, x_train = shared_matrix(features, train, matrix, task.n_train, "k1")
     assert isinstance(mapped, MappedMatrix) and np.array_equal(mapped, matrix)
-    assert x_train == features.parent / "default-k1" / "features.npy"
+    assert x_train == features.parent / "default-joined-k1" / "features.npy"
     np.testing.assert_array_equal(np.load(x_train), matrix[: task.n_train])
     written = x_train.stat().st_mtime_ns
     shared_matrix(features, train, matrix, task.n_train, "k1")
