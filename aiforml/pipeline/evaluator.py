@@ -214,11 +214,15 @@ class Evaluator:
                     return result
                 (features, columns), cuts = checked, self.draw_cuts()
             progress("model stage and look-ahead guard", 0.3)
-            # the guards one after another beside the model stage: each holds a cut view and its output
+            # the guards one after another, beside the model stage (each holds a cut view and its output), or
+            # after it for a large matrix (env.pipeline.guards_beside_mb): the same findings either way
+            beside = features.nbytes <= self.cfg.pipeline.guards_beside_mb * 2**20
             with ThreadPoolExecutor(max_workers=1) as pool:
-                guards = [pool.submit(self._guard, program, job, k, cut, features) for k, cut in enumerate(cuts)]
+                def start_guards() -> list:
+                    return [pool.submit(self._guard, program, job, k, cut, features) for k, cut in enumerate(cuts)]
+                guards = start_guards() if beside else []
                 result, streamer = self._model_stage(program, job, features, columns, result)
-                findings = [g.result() for g in guards]
+                findings = [g.result() for g in (guards if beside else start_guards())]
             result.timings["sandbox/guard"] = max((f[1] for f in findings), default=0.0)
             finding = next((f[0] for f in findings if f[0] is not None), None)
             if finding:

@@ -314,3 +314,41 @@ def test_a_fold_of_consecutive_rows_is_a_view_of_the_training_rows():
         rows = rows_at(X, idx)
         pd.testing.assert_frame_equal(rows, X.iloc[idx], check_index_type=False)
         assert np.shares_memory(rows.to_numpy(), X.to_numpy()) == (len(idx) > 1 and idx[-1] - idx[0] == len(idx) - 1)
+
+
+def test_a_large_feature_matrix_has_its_guards_run_after_the_model_stage(make_evaluator, monkeypatch):
+    """env.pipeline.guards_beside_mb: beside the model stage for a small matrix, after it past
+    the size (memory for time); the guards run and find the same either way."""
+    import dataclasses
+    import time
+
+    from aiforml.pipeline.evaluator import Evaluator
+
+    events: list[tuple[str, float]] = []
+    guard, model_stage = Evaluator._guard, Evaluator._model_stage
+
+    def timed_guard(self, *args, **kwargs):
+        events.append(("guard", time.monotonic()))
+        return guard(self, *args, **kwargs)
+
+    def timed_model_stage(self, *args, **kwargs):
+        out = model_stage(self, *args, **kwargs)
+        events.append(("model end", time.monotonic()))
+        return out
+
+    monkeypatch.setattr(Evaluator, "_guard", timed_guard)
+    monkeypatch.setattr(Evaluator, "_model_stage", timed_model_stage)
+    source = default_program_source().replace("return df[feature_cols]", "return df[feature_cols] * 2")
+    ev = make_evaluator()
+    try:
+        orders = []
+        for beside_mb in (1024, 0):
+            ev.cfg = dataclasses.replace(ev.cfg, pipeline=dataclasses.replace(ev.cfg.pipeline, guards_beside_mb=beside_mb))
+            events.clear()
+            result = ev.evaluate(Program(source + f"\nRUN = {beside_mb}\n"), with_baseline=False)
+            assert result.status == "ok", result.message
+            orders.append([name for name, _ in sorted(events, key=lambda e: e[1])])
+        assert orders[0][0] == "guard" and orders[0].count("guard") == 2  # beside: a guard before the model ends
+        assert orders[1] == ["model end", "guard", "guard"]  # after
+    finally:
+        ev.close()
