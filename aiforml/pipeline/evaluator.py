@@ -215,8 +215,9 @@ class Evaluator:
                 (features, columns), cuts = checked, self.draw_cuts()
             progress("model stage and look-ahead guard", 0.3)
             # the guards one after another, beside the model stage (each holds a cut view and its output), or
-            # after it for a large matrix (env.pipeline.guards_beside_mb): the same findings either way
-            beside = features.nbytes <= self.cfg.pipeline.guards_beside_mb * 2**20
+            # after it past env.pipeline.guards_after_mb: the same findings either way
+            after_mb = self.cfg.pipeline.guards_after_mb
+            beside = not after_mb or features.nbytes <= after_mb * 2**20
             with ThreadPoolExecutor(max_workers=1) as pool:
                 def start_guards() -> list:
                     return [pool.submit(self._guard, program, job, k, cut, features) for k, cut in enumerate(cuts)]

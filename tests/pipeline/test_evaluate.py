@@ -317,8 +317,8 @@ def test_a_fold_of_consecutive_rows_is_a_view_of_the_training_rows():
 
 
 def test_a_large_feature_matrix_has_its_guards_run_after_the_model_stage(make_evaluator, monkeypatch):
-    """env.pipeline.guards_beside_mb: beside the model stage for a small matrix, after it past
-    the size (memory for time); the guards run and find the same either way."""
+    """env.pipeline.guards_after_mb: beside the model stage (0, the default), or after it for
+    a matrix past the size (memory for time); the guards run and find the same either way."""
     import dataclasses
     import time
 
@@ -342,13 +342,13 @@ def test_a_large_feature_matrix_has_its_guards_run_after_the_model_stage(make_ev
     ev = make_evaluator()
     try:
         orders = []
-        for beside_mb in (1024, 0):
-            ev.cfg = dataclasses.replace(ev.cfg, pipeline=dataclasses.replace(ev.cfg.pipeline, guards_beside_mb=beside_mb))
+        for after_mb in (0, 1):
+            ev.cfg = dataclasses.replace(ev.cfg, pipeline=dataclasses.replace(ev.cfg.pipeline, guards_after_mb=after_mb))
             events.clear()
-            result = ev.evaluate(Program(source + f"\nRUN = {beside_mb}\n"), with_baseline=False)
+            result = ev.evaluate(Program(source + f"\nRUN = {after_mb}\n"), with_baseline=False)
             assert result.status == "ok", result.message
             orders.append([name for name, _ in sorted(events, key=lambda e: e[1])])
         assert orders[0][0] == "guard" and orders[0].count("guard") == 2  # beside: a guard before the model ends
-        assert orders[1] == ["model end", "guard", "guard"]  # after
+        assert orders[1] == ["model end", "guard", "guard"]  # after (the matrix is a few MB)
     finally:
         ev.close()
