@@ -166,41 +166,60 @@ def test_links_and_fifos_in_the_output_are_refused(open_evaluator):
     assert any(m in result.message for m in ("regular file", "did not write", "after 0 of")), result.message
 
 
+REWRITE_EVERYTHING = (
+    "import json, os, sys\n"
+    "def rewrite(stage, folders):\n"
+    "    hit, seen = [], []\n"
+    "    for folder in folders:\n"
+    "        for name in os.listdir(folder):\n"
+    "            seen.append(name)\n"
+    "            path = os.path.join(folder, name)\n"
+    "            for how in (lambda: os.chmod(path, 0o666),\n"
+    "                        lambda: open(path, 'r+b').write(b'\\x93NUMPY' + b'\\x00' * 200),\n"
+    "                        lambda: os.truncate(path, 0), lambda: os.unlink(path)):\n"
+    "                try:\n"
+    "                    how()\n"
+    "                    hit.append(name)\n"
+    "                except OSError:\n"
+    "                    pass\n"
+    "    print(stage, 'saw', sorted(seen), 'rewrote', hit)\n"
+    "    return sorted(seen), hit\n"
+    "def define_model():\n"
+    "    job = json.load(open(sys.argv[1]))\n"
+    "    rewrite('model', (job['inbox'], job['data_dir']))\n"
+    "    from sklearn.linear_model import Ridge\n"
+    "    return Ridge()\n")
+
+
 def test_shared_hand_off_files_cannot_be_rewritten_through_a_link(open_evaluator):
-    """The default features' training rows are hard links of the shared view (one inode for
-    every evaluation and the actors' memory map): a program that writes into every file it is
-    handed, chmods them or swaps them, changes nothing for the next program."""
+    """The training rows are one inode: the training view's file, linked as the feature view's
+    first rows, into each guard's cut view and into the default features' inbox (and the
+    actors' memory map). A program that writes into every file it is handed, from the model
+    stage, the feature stage and the guards, chmods them or swaps them, changes nothing for
+    the next program."""
     import hashlib
 
     def digest(folder):
-        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.npy"))}
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
     honest = open_evaluator.evaluate(Program(default_program_source()))
     before = digest(open_evaluator.feature_dir), digest(open_evaluator.train_dir)
-    attack = (
-        "import json, os, sys\n"
-        "def define_model():\n"
-        "    job = json.load(open(sys.argv[1]))\n"
-        "    hit, seen = [], []\n"
-        "    for folder in (job['inbox'], job['data_dir']):\n"
-        "        for name in os.listdir(folder):\n"
-        "            seen.append(name)\n"
-        "            path = os.path.join(folder, name)\n"
-        "            for how in (lambda: os.chmod(path, 0o666),\n"
-        "                        lambda: open(path, 'r+b').write(b'\\x93NUMPY' + b'\\x00' * 200),\n"
-        "                        lambda: os.truncate(path, 0), lambda: os.unlink(path)):\n"
-        "                try:\n"
-        "                    how()\n"
-        "                    hit.append(name)\n"
-        "                except OSError:\n"
-        "                    pass\n"
-        "    print('saw', sorted(seen), 'rewrote', hit)\n"
-        "    from sklearn.linear_model import Ridge\n"
-        "    return Ridge()\n")
-    result = run(open_evaluator, attack)  # keeps the default features: its inbox holds the link
+    assert {"features.head.npy", "features.rest"} <= set(before[0])
+    result = run(open_evaluator, REWRITE_EVERYTHING)  # keeps the default features: its inbox holds the link
     assert result.status == "ok", result.message
     assert "'x_train.npy'" in result.stdout and "'features.npy'" in result.stdout, result.stdout
-    assert "rewrote []" in result.stdout, result.stdout
+    assert "rewrote []" in result.stdout and "rewrote ['" not in result.stdout, result.stdout
+    # its feature stage and two guards (joined cut views) say what they saw and hit through a
+    # failure (only the model stage's output comes back); its model stage prints as above
+    own = REWRITE_EVERYTHING + (
+        "def create_features(df, feature_cols):\n"
+        "    seen, hit = rewrite('features', (json.load(open(sys.argv[1]))['data_dir'],))\n"
+        "    if hit or not {'features.head.npy', 'features.rest'} <= set(seen):\n"
+        "        raise RuntimeError(f'saw {seen}, rewrote {hit}')\n"
+        "    return df[feature_cols] * 2\n")
+    result = run(open_evaluator, own)
+    assert result.status == "ok", result.message
+    assert "rewrote ['" not in result.stdout, result.stdout
     assert (digest(open_evaluator.feature_dir), digest(open_evaluator.train_dir)) == before
     again = open_evaluator.evaluate(Program(default_program_source()))
     assert again.validation.per_era_corr == honest.validation.per_era_corr
