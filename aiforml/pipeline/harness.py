@@ -43,6 +43,8 @@ PROGRAM_FILE = "program.py"
 TRACEBACK_CHARS = 1500
 try:
     _LIBC = ctypes.CDLL(None, use_errno=True)  # the C library this interpreter runs on
+    _LIBC.mmap.restype = ctypes.c_void_p
+    _LIBC.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
 except OSError:  # pragma: no cover - a platform without dlopen(NULL)
     _LIBC = None
 
@@ -202,13 +204,17 @@ def map_joined(head: Path, rest: Path, writable: bool = True) -> np.ndarray:
     prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
     size = pages + rest_size
     address = _checked_map(None, size, PROT_NONE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)  # the range
-    for path, at, length in ((head, 0, pages), (rest, pages, rest_size)):
-        if length:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                _checked_map(address + at, length, prot, mmap.MAP_PRIVATE | MAP_FIXED, fd)
-            finally:
-                os.close(fd)
+    try:
+        for path, at, length in ((head, 0, pages), (rest, pages, rest_size)):
+            if length:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    _checked_map(address + at, length, prot, mmap.MAP_PRIVATE | MAP_FIXED, fd)
+                finally:
+                    os.close(fd)
+    except OSError:
+        _LIBC.munmap(ctypes.c_void_p(address), ctypes.c_size_t(size))
+        raise
     buffer = (ctypes.c_char * size).from_address(address)
     weakref.finalize(buffer, _LIBC.munmap, ctypes.c_void_p(address), ctypes.c_size_t(size))
     array = np.frombuffer(buffer, dtype=dtype, count=(shape[0] + later) * row_bytes // dtype.itemsize,
@@ -231,10 +237,7 @@ def write_rest(path: Path, head: Path, matrix, head_rows: int, chunk_bytes: int 
 
 
 def _checked_map(address: int | None, length: int, prot: int, flags: int, fd: int) -> int:
-    call = _LIBC.mmap
-    call.restype, call.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
-                                                    ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    got = call(address, length, prot, flags, fd, 0)
+    got = _LIBC.mmap(address, length, prot, flags, fd, 0)
     if got is None or got == ctypes.c_void_p(-1).value:
         errno = ctypes.get_errno()
         raise OSError(errno, f"mmap: {os.strerror(errno)}")
@@ -355,9 +358,15 @@ def fit(define_model, X_train: pd.DataFrame, y: np.ndarray, folds: list, out: Pa
 def rows_at(X: pd.DataFrame, idx: np.ndarray) -> pd.DataFrame:
     """The rows at ``idx``: a view when they are consecutive (a forward-chaining fold: no
     copy of the mapped rows), else a copy. The same rows, the same index labels."""
-    if len(idx) > 1 and idx[-1] - idx[0] == len(idx) - 1 and bool((np.diff(idx) == 1).all()):
-        return X.iloc[int(idx[0]): int(idx[-1]) + 1]
-    return X.iloc[idx]
+    run = consecutive(idx)
+    return X.iloc[run] if run is not None else X.iloc[idx]
+
+
+def consecutive(idx: np.ndarray) -> slice | None:
+    """``idx`` as a slice when it is a run of consecutive row numbers, else None."""
+    if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and bool((np.diff(idx) == 1).all()):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return None
 
 
 def release_freed() -> None:

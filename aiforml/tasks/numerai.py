@@ -21,6 +21,7 @@ from aiforml.config import EnvConfig
 from aiforml.data.dataset import EraSplit
 from aiforml.metrics import EraBases, score_split
 from aiforml.pipeline.checks import implausible_consistency
+from aiforml.pipeline.harness import consecutive
 from aiforml.program import SplitMetrics
 from aiforml.tasks.base import Finding, RowsOf, Task, View
 
@@ -32,9 +33,8 @@ def rows_of(matrix: np.ndarray, rows: np.ndarray, dtype: Any = np.int8) -> np.nd
     set's feature rows, and every prefix of them: a look-ahead guard's cut view is written
     from the mapped file, not from a copy in the actor), else gathered as it is written (the
     loaded data set's feature rows, which skip the embargo eras)."""
-    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
-        return np.ascontiguousarray(matrix[int(rows[0]):int(rows[-1]) + 1], dtype=dtype)
-    return RowsOf(matrix, rows, dtype)
+    run = consecutive(rows)
+    return np.ascontiguousarray(matrix[run], dtype=dtype) if run is not None else RowsOf(matrix, rows, dtype)
 
 
 def basis_mb(eras: np.ndarray, n_features: int, form: str = "basis") -> float:

@@ -313,7 +313,7 @@ def test_a_fold_of_consecutive_rows_is_a_view_of_the_training_rows():
     for idx in (np.arange(4, 12), np.array([1, 3, 4]), np.array([7])):
         rows = rows_at(X, idx)
         pd.testing.assert_frame_equal(rows, X.iloc[idx], check_index_type=False)
-        assert np.shares_memory(rows.to_numpy(), X.to_numpy()) == (len(idx) > 1 and idx[-1] - idx[0] == len(idx) - 1)
+        assert np.shares_memory(rows.to_numpy(), X.to_numpy()) == (idx[-1] - idx[0] == len(idx) - 1)
 
 
 def test_a_large_feature_matrix_has_its_guards_run_after_the_model_stage(make_evaluator, monkeypatch):
