@@ -254,8 +254,7 @@ class Evaluator:
                 result, checked = self._feature_stage(program, job)
                 if checked is None:
                     raise RuntimeError(f"the default create_features failed ({result.status}): {result.message}")
-                matrix, x_train = shared_matrix(self.feature_dir, self.train_dir, checked[0],
-                                                self.task.n_train, self._baseline_key())
+                matrix, x_train = shared_matrix(self.feature_dir, checked[0], self.task.n_train, self._baseline_key())
                 columns = checked[1]
                 del checked
                 remove_tree(job / "features")  # the shared matrix stands for it: not held through the guards

@@ -14,9 +14,9 @@ held once: a view of more rows keeps its first ones as a hard link of the traini
 The trusted side holds the same copy: :func:`shared_dataset` gives the task's rows of the
 data set without the feature matrix, which :func:`open_shared_dataset` memory-maps from
 the feature view (so the environment actors of one machine share one read-only copy with
-every child). The default feature step's matrix (:func:`shared_matrix`) is that file too
-when it is equal (else written once), and its training rows are hard-linked into each
-job's inbox, not copied.
+every child). The default feature step's matrix is that file too when the step selects
+the view's columns as they are (else written once, :func:`shared_matrix`), and its training
+rows are hard-linked into each job's inbox, not copied.
 
 Held while used, then freed. Under /dev/shm the views are memory: a split's folder would
 hold its data (gigabytes at Numerai's full width) until the machine restarts. Every process
@@ -117,17 +117,11 @@ def view_matrix(folder: Path) -> np.ndarray:
     return matrix
 
 
-def shared_matrix(feature_dir: Path, train_dir: Path, matrix: np.ndarray, n_train: int,
-                  key: str) -> tuple[np.ndarray, Path]:
-    """``matrix`` (the default feature step's output on the feature view) memory-mapped from
-    a hand-off file, and the file of its first ``n_train`` rows, for hard links into inboxes.
-
-    When it equals the view's own features (the Numerai default selects the columns as they
-    are), those files serve and nothing is written; else it is written once under ``key``.
-    """
-    view = view_matrix(feature_dir)
-    if view.dtype == matrix.dtype and np.array_equal(view, matrix):
-        return view, train_dir / "features.npy"
+def shared_matrix(feature_dir: Path, matrix: np.ndarray, n_train: int, key: str) -> tuple[np.ndarray, Path]:
+    """``matrix`` (a default feature step's output on the feature view) memory-mapped from a
+    hand-off folder beside the views, written once under ``key``, and the file of its first
+    ``n_train`` rows, for hard links into inboxes. (A default that selects the view's columns
+    as they are needs none of this: the view serves, ``Evaluator._default_features``.)"""
     folder = feature_dir.parent / f"default-joined-{key}"  # (an earlier layout kept "default-{key}")
     if not (folder / "all" / "meta.json").exists():
         write_view(folder, ({"features": matrix[:n_train]}, {}))  # a winner's is kept

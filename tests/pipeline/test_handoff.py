@@ -92,16 +92,16 @@ def test_a_cut_view_holds_only_the_rows_before_the_cut(dataset, split, tmp_path)
     assert rest < 4096 + (cut - task.n_train) * dataset.features.shape[1]
 
 
-def test_a_default_matrix_unlike_the_view_is_written_once_and_mapped(dataset, split, tmp_path):
+def test_a_default_matrix_of_its_own_is_written_once_and_mapped(dataset, split, tmp_path):
     task = build_task(dataset, split, EnvConfig())
     features, train = shared_views(task, root=tmp_path)
     matrix = view_matrix(features).astype(np.float32) / 4  # not the view's own values
-    mapped, x_train = shared_matrix(features, train, matrix, task.n_train, "k1")
+    mapped, x_train = shared_matrix(features, matrix, task.n_train, "k1")
     assert isinstance(mapped, MappedMatrix) and np.array_equal(mapped, matrix)
     assert x_train == features.parent / "default-joined-k1" / "features.npy"
     np.testing.assert_array_equal(np.load(x_train), matrix[: task.n_train])
     written = x_train.stat().st_mtime_ns
-    shared_matrix(features, train, matrix, task.n_train, "k1")
+    shared_matrix(features, matrix, task.n_train, "k1")
     assert x_train.stat().st_mtime_ns == written  # once per machine, not per evaluator
 
 
@@ -116,10 +116,14 @@ def test_default_features_are_the_mapped_view_and_linked_into_each_inbox(dataset
             for inbox in work.glob("*/inbox"):
                 inboxes.append(((inbox / "x_train.npy").stat().st_ino, sorted(p.name for p in inbox.glob("x_*.npy"))))
 
+    stages = []
+    feature_stage = ev._feature_stage
+    ev._feature_stage = lambda *args: stages.append(args) or feature_stage(*args)
     try:
         program = Program(ev.task.default_program() + "\nVARIANT = 1\n")
         for _ in range(2):
             assert ev.evaluate(program, progress, with_baseline=False).status == "ok"
+        assert stages == []  # the default selects the view's columns: nothing to run or guard
         matrix = ev._default_matrix[0]
         assert isinstance(matrix, MappedMatrix) and Path(matrix.filename) == ev.feature_dir
         view_inode = (ev.train_dir / "features.npy").stat().st_ino
