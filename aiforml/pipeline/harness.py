@@ -142,7 +142,7 @@ def run_model(steps: dict, data: dict, job: dict, out: Path, timings: dict[str, 
     t = time.perf_counter()
     y = step_create_target(steps["create_target"], data)
     timings["create_target"] = time.perf_counter() - t
-    columns = json.loads((inbox / "columns.json").read_text())
+    columns = pd.Index(json.loads((inbox / "columns.json").read_text()))  # once: each block's frame shares it
     X_train = pd.DataFrame(mapped(inbox / "x_train.npy"), columns=columns, copy=False)
     folds = []
     if job.get("cv", True):  # live predictions skip the CV fits: nothing scores them
