@@ -179,6 +179,36 @@ def test_a_program_may_write_into_its_frames_and_the_shared_data_stays_as_it_was
     assert after.validation.per_era_corr == before.validation.per_era_corr
 
 
+RENAMES_ITS_INPUT = '''
+import numpy as np
+
+
+class Renaming:
+    def fit(self, X, y):
+        self.names = list(X.columns)
+        return self
+
+    def predict(self, X):
+        if list(X.columns) != self.names:
+            raise RuntimeError(f"a block came with other column names: {list(X.columns)[:3]}")
+        X.columns = [f"renamed_{i}" for i in range(X.shape[1])]  # the frame's own, not the next block's
+        X.rename(columns={"renamed_0": "again"}, inplace=True)
+        return np.asarray(X, dtype=float).mean(axis=1)
+
+
+def define_model():
+    return Renaming()
+'''
+
+
+def test_every_streamed_block_has_the_column_names_whatever_the_model_did_to_the_last(evaluator):
+    """The blocks' frames share one column index: a model that renames its input in place
+    changes its own frame only, and the next block still comes with the training names."""
+    result = evaluator.evaluate(Program(RENAMES_ITS_INPUT))
+    assert result.status == "ok", (result.message, result.traceback)
+    assert result.validation.n_eras > 1
+
+
 def test_the_locked_fit_caps_lightgbms_bin_sample_unless_the_program_sets_it():
     import lightgbm
     from sklearn.linear_model import Ridge
