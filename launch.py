@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import faulthandler
 import signal
-import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from aiforml.compose import to_config
 from aiforml.run import run
-from aiforml.runtime import resolve_run_dir
+from aiforml.runtime import exit_process, resolve_run_dir
 from aiforml.sweep import run_sweep
 
 
@@ -37,4 +36,4 @@ def main(cfg: DictConfig) -> int:
 
 if __name__ == "__main__":
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: where a stuck run is
-    sys.exit(main())
+    exit_process(main)

@@ -5,18 +5,25 @@ output dir), the checks that fail before anything starts (a missing data path or
 folder, a fresh run pointed at a directory that holds one, trackers that cannot start, a
 reward term, generation backend, data source or task that names nothing registered), the
 resolved config as plain data (its file is ``aiforml.compose.RUN_CONFIG_FILE``), and
-connecting to Ray (local unless ``ray.address``). ``aiforml.run`` (one run) and ``aiforml.sweep`` (many) both build on it;
+connecting to Ray (local unless ``ray.address``) and leaving it, bounded even when Ray's own
+shutdown hangs. ``aiforml.run`` (one run) and ``aiforml.sweep`` (many) both build on it;
 it imports neither.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import logging
+import os
+import sys
+import threading
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import ray
 from hydra.core.hydra_config import HydraConfig
@@ -29,6 +36,8 @@ from aiforml.policy.model import check_model_folder, resolve_policy_config
 from aiforml.policy.sampling import get_sampler
 from aiforml.reward import check_weights
 from aiforml.tasks import check_task
+
+log = logging.getLogger(__name__)
 
 
 def resolve_run_dir(cfg: Config) -> Path:
@@ -93,4 +102,70 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
     try:
         yield
     finally:
-        ray.shutdown()
+        if cfg.address:
+            ray.shutdown()
+        else:
+            shutdown_local_ray(cfg.shutdown_timeout_s)
+
+
+def shutdown_local_ray(timeout_s: float) -> bool:
+    """``ray.shutdown()`` of a Ray this process started, bounded: True when it returned in time.
+
+    Ray's driver shutdown can hang in its core worker's ``shutdown_driver`` (seen once: a run
+    Ctrl-C'd during the full test suite; not reproduced in 18 runs alone or beside a busy
+    core), and a run that is done, or interrupted, then never exits. It runs in a thread here;
+    past ``timeout_s`` Ray's own processes (raylet, GCS, workers) are killed, which ends a wait
+    on them, and Ray's exit hook, which would block on the same shutdown, is removed. If it
+    still does not return, :func:`exit_process` leaves without the interpreter's teardown.
+    """
+    done = threading.Event()
+
+    def shut() -> None:
+        try:
+            ray.shutdown()
+        except Exception:
+            log.exception("ray.shutdown() failed")
+        finally:
+            done.set()
+
+    threading.Thread(target=shut, name="ray-shutdown", daemon=True).start()
+    if done.wait(timeout_s):
+        return True
+    log.warning("ray.shutdown() did not return within ray.shutdown_timeout_s=%s s: killing the "
+                "local Ray's processes", timeout_s)
+    node = ray._private.worker._global_node
+    if node is not None:
+        node.kill_all_processes(check_alive=False, allow_graceful=True, wait=True)
+    atexit.unregister(ray._private.worker.shutdown)
+    if not done.wait(5.0):
+        _RAY_LEFT_HANGING.set()
+        log.warning("ray.shutdown() still has not returned; its processes are gone, the run goes on")
+    return False
+
+
+_RAY_LEFT_HANGING = threading.Event()  # a Ray shutdown never returned: its core worker is half torn down
+
+
+def exit_process(main: Callable[[], int | None]) -> NoReturn:
+    """``sys.exit(main())``; after a Ray shutdown that never returned, ``os._exit`` with that code.
+
+    The interpreter's own exit would run the destructors of Ray's half torn-down core worker,
+    which crash (SIGSEGV, measured): the run's result and exit code would be lost to it.
+    """
+    try:
+        code = main()
+    except SystemExit as stop:
+        if not _RAY_LEFT_HANGING.is_set():
+            raise
+        code = stop.code if isinstance(stop.code, int) or stop.code is None else 1
+    except BaseException as error:
+        if not _RAY_LEFT_HANGING.is_set():
+            raise
+        traceback.print_exc()
+        code = 130 if isinstance(error, KeyboardInterrupt) else 1
+    if not _RAY_LEFT_HANGING.is_set():
+        sys.exit(code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)

@@ -264,3 +264,38 @@ def test_a_local_ray_starts_beside_a_stale_cluster_address(monkeypatch: pytest.M
         if ray.is_initialized():
             ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+
+HANGING_SHUTDOWN = """
+import time, ray
+from ray._private import worker
+from aiforml.config import RayConfig
+from aiforml.runtime import exit_process, ray_session
+
+def main():
+    with ray_session(RayConfig(num_cpus=1, shutdown_timeout_s=2.0)):
+        print(ray.get(ray.put("ray is up"), timeout=30), flush=True)
+        worker.disconnect = lambda *args, **kwargs: time.sleep(3600)  # ray.shutdown() never returns
+    print("the run went on", flush=True)
+    return 3
+
+exit_process(main)
+"""
+
+
+def test_a_run_exits_with_no_ray_process_left_when_ray_shutdown_hangs(tmp_path: Path) -> None:
+    """Ray's driver shutdown once hung in its core worker after Ctrl-C; the run must still exit."""
+    proc = subprocess.Popen([sys.executable, "-c", HANGING_SHUTDOWN], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        stdout, stderr = proc.communicate(timeout=90)
+        assert proc.returncode == 3, f"not the run's own exit code: {stderr[-3000:]}"
+        assert stdout.startswith("ray is up\n") and "the run went on" in stdout.splitlines()
+        assert "did not return within ray.shutdown_timeout_s=2.0" in stderr
+        time.sleep(2)  # killed processes are reaped asynchronously
+        assert session_processes(proc.pid) == [], "Ray's processes outlived the run"
+    finally:
+        if proc.poll() is None or session_processes(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
