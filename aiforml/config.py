@@ -394,7 +394,7 @@ class RayConfig(Section):
     learner_cpus: NonNeg = 0.0  # CPU request of the learner actor; 0: it works in turns with the env actors, which get the cores
     include_dashboard: bool = False  # start Ray's dashboard (local Ray only)
     learner_resources: Resources = None  # Ray custom resources of the learner (e.g. {gpu_node: 1})
-    shutdown_timeout_s: Positive = 30.0  # local Ray only: past this, a shutdown that hangs has Ray's processes killed
+    shutdown_timeout_s: Positive = 30.0  # past this, a Ray shutdown that hangs is abandoned (a local Ray's processes killed)
 
     def check(self) -> None:
         check(self.address is None or self.num_cpus is None,

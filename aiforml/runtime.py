@@ -102,21 +102,19 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
     try:
         yield
     finally:
-        if cfg.address:
-            ray.shutdown()
-        else:
-            shutdown_local_ray(cfg.shutdown_timeout_s)
+        shutdown_ray(cfg.shutdown_timeout_s)
 
 
-def shutdown_local_ray(timeout_s: float) -> bool:
-    """``ray.shutdown()`` of a Ray this process started, bounded: True when it returned in time.
+def shutdown_ray(timeout_s: float) -> bool:
+    """``ray.shutdown()``, bounded: True when it returned in time.
 
     Ray's driver shutdown can hang in its core worker's ``shutdown_driver`` (seen once: a run
     Ctrl-C'd during the full test suite; not reproduced in 18 runs alone or beside a busy
     core), and a run that is done, or interrupted, then never exits. It runs in a thread here;
     past ``timeout_s`` Ray's own processes (raylet, GCS, workers) are killed, which ends a wait
-    on them, and Ray's exit hook, which would block on the same shutdown, is removed. If it
-    still does not return, :func:`exit_process` leaves without the interpreter's teardown.
+    on them (a driver connected to a cluster started none: nothing of the cluster is killed),
+    and Ray's exit hook, which would block on the same shutdown, is removed. If it still does
+    not return, :func:`exit_process` leaves without the interpreter's teardown.
     """
     done = threading.Event()
 
@@ -132,8 +130,8 @@ def shutdown_local_ray(timeout_s: float) -> bool:
     if done.wait(timeout_s):
         return True
     log.warning("ray.shutdown() did not return within ray.shutdown_timeout_s=%s s: killing the "
-                "local Ray's processes", timeout_s)
-    node = ray._private.worker._global_node
+                "processes this Ray driver started", timeout_s)
+    node = ray._private.worker._global_node  # connected to a cluster: it holds no process
     if node is not None:
         node.kill_all_processes(check_alive=False, allow_graceful=True, wait=True)
     atexit.unregister(ray._private.worker.shutdown)
