@@ -156,6 +156,8 @@ def exit_process(main: Callable[[], int | None]) -> NoReturn:
         if not _RAY_LEFT_HANGING.is_set():
             raise
         code = stop.code if isinstance(stop.code, int) or stop.code is None else 1
+        if not isinstance(stop.code, int) and stop.code is not None:
+            print(stop.code, file=sys.stderr)  # as sys.exit("message") prints it
     except BaseException as error:
         if not _RAY_LEFT_HANGING.is_set():
             raise
